@@ -1,0 +1,307 @@
+//! Anytime-valid comparison of quantiles through time-uniform confidence
+//! bands on each arm's distribution function (Howard & Ramdas, "Sequential
+//! estimation of quantiles with applications to A/B-testing and best-arm
+//! identification", Bernoulli 2022, Theorem 2):
+//!
+//!   P(exists t >= 1: sup_x |F_t(x) - F(x)| > eps_t) <= alpha,
+//!   eps_t = 0.85 sqrt((ln ln(e t) + 0.8 ln(1612 / alpha)) / t),
+//!
+//! a time-uniform Dvoretzky-Kiefer-Wolfowitz inequality. Inverting the band
+//! gives, for every quantile q at once and at every sample size,
+//! Q(q) in [Q_t(q - eps_t), Q_t(q + eps_t)], with Q_t the empirical
+//! quantile function. From histograms the lower end is read at its bucket's
+//! low bound and the upper end at its bucket's high bound, so binning only
+//! widens the band.
+//!
+//! [`QuantileShiftTest`] compares canary and baseline quantiles: each arm's
+//! band is built at alpha/2, so with probability 1 - alpha both hold at all
+//! times and for all quantiles; it declares a regression when the canary's
+//! lower bound exceeds the tolerated multiple of the baseline's upper bound,
+//! and declares the canary within tolerance when the canary's upper bound
+//! lies below the tolerated multiple of the baseline's lower bound. Both
+//! statements are safe to read at every look.
+
+use serde::Serialize;
+
+use crate::histogram::Histogram;
+use crate::{check_alpha, StatsError};
+
+/// Half-width, in probability, of the time-uniform band after `t` samples.
+pub fn band_radius(t: u64, alpha: f64) -> f64 {
+    if t == 0 {
+        return f64::INFINITY;
+    }
+    let t = t as f64;
+    0.85 * (((std::f64::consts::E * t).ln().ln() + 0.8 * (1612.0 / alpha).ln()) / t).sqrt()
+}
+
+/// A confidence interval for one quantile, valid at all times at once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct QuantileBound {
+    /// The quantile (0.99 = p99).
+    pub quantile: f64,
+    /// Point estimate (the empirical quantile), `None` when empty.
+    pub estimate: Option<u64>,
+    /// Lower confidence bound (0 when the band reaches below every sample).
+    pub low: u64,
+    /// Upper confidence bound; `None` when the band reaches above every
+    /// sample (the quantile is not yet bounded).
+    pub high: Option<u64>,
+}
+
+/// Time-uniform confidence interval for quantile `q` of `hist` at level
+/// 1 - `alpha` (simultaneous over all quantiles and all sample sizes).
+pub fn quantile_bound(hist: &Histogram, q: f64, alpha: f64) -> QuantileBound {
+    let t = hist.len();
+    let eps = band_radius(t, alpha);
+    let tf = t as f64;
+    let lower_rank = (tf * (q - eps)).ceil();
+    let upper_rank = (tf * (q + eps)).ceil();
+    let low = if lower_rank >= 1.0 {
+        hist.bucket_at_rank(lower_rank as u64).map_or(0, |b| b.low)
+    } else {
+        0
+    };
+    let high = if upper_rank <= tf {
+        hist.bucket_at_rank(upper_rank.max(1.0) as u64)
+            .map(|b| b.high)
+    } else {
+        None
+    };
+    QuantileBound {
+        quantile: q,
+        estimate: hist.quantile(q),
+        low,
+        high,
+    }
+}
+
+/// Which direction of change is a regression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Higher is worse (latency, CPU).
+    Increase,
+    /// Lower is worse (throughput, hit rate).
+    Decrease,
+}
+
+/// What the bands say about one quantile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuantileDecision {
+    /// The canary is worse than tolerated (with confidence 1 - alpha).
+    Regressed,
+    /// The canary is within tolerance (with confidence 1 - alpha).
+    WithinTolerance,
+    /// Not enough evidence either way yet.
+    Pending,
+}
+
+/// Per-quantile outcome of a [`QuantileShiftTest`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct QuantileComparison {
+    /// Canary's bound.
+    pub canary: QuantileBound,
+    /// Baseline's bound.
+    pub baseline: QuantileBound,
+    /// The decision.
+    pub decision: QuantileDecision,
+}
+
+/// Sequential test of "canary's quantile q is worse than the baseline's by
+/// more than the tolerance", for several quantiles, from cumulative
+/// histograms of each arm.
+#[derive(Debug, Clone)]
+pub struct QuantileShiftTest {
+    quantiles: Vec<f64>,
+    alpha: f64,
+    tolerance: f64,
+    tolerance_abs: f64,
+    direction: Direction,
+    canary: Histogram,
+    baseline: Histogram,
+    min_p: f64,
+}
+
+impl QuantileShiftTest {
+    /// A test of `quantiles` at level `alpha`; the canary may be worse by a
+    /// factor `tolerance` (0.1 = 10%) plus `tolerance_abs` (histogram units)
+    /// before it counts as a regression.
+    pub fn new(
+        quantiles: &[f64],
+        alpha: f64,
+        tolerance: f64,
+        tolerance_abs: f64,
+        direction: Direction,
+    ) -> Result<Self, StatsError> {
+        check_alpha("alpha", alpha)?;
+        if quantiles.is_empty() || quantiles.iter().any(|&q| !(q > 0.0 && q < 1.0)) {
+            return Err(StatsError::InvalidParameter {
+                name: "quantiles",
+                reason: "each must be in (0, 1)".into(),
+            });
+        }
+        if !(tolerance.is_finite()
+            && tolerance >= 0.0
+            && tolerance_abs.is_finite()
+            && tolerance_abs >= 0.0)
+        {
+            return Err(StatsError::InvalidParameter {
+                name: "tolerance",
+                reason: "must be finite and >= 0".into(),
+            });
+        }
+        Ok(Self {
+            quantiles: quantiles.to_vec(),
+            alpha,
+            tolerance,
+            tolerance_abs,
+            direction,
+            canary: Histogram::new(),
+            baseline: Histogram::new(),
+            min_p: 1.0,
+        })
+    }
+
+    /// Adds new samples of each arm.
+    pub fn update(&mut self, canary: &Histogram, baseline: &Histogram) -> Result<(), StatsError> {
+        self.canary.merge(canary)?;
+        self.baseline.merge(baseline)?;
+        let p = self.current_p_value();
+        self.min_p = self.min_p.min(p);
+        Ok(())
+    }
+
+    /// The samples seen so far, canary then baseline.
+    pub fn arms(&self) -> (&Histogram, &Histogram) {
+        (&self.canary, &self.baseline)
+    }
+
+    /// Whether the bands at level `alpha` separate for quantile `q`.
+    fn decide(&self, q: f64, alpha: f64) -> QuantileComparison {
+        let c = quantile_bound(&self.canary, q, alpha / 2.0);
+        let b = quantile_bound(&self.baseline, q, alpha / 2.0);
+        let (k, abs) = (1.0 + self.tolerance, self.tolerance_abs);
+        let decision = match self.direction {
+            Direction::Increase => {
+                if b.high.is_some_and(|bh| c.low as f64 > k * bh as f64 + abs) {
+                    QuantileDecision::Regressed
+                } else if c.high.is_some_and(|ch| ch as f64 <= k * b.low as f64 + abs) {
+                    QuantileDecision::WithinTolerance
+                } else {
+                    QuantileDecision::Pending
+                }
+            }
+            Direction::Decrease => {
+                // Worse means lower: regression when the canary's upper bound
+                // is below the baseline's lower bound divided by the factor.
+                if c.high
+                    .is_some_and(|ch| (ch as f64) < (b.low as f64 - abs) / k)
+                {
+                    QuantileDecision::Regressed
+                } else if b
+                    .high
+                    .is_some_and(|bh| c.low as f64 >= (bh as f64 - abs) / k)
+                {
+                    QuantileDecision::WithinTolerance
+                } else {
+                    QuantileDecision::Pending
+                }
+            }
+        };
+        QuantileComparison {
+            canary: c,
+            baseline: b,
+            decision,
+        }
+    }
+
+    /// The comparison of every quantile at the test's alpha.
+    pub fn comparisons(&self) -> Vec<QuantileComparison> {
+        self.quantiles
+            .iter()
+            .map(|&q| self.decide(q, self.alpha))
+            .collect()
+    }
+
+    /// Whether some quantile regressed (now or at an earlier look).
+    pub fn rejects(&self) -> bool {
+        self.min_p <= self.alpha
+    }
+
+    /// Anytime-valid p-value: the smallest level at which some quantile has
+    /// regressed at any look so far. Bands widen as alpha shrinks, so the
+    /// level is found by bisection on ln alpha.
+    pub fn p_value(&self) -> f64 {
+        self.min_p
+    }
+
+    fn current_p_value(&self) -> f64 {
+        let regressed_at = |a: f64| {
+            self.quantiles
+                .iter()
+                .any(|&q| self.decide(q, a).decision == QuantileDecision::Regressed)
+        };
+        // The largest alpha the radius formula accepts; beyond it the bands
+        // no longer shrink with alpha.
+        let top = 0.999;
+        if !regressed_at(top) {
+            return 1.0;
+        }
+        let (mut lo, mut hi) = ((1e-300f64).ln(), top.ln());
+        if regressed_at(lo.exp()) {
+            return 1e-300;
+        }
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if regressed_at(mid.exp()) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        hi.exp()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn band_shrinks_with_samples() {
+        assert!(band_radius(100, 0.05) > band_radius(10_000, 0.05));
+        assert!(band_radius(10_000, 0.01) > band_radius(10_000, 0.05));
+        assert!(band_radius(0, 0.05).is_infinite());
+    }
+
+    #[test]
+    fn bound_contains_estimate() {
+        let h = Histogram::from_values(0..10_000).unwrap();
+        let b = quantile_bound(&h, 0.5, 0.05);
+        let est = b.estimate.unwrap();
+        assert!(b.low <= est && est <= b.high.unwrap());
+        // Radius at 10k samples, alpha 0.05 is about 0.026: the bound spans
+        // roughly the 47th to 53rd percentile.
+        assert!(b.low > 4500 && b.high.unwrap() < 5500, "{b:?}");
+    }
+
+    #[test]
+    fn clear_regression_is_detected_and_clear_equivalence_promoted() {
+        let base = Histogram::from_values((0..20_000).map(|i| 1000 + i % 1000)).unwrap();
+        let slow = Histogram::from_values((0..20_000).map(|i| 2000 + i % 1000)).unwrap();
+        let mut t =
+            QuantileShiftTest::new(&[0.5, 0.99], 0.01, 0.1, 0.0, Direction::Increase).unwrap();
+        t.update(&slow, &base).unwrap();
+        assert!(t.rejects());
+        assert!(t.p_value() < 1e-10);
+        let mut same = QuantileShiftTest::new(&[0.5], 0.01, 0.1, 0.0, Direction::Increase).unwrap();
+        same.update(&base, &base).unwrap();
+        assert!(!same.rejects());
+        assert_eq!(
+            same.comparisons()[0].decision,
+            QuantileDecision::WithinTolerance
+        );
+    }
+}
