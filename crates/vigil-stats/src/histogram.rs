@@ -152,6 +152,22 @@ impl Histogram {
         })
     }
 
+    /// An index for repeated rank look-ups in O(log buckets).
+    pub fn rank_index(&self) -> RankIndex {
+        let mut cumulative = Vec::new();
+        let mut buckets = Vec::new();
+        let mut seen = 0u64;
+        for b in self.buckets() {
+            seen += b.count;
+            cumulative.push(seen);
+            buckets.push(b);
+        }
+        RankIndex {
+            buckets,
+            cumulative,
+        }
+    }
+
     /// The `q`-quantile (the smallest recorded bucket at or above a share
     /// `q` of samples), as the bucket's representative value; `None` when
     /// empty. `q` is clamped to [0, 1].
@@ -189,6 +205,35 @@ impl Histogram {
     /// Whether `a` and `b` fall into the same bucket.
     pub fn same_bucket(a: u64, b: u64) -> bool {
         lowest_equivalent(a) == lowest_equivalent(b)
+    }
+}
+
+/// A histogram's buckets with cumulative counts, for rank queries.
+#[derive(Debug, Clone, Default)]
+pub struct RankIndex {
+    buckets: Vec<Bucket>,
+    cumulative: Vec<u64>,
+}
+
+impl RankIndex {
+    /// Number of samples.
+    pub fn len(&self) -> u64 {
+        self.cumulative.last().copied().unwrap_or(0)
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bucket holding the sample of rank `rank` (1-based); `None` when
+    /// `rank` is 0 or beyond the number of samples.
+    pub fn at_rank(&self, rank: u64) -> Option<Bucket> {
+        if rank == 0 {
+            return None;
+        }
+        let i = self.cumulative.partition_point(|&c| c < rank);
+        self.buckets.get(i).copied()
     }
 }
 

@@ -233,6 +233,136 @@ impl ErrorShareTest {
     }
 }
 
+/// Relative risks the [`ErrorRateTest`] mixes over (for `Exceeds`; their
+/// reciprocals are added for `Differs`).
+const RISK_GRID: [f64; 10] = [1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 150.0];
+
+/// Test of "the canary's error rate is at most `1 + tolerance` times the
+/// baseline's" when the traffic split changes over time (a rollout that
+/// steps from 5% to 50%).
+///
+/// Each batch (a time slice) reports both arms' requests and errors. Given
+/// the batch's requests and its total errors, an error falls into the
+/// canary with probability q(r) = r rho / (r rho + 1 - rho), where rho is the
+/// batch's canary share of requests and r the ratio of error rates. For a
+/// fixed r the product over batches of the likelihood ratio against the null
+/// ratio r0 = 1 + tolerance is a test martingale (under sampling without
+/// replacement too: the hypergeometric is dominated by the binomial in
+/// convex order); the e-value mixes those over a grid of r with equal
+/// weights. With constant rho and a Beta prior instead of the grid, this is
+/// [`ErrorShareTest`].
+#[derive(Debug, Clone)]
+pub struct ErrorRateTest {
+    null_ratio: f64,
+    ratios: Vec<f64>,
+    ln_wealth: Vec<f64>,
+    canary: (u64, u64),
+    baseline: (u64, u64),
+    max_ln_e: f64,
+}
+
+impl ErrorRateTest {
+    /// A test that tolerates a canary error rate up to `1 + tolerance` times
+    /// the baseline's.
+    pub fn new(tolerance: f64, alternative: ShareAlternative) -> Result<Self, StatsError> {
+        if !(tolerance.is_finite() && tolerance >= 0.0) {
+            return Err(StatsError::InvalidParameter {
+                name: "tolerance",
+                reason: "must be finite and >= 0".into(),
+            });
+        }
+        if alternative == ShareAlternative::Differs && tolerance > 0.0 {
+            return Err(StatsError::InvalidParameter {
+                name: "tolerance",
+                reason: "a two-sided error test has no tolerance; use `exceeds`".into(),
+            });
+        }
+        let null_ratio = 1.0 + tolerance;
+        let mut ratios: Vec<f64> = RISK_GRID.iter().map(|r| r * null_ratio).collect();
+        if alternative == ShareAlternative::Differs {
+            ratios.extend(RISK_GRID.iter().map(|r| null_ratio / r));
+        }
+        let n = ratios.len();
+        Ok(Self {
+            null_ratio,
+            ratios,
+            ln_wealth: vec![0.0; n],
+            canary: (0, 0),
+            baseline: (0, 0),
+            max_ln_e: 0.0,
+        })
+    }
+
+    /// Adds one batch: requests and errors of each arm. Errors beyond the
+    /// requests are clamped to the requests (a caller bug must not produce
+    /// evidence); a batch without requests in both arms carries none.
+    pub fn update(
+        &mut self,
+        canary_requests: u64,
+        canary_errors: u64,
+        baseline_requests: u64,
+        baseline_errors: u64,
+    ) {
+        let x = canary_errors.min(canary_requests);
+        let y = baseline_errors.min(baseline_requests);
+        self.canary.0 += canary_requests;
+        self.canary.1 += x;
+        self.baseline.0 += baseline_requests;
+        self.baseline.1 += y;
+        if canary_requests == 0 || baseline_requests == 0 || x + y == 0 {
+            return;
+        }
+        let rho = canary_requests as f64 / (canary_requests + baseline_requests) as f64;
+        let share = |r: f64| r * rho / (r * rho + 1.0 - rho);
+        let q0 = share(self.null_ratio);
+        let (xf, yf) = (x as f64, y as f64);
+        for (lw, &r) in self.ln_wealth.iter_mut().zip(&self.ratios) {
+            let q = share(r);
+            *lw += xf * (q / q0).ln() + yf * ((1.0 - q) / (1.0 - q0)).ln();
+        }
+        self.max_ln_e = self.max_ln_e.max(self.ln_e_value());
+    }
+
+    /// (requests, errors) of the canary so far.
+    pub fn canary(&self) -> (u64, u64) {
+        self.canary
+    }
+
+    /// (requests, errors) of the baseline so far.
+    pub fn baseline(&self) -> (u64, u64) {
+        self.baseline
+    }
+
+    /// ln of the current e-value.
+    pub fn ln_e_value(&self) -> f64 {
+        let m = self
+            .ln_wealth
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        if !m.is_finite() {
+            return m;
+        }
+        let s: f64 = self.ln_wealth.iter().map(|&l| (l - m).exp()).sum();
+        m + (s / self.ln_wealth.len() as f64).ln()
+    }
+
+    /// The current e-value.
+    pub fn e_value(&self) -> f64 {
+        self.ln_e_value().exp()
+    }
+
+    /// Anytime-valid p-value: 1 / (largest e-value so far), at most 1.
+    pub fn p_value(&self) -> f64 {
+        (-self.max_ln_e).exp().min(1.0)
+    }
+
+    /// Whether the null is rejected at `alpha` (now or at any earlier look).
+    pub fn rejects(&self, alpha: f64) -> bool {
+        self.p_value() <= alpha
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +391,26 @@ mod tests {
         assert!(DirichletMultinomial::new(&[1.0], 10.0).is_err());
         assert!(ErrorShareTest::new(0.0, 10.0, ShareAlternative::Differs).is_err());
         assert!(ErrorShareTest::new(0.5, f64::NAN, ShareAlternative::Differs).is_err());
+    }
+
+    #[test]
+    fn error_rate_test_detects_a_regression_through_a_ramp() {
+        let mut t = ErrorRateTest::new(0.0, ShareAlternative::Exceeds).unwrap();
+        // 1% baseline errors, 5% canary errors, canary share ramping up.
+        for step in 1..=20u64 {
+            let canary = 10 * step;
+            let baseline = 1000 - canary;
+            t.update(canary, canary / 20, baseline, baseline / 100);
+        }
+        assert!(t.rejects(0.01), "e = {}", t.e_value());
+        let mut healthy = ErrorRateTest::new(0.0, ShareAlternative::Exceeds).unwrap();
+        for step in 1..=20u64 {
+            let canary = 10 * step * 10;
+            let baseline = 10_000 - canary;
+            healthy.update(canary, canary / 100, baseline, baseline / 100);
+        }
+        assert!(!healthy.rejects(0.05), "e = {}", healthy.e_value());
+        assert!(ErrorRateTest::new(0.5, ShareAlternative::Differs).is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@
 
 use serde::Serialize;
 
-use crate::histogram::Histogram;
+use crate::histogram::{Histogram, RankIndex};
 use crate::{check_alpha, StatsError};
 
 /// Half-width, in probability, of the time-uniform band after `t` samples.
@@ -52,25 +52,36 @@ pub struct QuantileBound {
 /// Time-uniform confidence interval for quantile `q` of `hist` at level
 /// 1 - `alpha` (simultaneous over all quantiles and all sample sizes).
 pub fn quantile_bound(hist: &Histogram, q: f64, alpha: f64) -> QuantileBound {
-    let t = hist.len();
+    quantile_bound_indexed(&hist.rank_index(), q, alpha)
+}
+
+/// As [`quantile_bound`], on a prepared [`RankIndex`].
+pub fn quantile_bound_indexed(index: &RankIndex, q: f64, alpha: f64) -> QuantileBound {
+    let t = index.len();
     let eps = band_radius(t, alpha);
     let tf = t as f64;
     let lower_rank = (tf * (q - eps)).ceil();
     let upper_rank = (tf * (q + eps)).ceil();
     let low = if lower_rank >= 1.0 {
-        hist.bucket_at_rank(lower_rank as u64).map_or(0, |b| b.low)
+        index.at_rank(lower_rank as u64).map_or(0, |b| b.low)
     } else {
         0
     };
     let high = if upper_rank <= tf {
-        hist.bucket_at_rank(upper_rank.max(1.0) as u64)
-            .map(|b| b.high)
+        index.at_rank(upper_rank.max(1.0) as u64).map(|b| b.high)
     } else {
         None
     };
+    let estimate = if t == 0 {
+        None
+    } else {
+        index
+            .at_rank(((q * tf).ceil() as u64).clamp(1, t))
+            .map(|b| b.value())
+    };
     QuantileBound {
         quantile: q,
-        estimate: hist.quantile(q),
+        estimate,
         low,
         high,
     }
@@ -121,6 +132,8 @@ pub struct QuantileShiftTest {
     direction: Direction,
     canary: Histogram,
     baseline: Histogram,
+    canary_index: RankIndex,
+    baseline_index: RankIndex,
     min_p: f64,
 }
 
@@ -160,6 +173,8 @@ impl QuantileShiftTest {
             direction,
             canary: Histogram::new(),
             baseline: Histogram::new(),
+            canary_index: RankIndex::default(),
+            baseline_index: RankIndex::default(),
             min_p: 1.0,
         })
     }
@@ -168,6 +183,8 @@ impl QuantileShiftTest {
     pub fn update(&mut self, canary: &Histogram, baseline: &Histogram) -> Result<(), StatsError> {
         self.canary.merge(canary)?;
         self.baseline.merge(baseline)?;
+        self.canary_index = self.canary.rank_index();
+        self.baseline_index = self.baseline.rank_index();
         let p = self.current_p_value();
         self.min_p = self.min_p.min(p);
         Ok(())
@@ -180,8 +197,8 @@ impl QuantileShiftTest {
 
     /// Whether the bands at level `alpha` separate for quantile `q`.
     fn decide(&self, q: f64, alpha: f64) -> QuantileComparison {
-        let c = quantile_bound(&self.canary, q, alpha / 2.0);
-        let b = quantile_bound(&self.baseline, q, alpha / 2.0);
+        let c = quantile_bound_indexed(&self.canary_index, q, alpha / 2.0);
+        let b = quantile_bound_indexed(&self.baseline_index, q, alpha / 2.0);
         let (k, abs) = (1.0 + self.tolerance, self.tolerance_abs);
         let decision = match self.direction {
             Direction::Increase => {
