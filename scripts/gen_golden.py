@@ -22,8 +22,8 @@ Tolerances the Rust tests use against these files:
     * Mann-Whitney U:                    exact (U is a multiple of 0.5)
     * Mann-Whitney asymptotic p-values:  1e-9 relative
     * exact (permutation, with ties) p:  1e-10 absolute
-    * Hodges-Lehmann shift:              exact for values < 2048 (see note
-                                         on values >= 2048 below)
+    * Hodges-Lehmann shift:              exact (recorded only where the values
+                                         are exact in the histogram, see below)
     * savvi log e-values (and one-sided log e-values):
                                          1e-9 relative, or 1e-9 absolute when
                                          |log_e| < 1 (near zero)
@@ -35,11 +35,12 @@ discernible value 1, 2048 sub-buckets): values < 2048 are exact; a value
 v >= 2048 with k = floor(log2 v) lies in a bucket of width 2^(k-10)
 (bucket id (k, v >> (k-10))). This is asserted for every case, so rank
 statistics (U, p-values) computed from such a histogram equal the raw-sample
-ones. The Hodges-Lehmann shift is computed from the raw values; for cases with
-values >= 2048 a histogram-based implementation reproduces it only if it maps
-each bucket back to the raw value (cases "hdr_quantized_us_*" use values that
-are each bucket's lowest equivalent value; "coarse_10ms_*" use multiples of
-10000 which are not always bucket-aligned).
+ones. The Hodges-Lehmann shift is a function of the values themselves, so it
+is recorded (hl_shift non-null) only when every value is its bucket's
+representative value as vigil-stats' Histogram reports it (values < 2048, or
+lowest equivalent + width/2: case "hdr_quantized_us"); otherwise null (e.g.
+"coarse_10ms_timers": multiples of 10000 us are not bucket middles), and also
+null when n_canary * n_baseline > 4e6.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def generator_header(description: str, case_descriptions: dict, extra: dict) -> 
             "mwu_u": "exact",
             "mwu_p_asymptotic": "1e-9 relative",
             "mwu_p_exact": "1e-10 absolute",
-            "hl_shift": "exact when all values < 2048",
+            "hl_shift": "exact (given only where histograms reproduce the values exactly)",
             "savvi_log_e": "1e-9 relative, or 1e-9 absolute when |log_e| < 1",
         },
     }
@@ -142,6 +143,16 @@ def hdr_lowest_equivalent(v: int) -> int:
         return v
     s = v.bit_length() - 1 - 10
     return (v >> s) << s
+
+
+def hdr_representative(v: int) -> int:
+    """The value vigil-stats' Histogram uses for v's bucket (Bucket::value():
+    low + ceil((high - low) / 2) = lowest equivalent + width/2; v itself below
+    2048)."""
+    if v < 2048:
+        return v
+    s = v.bit_length() - 1 - 10
+    return hdr_lowest_equivalent(v) + (1 << s) // 2
 
 
 def assert_distinct_buckets(values: np.ndarray, name: str) -> None:
@@ -301,8 +312,12 @@ def mwu_case(name: str, desc: str, canary, baseline, perm_limit: int) -> dict:
                 assert abs(pe - p_exact[alt]) <= 1e-12, (name, alt, pe, p_exact[alt])
             exact_method += "; no ties: agrees with mannwhitneyu(method='exact')"
 
+    # The shift is recorded only if a histogram can reproduce it exactly:
+    # every value must be its bucket's representative value (true for all
+    # values < 2048).
+    representable = all(int(v) == hdr_representative(int(v)) for v in np.unique(np.concatenate([c, b])))
     hl = None
-    if n1 * n2 <= 4_000_000:
+    if n1 * n2 <= 4_000_000 and representable:
         hl = float(np.median(np.subtract.outer(c, b)))
 
     case = {
@@ -408,6 +423,10 @@ def build_mwu_cases(perm_limit: int):
     rng = np.random.default_rng(1004)
     add("coarse_10ms_timers_unequal", "300 canary vs 7000 baseline, 10 ms ticks in us, same distribution (lognormal median 120 ms sigma .9) (default_rng(1004))",
         coarse(300, 1.0), coarse(7000, 1.0))
+    rng = np.random.default_rng(1017)
+    add("coarse_10ms_timers_in_ms", "2000 vs 2000 latencies in integer ms rounded to 10 ms ticks (multiples of 10, "
+        "clipped to 2040), lognormal median 60 ms sigma .9, canary x1.2, includes 0 (default_rng(1017))",
+        np.clip(coarse(2000, 1.2, 60) // 1000, 0, 2040), np.clip(coarse(2000, 1.0, 60) // 1000, 0, 2040))
     rng = np.random.default_rng(1005)
     add("large_1e5_per_arm", "100000 vs 100000 integer ms lognormal median 150 sigma .6 clipped to [0,2047], canary x1.01 (default_rng(1005))",
         lognormal_ms(rng, 100_000, 150, 0.6, mult=1.01), lognormal_ms(rng, 100_000, 150, 0.6))
@@ -452,9 +471,10 @@ def build_mwu_cases(perm_limit: int):
     def quantized_us(n, mult):
         us = np.exp(rng.normal(math.log(150_000), 0.7, n)) * mult
         us = np.clip(np.rint(us), 0, 50_000_000).astype(np.int64)
-        return np.array([hdr_lowest_equivalent(int(v)) for v in us], dtype=np.int64)
+        return np.array([hdr_representative(int(v)) for v in us], dtype=np.int64)
     add("hdr_quantized_us", "1500 vs 2000 latencies in us (lognormal median 150 ms sigma .7, canary x1.03), each value "
-        "replaced by its HDR bucket's lowest equivalent value (default_rng(1015))",
+        "replaced by its HDR bucket's representative value (lowest equivalent + width/2, as vigil-stats' "
+        "Bucket::value()), so hl_shift is exact from histograms (default_rng(1015))",
         quantized_us(1500, 1.03), quantized_us(2000, 1.0))
     rng = np.random.default_rng(1016)
     add("zeros_mass", "800 vs 900 error-ish counts: 60%/70% zeros then geometric, values include 0 (default_rng(1016))",
@@ -757,12 +777,13 @@ def main() -> None:
             "permutation p-value of U1 with midranks (ties kept), scipy.stats.permutation_test(..., "
             "permutation_type='independent', n_resamples=inf) semantics: greater = P(U1* >= U1), less = "
             "P(U1* <= U1), two-sided = min(1, 2*min(greater, less)). hl_shift = np.median of all canary-minus-"
-            "baseline differences (null when n1*n2 > 4e6). All-tied data: scipy returns p = 1 (z = -0.5/0 = "
+            "baseline differences (null when n1*n2 > 4e6, or when some value >= 2048 is not its HDR bucket's "
+            "representative value lowest_equivalent + width/2, since a histogram cannot reproduce it exactly). All-tied data: scipy returns p = 1 (z = -0.5/0 = "
             "-inf), not nan.",
             mwu_descs,
             {"hdr_note": "every case's distinct values fall in distinct buckets of an HDR histogram with 3 "
                          "significant digits (values < 2048 exact; v >= 2048 bucket width 2^(floor(log2 v)-10)); "
-                         "hl_shift uses raw values"},
+                         "hl_shift is given only where every value equals its bucket's representative value"},
         ),
         "cases": mwu_cases,
     }

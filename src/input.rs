@@ -9,8 +9,9 @@
 //! Every value is validated here, at the edge, so that the statistics never
 //! see NaN, infinities or negative numbers, and every rejection names the
 //! input and the 1-based line (CSV: record and line, Arrow: row) that a
-//! person has to fix. The readers never panic on malformed input: invalid
-//! UTF-8, truncated gzip and corrupt Arrow data are all errors.
+//! person has to fix. Malformed input is an error, never a crash: invalid
+//! UTF-8, truncated gzip and corrupt Arrow data included (see `read_arrow`
+//! for how arrow-ipc's own panics are contained).
 //!
 //! Alongside the values the readers report [`Samples::max_decimals`], the
 //! precision the inputs were written with, because the caller scales values
@@ -50,6 +51,7 @@ const MAX_QUOTED_CHARS: usize = 40;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ARROW_FILE_MAGIC: &[u8] = b"ARROW1";
+const IPC_CONTINUATION: &[u8] = &[0xff; 4];
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Machine epsilons of Arrow's narrower float types, so that their values'
@@ -298,6 +300,12 @@ impl Extension {
 /// or Arrow file is an error rather than being read as lines, because its
 /// header or first object would otherwise be reported as "not a number",
 /// which hides the actual mistake: the missing flag.
+///
+/// # Errors
+///
+/// [`InputError::ConflictingFlags`] for both flags,
+/// [`InputError::FieldForArrow`] for `--field` on an Arrow file, and
+/// [`InputError::MissingFlag`] as described above.
 pub fn format_for(
     path: &Path,
     column: Option<&str>,
@@ -348,6 +356,12 @@ pub fn format_for(
 ///
 /// `stdin` is read only when `spec.path` is `-`; it is a parameter so that
 /// tests (and a caller reading both inputs) control it.
+///
+/// # Errors
+///
+/// Any [`InputError`] but the flag errors of [`format_for`]: the input
+/// cannot be opened or read, is malformed, holds a value that is not a
+/// finite non-negative number, or holds no values at all.
 pub fn read_samples(spec: &InputSpec, stdin: &mut dyn Read) -> Result<Samples, InputError> {
     let (input, reader) = open(&spec.path, stdin)?;
     match &spec.format {
@@ -364,7 +378,10 @@ pub fn read_samples(spec: &InputSpec, stdin: &mut dyn Read) -> Result<Samples, I
 /// Sniffing the content rather than trusting a `.gz` suffix lets a gzipped
 /// pipe on stdin work too; plain text, CSV, JSON and Arrow data never start
 /// with 0x1f 0x8b.
-fn open<'a>(path: &Path, stdin: &'a mut dyn Read) -> Result<(String, Box<dyn Read + 'a>), InputError> {
+fn open<'a>(
+    path: &Path,
+    stdin: &'a mut dyn Read,
+) -> Result<(String, Box<dyn Read + 'a>), InputError> {
     let (input, mut raw): (String, Box<dyn Read + 'a>) = if path == Path::new("-") {
         ("<stdin>".to_owned(), Box::new(stdin))
     } else {
@@ -595,13 +612,16 @@ fn read_lines(reader: Box<dyn Read + '_>, input: String) -> Result<Samples, Inpu
     acc.finish()
 }
 
-fn read_csv(reader: Box<dyn Read + '_>, input: String, column: &str) -> Result<Samples, InputError> {
+fn read_csv(
+    reader: Box<dyn Read + '_>,
+    input: String,
+    column: &str,
+) -> Result<Samples, InputError> {
     let mut csv_reader = csv::ReaderBuilder::new()
         .has_headers(true)
         // Short records are reported as a missing field of the one record,
         // which names the problem better than csv's "unequal lengths".
         .flexible(true)
-        .trim(csv::Trim::All)
         .buffer_capacity(BUF_CAPACITY)
         .from_reader(reader);
 
@@ -612,10 +632,15 @@ fn read_csv(reader: Box<dyn Read + '_>, input: String, column: &str) -> Result<S
     if headers.is_empty() {
         return Err(InputError::Empty { input });
     }
-    let Some(index) = headers.iter().position(|name| name == column.as_bytes()) else {
+    // Names and the selected field are trimmed here rather than by csv's
+    // `Trim::All`, which would trim every field and double the parse time.
+    let Some(index) = headers
+        .iter()
+        .position(|name| name.trim_ascii() == column.as_bytes())
+    else {
         let available = headers
             .iter()
-            .map(|name| String::from_utf8_lossy(name).into_owned())
+            .map(|name| String::from_utf8_lossy(name.trim_ascii()).into_owned())
             .collect();
         return Err(InputError::MissingColumn {
             input,
@@ -644,7 +669,7 @@ fn read_csv(reader: Box<dyn Read + '_>, input: String, column: &str) -> Result<S
             record: n_records,
             line: record.position().map_or(next_line, csv::Position::line),
         };
-        let Some(field) = record.get(index) else {
+        let Some(field) = record.get(index).map(<[u8]>::trim_ascii) else {
             return Err(InputError::MissingField {
                 input: acc.input,
                 location,
@@ -673,25 +698,23 @@ fn read_csv(reader: Box<dyn Read + '_>, input: String, column: &str) -> Result<S
 /// Keeps IO failures (such as truncated gzip) as read errors, so they read
 /// the same whatever the format.
 fn csv_error(error: csv::Error, input: &str, location: Location) -> InputError {
-    if error.is_io_error() {
-        if let csv::ErrorKind::Io(source) = error.into_kind() {
-            return InputError::Read {
-                input: input.to_owned(),
-                location: Some(location),
-                source,
-            };
-        }
-        // is_io_error() guarantees the Io kind; nothing else to recover.
-        return InputError::Read {
+    if !error.is_io_error() {
+        return InputError::Csv {
             input: input.to_owned(),
-            location: Some(location),
-            source: io::Error::other("csv reader failed"),
+            location,
+            source: error,
         };
     }
-    InputError::Csv {
+    let source = match error.into_kind() {
+        csv::ErrorKind::Io(source) => source,
+        // Unreachable: is_io_error() holds only for the Io kind, and csv
+        // offers no way to rebuild the error from its kind.
+        _ => io::Error::other("csv reader failed"),
+    };
+    InputError::Read {
         input: input.to_owned(),
-        location,
-        source: error,
+        location: Some(location),
+        source,
     }
 }
 
@@ -744,7 +767,7 @@ fn read_json_lines(
 
 /// What one JSON line held under the requested field.
 ///
-/// serde_json without `arbitrary_precision` does not keep a number's text,
+/// `serde_json` without `arbitrary_precision` does not keep a number's text,
 /// so float decimals are derived from the value ("12.50" counts as 1).
 #[derive(Debug)]
 enum JsonValue {
@@ -866,7 +889,8 @@ impl<'de> Visitor<'de> for ValueKind {
     }
 }
 
-/// Reads an Arrow IPC file (`ARROW1` magic) or, failing that, stream.
+/// Reads an Arrow IPC file (it starts with the `ARROW1` magic) or stream
+/// (anything else).
 ///
 /// The whole input is buffered because the file format needs to seek to its
 /// footer, and gzip or stdin cannot seek; only the selected column is
@@ -887,26 +911,177 @@ fn read_arrow(
     if bytes.is_empty() {
         return Err(InputError::Empty { input });
     }
+    // A file-format input always starts with the magic; anything else can
+    // only be a stream, so the choice needs no second attempt and the error
+    // reported is the one from the format the data claims to be.
+    let is_file = bytes.starts_with(ARROW_FILE_MAGIC);
+    let framing = if is_file {
+        check_file_framing(&bytes)
+    } else {
+        check_stream_framing(&bytes)
+    };
+    if let Err(source) = framing {
+        return Err(InputError::Arrow { input, source });
+    }
+    // arrow-ipc's readers still panic on some malformed data that passes the
+    // framing checks (unknown type codes in a schema, buffer counts that
+    // disagree with it), and an input file must never crash the judge. The
+    // closure only reads `bytes` and owns everything it builds, so no state
+    // can be observed half-updated after an unwind. The panic hook still
+    // prints arrow-ipc's message to stderr before the error is returned, and
+    // this relies on the default `panic = "unwind"`.
+    let name = input.clone();
+    match std::panic::catch_unwind(|| decode_arrow(&bytes, is_file, input, column)) {
+        Ok(result) => result,
+        Err(_) => Err(InputError::Arrow {
+            input: name,
+            source: ArrowError::IpcError(
+                "malformed data made the arrow ipc reader fail".to_owned(),
+            ),
+        }),
+    }
+}
+
+fn decode_arrow(
+    bytes: &[u8],
+    is_file: bool,
+    input: String,
+    column: &str,
+) -> Result<Samples, InputError> {
     let arrow_error = |source| InputError::Arrow {
         input: input.clone(),
         source,
     };
-    // A file-format input always starts with the magic; anything else can
-    // only be a stream, so the choice needs no second attempt and the error
-    // reported is the one from the format the data claims to be.
-    if bytes.starts_with(ARROW_FILE_MAGIC) {
-        let probe = FileReader::try_new(Cursor::new(&bytes), None).map_err(arrow_error)?;
+    if is_file {
+        let probe = FileReader::try_new(Cursor::new(bytes), None).map_err(arrow_error)?;
         let (index, data_type) = select_column(&probe.schema(), &input, column)?;
-        let batches = FileReader::try_new(Cursor::new(&bytes), Some(vec![index]))
-            .map_err(arrow_error)?;
+        let batches =
+            FileReader::try_new(Cursor::new(bytes), Some(vec![index])).map_err(arrow_error)?;
         collect_column(batches, input, column, &data_type)
     } else {
-        let probe = StreamReader::try_new(Cursor::new(&bytes), None).map_err(arrow_error)?;
+        let probe = StreamReader::try_new(Cursor::new(bytes), None).map_err(arrow_error)?;
         let (index, data_type) = select_column(&probe.schema(), &input, column)?;
-        let batches = StreamReader::try_new(Cursor::new(&bytes), Some(vec![index]))
-            .map_err(arrow_error)?;
+        let batches =
+            StreamReader::try_new(Cursor::new(bytes), Some(vec![index])).map_err(arrow_error)?;
         collect_column(batches, input, column, &data_type)
     }
+}
+
+fn ipc_error(message: &str) -> ArrowError {
+    ArrowError::IpcError(message.to_owned())
+}
+
+/// Checks that the footer and every block it lists lie inside the file, and
+/// that every buffer lies inside its block's body.
+///
+/// arrow-ipc's `FileReader` allocates whatever lengths a block claims and
+/// slices buffers without bounds checks, so a flipped bit could otherwise
+/// abort the process on allocation or panic on a slice.
+fn check_file_framing(bytes: &[u8]) -> Result<(), ArrowError> {
+    const TRAILER_LEN: usize = 10;
+    let truncated = || ipc_error("arrow file is truncated: its footer is missing or cut short");
+    let trailer_start = bytes.len().checked_sub(TRAILER_LEN).ok_or_else(truncated)?;
+    let mut trailer = [0_u8; TRAILER_LEN];
+    trailer.copy_from_slice(&bytes[trailer_start..]);
+    let footer_len = arrow_ipc::reader::read_footer_length(trailer).map_err(|_| truncated())?;
+    let footer_start = trailer_start
+        .checked_sub(footer_len)
+        .ok_or_else(truncated)?;
+    let footer = arrow_ipc::root_as_footer(&bytes[footer_start..trailer_start])
+        .map_err(|error| ArrowError::IpcError(format!("invalid arrow file footer: {error}")))?;
+    if footer.schema().is_none() {
+        return Err(ipc_error("arrow file footer has no schema"));
+    }
+    let blocks = footer.dictionaries().into_iter().flatten();
+    for block in blocks.chain(footer.recordBatches().into_iter().flatten()) {
+        check_block(bytes, block)?;
+    }
+    Ok(())
+}
+
+fn check_block(bytes: &[u8], block: &arrow_ipc::Block) -> Result<(), ArrowError> {
+    let bad_block = || ipc_error("arrow file block lies outside the file");
+    let offset = usize::try_from(block.offset()).map_err(|_| bad_block())?;
+    let meta_len = usize::try_from(block.metaDataLength()).map_err(|_| bad_block())?;
+    let body_len = usize::try_from(block.bodyLength()).map_err(|_| bad_block())?;
+    let body_start = offset.checked_add(meta_len).ok_or_else(bad_block)?;
+    let body_end = body_start.checked_add(body_len).ok_or_else(bad_block)?;
+    let meta = bytes.get(offset..body_start).ok_or_else(bad_block)?;
+    if body_end > bytes.len() {
+        return Err(bad_block());
+    }
+    // Mirrors arrow-ipc's parse_message: an optional continuation marker,
+    // then a 4-byte length, then the flatbuffer.
+    let flatbuffer = match meta.get(..4) {
+        Some(prefix) if prefix == IPC_CONTINUATION => meta.get(8..),
+        Some(_) => meta.get(4..),
+        None => None,
+    }
+    .ok_or_else(bad_block)?;
+    let message = arrow_ipc::root_as_message(flatbuffer)
+        .map_err(|error| ArrowError::IpcError(format!("invalid arrow ipc message: {error}")))?;
+    check_buffers(&message, body_len)
+}
+
+/// Walks the messages of an Arrow IPC stream, checking that each message and
+/// its body lie inside the input and every buffer inside its body, for the
+/// same reason as [`check_file_framing`].
+fn check_stream_framing(bytes: &[u8]) -> Result<(), ArrowError> {
+    let truncated = || ipc_error("arrow ipc stream is truncated or corrupt");
+    let mut pos = 0_usize;
+    while pos < bytes.len() {
+        let mut prefix = bytes.get(pos..pos + 4).ok_or_else(truncated)?;
+        pos += 4;
+        if prefix == IPC_CONTINUATION {
+            prefix = bytes.get(pos..pos + 4).ok_or_else(truncated)?;
+            pos += 4;
+        }
+        let mut meta_len = [0_u8; 4];
+        meta_len.copy_from_slice(prefix);
+        let meta_len = i32::from_le_bytes(meta_len);
+        if meta_len == 0 {
+            // The end-of-stream marker; the reader ignores anything after it.
+            return Ok(());
+        }
+        let meta_len = usize::try_from(meta_len).map_err(|_| truncated())?;
+        let body_start = pos.checked_add(meta_len).ok_or_else(truncated)?;
+        let meta = bytes.get(pos..body_start).ok_or_else(truncated)?;
+        let message = arrow_ipc::root_as_message(meta)
+            .map_err(|error| ArrowError::IpcError(format!("invalid arrow ipc message: {error}")))?;
+        let body_len = usize::try_from(message.bodyLength()).map_err(|_| truncated())?;
+        let body_end = body_start.checked_add(body_len).ok_or_else(truncated)?;
+        if body_end > bytes.len() {
+            return Err(truncated());
+        }
+        check_buffers(&message, body_len)?;
+        pos = body_end;
+    }
+    Ok(())
+}
+
+/// Checks that every buffer of a record or dictionary batch lies inside the
+/// message body.
+fn check_buffers(message: &arrow_ipc::Message<'_>, body_len: usize) -> Result<(), ArrowError> {
+    let batch = match message.header_type() {
+        arrow_ipc::MessageHeader::RecordBatch => message.header_as_record_batch(),
+        arrow_ipc::MessageHeader::DictionaryBatch => message
+            .header_as_dictionary_batch()
+            .and_then(|dictionary| dictionary.data()),
+        _ => None,
+    };
+    let buffers = batch.and_then(|batch| batch.buffers());
+    for buffer in buffers.iter().flatten() {
+        let start = usize::try_from(buffer.offset());
+        let len = usize::try_from(buffer.length());
+        let end = match (start, len) {
+            (Ok(start), Ok(len)) => start.checked_add(len),
+            _ => None,
+        };
+        if end.is_none_or(|end| end > body_len) {
+            return Err(ipc_error("arrow ipc buffer lies outside its message body"));
+        }
+    }
+    Ok(())
 }
 
 /// Finds the column's index and checks its type before any data is decoded.
