@@ -65,9 +65,47 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// The samples `scripts/bench_scipy.py` wrote (integers, one per line,
+/// gzip), when `VIGIL_BENCH_DIR` names their directory: the same data scipy
+/// was timed on.
+fn scipy_files() -> Option<(Vec<u64>, Vec<u64>)> {
+    use std::io::BufRead as _;
+    let dir = std::env::var_os("VIGIL_BENCH_DIR")?;
+    let read = |name: &str| -> Option<Vec<u64>> {
+        let file = std::fs::File::open(std::path::Path::new(&dir).join(name)).ok()?;
+        let reader = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file));
+        reader
+            .lines()
+            .map(|l| l.ok()?.trim().parse().ok())
+            .collect()
+    };
+    Some((read("baseline.txt.gz")?, read("canary.txt.gz")?))
+}
+
+fn bench_scipy_files(c: &mut Criterion) {
+    let Some((base, canary)) = scipy_files() else {
+        return;
+    };
+    let hb = build(&base);
+    let hc = build(&canary);
+    c.bench_function("mwu_scipy_files", |b| {
+        b.iter(|| mann_whitney(black_box(&hc), black_box(&hb)))
+    });
+    c.bench_function("mwu_hl_scipy_files", |b| {
+        b.iter(|| {
+            let mw = mann_whitney(black_box(&hc), black_box(&hb));
+            let hl = hodges_lehmann(black_box(&hc), black_box(&hb), 0.95);
+            (mw, hl)
+        })
+    });
+    c.bench_function("build_histograms_scipy_files", |b| {
+        b.iter(|| (build(black_box(&base)), build(black_box(&canary))))
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = bench
+    targets = bench, bench_scipy_files
 }
 criterion_main!(benches);

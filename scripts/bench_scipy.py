@@ -65,11 +65,13 @@ def main() -> None:
     ap.add_argument("baseline", nargs="?", type=Path, default=Path("/tmp/vigil-bench/baseline.txt.gz"))
     ap.add_argument("canary", nargs="?", type=Path, default=Path("/tmp/vigil-bench/canary.txt.gz"))
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--multiplier", type=float, default=CANARY_MULT,
+                    help="canary latency multiplier (1.002 keeps p above underflow)")
     args = ap.parse_args()
 
     rng = np.random.default_rng(SEED)
     baseline = samples(rng, N, 1.0)
-    canary = samples(rng, N, CANARY_MULT)
+    canary = samples(rng, N, args.multiplier)
     write_gz(args.baseline, baseline)
     write_gz(args.canary, canary)
 
@@ -97,6 +99,7 @@ def main() -> None:
         "u": float(res.statistic),
         "p_value": float(res.pvalue),
         "z": float(z),
+        "multiplier": args.multiplier,
         "scipy_seconds": best,
         "scipy_version": scipy.__version__,
         "numpy_version": np.__version__,

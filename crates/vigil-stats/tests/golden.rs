@@ -6,8 +6,8 @@
 //! `generator` object). Tolerances, as stated there:
 //! - Mann-Whitney U: exact; asymptotic p-values: 1e-9 relative;
 //! - exact p-values with ties: 1e-10 absolute;
-//! - Hodges-Lehmann shift: exact below 2048 (buckets of width one), else
-//!   within one bucket width of the largest value;
+//! - Hodges-Lehmann shift: exact (recorded only where every value is the
+//!   one its histogram bucket stands for);
 //! - savvi log e-values: 1e-9 relative, or 1e-9 absolute when |log e| < 1.
 
 // Test code: a failed unwrap is a failed test with its message.
@@ -84,16 +84,9 @@ fn mann_whitney_matches_scipy() {
         }
         if let Some(shift) = case["hl_shift"].as_f64() {
             let hl = hodges_lehmann(&canary, &baseline, 0.95).unwrap();
-            // Exact when every value has a bucket of its own (below 2048);
-            // above, buckets stand for their middle value, so a difference
-            // may be off by up to one bucket width of the largest value.
-            let max = canary.max().unwrap().max(baseline.max().unwrap());
-            let tolerance = if max < 2048 { 0.0 } else { max as f64 / 1024.0 };
-            assert!(
-                (hl.shift - shift).abs() <= tolerance,
-                "{name}: Hodges-Lehmann shift {} vs numpy {shift}",
-                hl.shift
-            );
+            // The generator records the shift only where every value is the
+            // one its bucket stands for, so the result must be exact.
+            assert_eq!(hl.shift, shift, "{name}: Hodges-Lehmann shift");
         }
     }
     assert!(
