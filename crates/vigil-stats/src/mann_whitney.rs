@@ -165,13 +165,24 @@ pub(crate) fn joint_buckets(canary: &Histogram, baseline: &Histogram) -> Vec<Joi
 
 /// sum over tie groups of t^3 - t for the union of both arms.
 pub(crate) fn tie_term(canary: &Histogram, baseline: &Histogram) -> u128 {
-    joint_buckets(canary, baseline)
-        .iter()
-        .map(|j| {
-            let t = u128::from(j.canary) + u128::from(j.baseline);
-            t * t * t - t
-        })
-        .sum()
+    rank_sums(&joint_buckets(canary, baseline)).1
+}
+
+/// 2U of the canary and the tie term sum(t^3 - t), exactly, from the
+/// union of both arms' buckets in increasing order.
+pub(crate) fn rank_sums(joint: &[Joint]) -> (u128, u128) {
+    let mut two_u: u128 = 0;
+    let mut tie_term: u128 = 0;
+    let mut baseline_below: u128 = 0;
+    for j in joint {
+        let c = u128::from(j.canary);
+        let b = u128::from(j.baseline);
+        two_u += c * (2 * baseline_below + b);
+        let t = c + b;
+        tie_term += t * t * t - t;
+        baseline_below += b;
+    }
+    (two_u, tie_term)
 }
 
 pub(crate) fn check_sizes(n_canary: u64, n_baseline: u64) -> Result<(), StatsError> {
@@ -206,19 +217,7 @@ pub fn mann_whitney_with_exact_limit(
     let n2 = baseline.len();
     check_sizes(n1, n2)?;
     let joint = joint_buckets(canary, baseline);
-
-    let mut two_u: u128 = 0;
-    let mut tie_term: u128 = 0;
-    let mut baseline_below: u128 = 0;
-    for j in &joint {
-        let c = u128::from(j.canary);
-        let b = u128::from(j.baseline);
-        two_u += c * (2 * baseline_below + b);
-        let t = c + b;
-        tie_term += t * t * t - t;
-        baseline_below += b;
-    }
-
+    let (two_u, tie_term) = rank_sums(&joint);
     let (p, z, sigma) = asymptotic(two_u, tie_term, n1, n2);
     let p_exact = exact_from_joint(&joint, n1, n2, two_u, exact_work_limit);
     Ok(MannWhitney {
@@ -290,12 +289,7 @@ pub fn exact_p_values(
     let n2 = baseline.len();
     check_sizes(n1, n2)?;
     let joint = joint_buckets(canary, baseline);
-    let mut two_u: u128 = 0;
-    let mut below: u128 = 0;
-    for j in &joint {
-        two_u += u128::from(j.canary) * (2 * below + u128::from(j.baseline));
-        below += u128::from(j.baseline);
-    }
+    let (two_u, _) = rank_sums(&joint);
     Ok(exact_from_joint(&joint, n1, n2, two_u, work_limit))
 }
 

@@ -16,6 +16,7 @@
 use serde_json::Value;
 use vigil_stats::mann_whitney::{mann_whitney_with_exact_limit, Alternative};
 use vigil_stats::sequential::counts::{DirichletMultinomial, ErrorShareTest, ShareAlternative};
+use vigil_stats::sequential::EProcess;
 use vigil_stats::{hodges_lehmann, Histogram};
 
 fn load(name: &str) -> Value {

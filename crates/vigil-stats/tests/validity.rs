@@ -17,6 +17,7 @@ use vigil_stats::mann_whitney::{mann_whitney_with_exact_limit, Alternative};
 use vigil_stats::sequential::batch_rank::BatchRankTest;
 use vigil_stats::sequential::counts::{ErrorRateTest, ErrorShareTest, ShareAlternative};
 use vigil_stats::sequential::quantile::{Direction, QuantileShiftTest};
+use vigil_stats::sequential::EProcess;
 use vigil_stats::Histogram;
 
 const ALPHA: f64 = 0.05;

@@ -25,8 +25,9 @@
 
 use serde::Serialize;
 
+use super::{ln_mean_exp, EProcess, Evidence};
 use crate::histogram::Histogram;
-use crate::mann_whitney::{joint_buckets, Alternative};
+use crate::mann_whitney::{joint_buckets, rank_sums, Alternative};
 use crate::StatsError;
 
 /// Bets used for one-sided tests; mirrored for two-sided ones.
@@ -40,7 +41,7 @@ pub struct BatchRankTest {
     bets: Vec<f64>,
     ln_wealth: Vec<f64>,
     batches: u64,
-    max_ln_e: f64,
+    evidence: Evidence,
     last_w: Option<f64>,
 }
 
@@ -86,7 +87,7 @@ impl BatchRankTest {
             bets,
             ln_wealth: vec![0.0; n],
             batches: 0,
-            max_ln_e: 0.0,
+            evidence: Evidence::default(),
             last_w: None,
         })
     }
@@ -102,7 +103,7 @@ impl BatchRankTest {
         }
         self.batches += 1;
         self.last_w = Some(w);
-        self.max_ln_e = self.max_ln_e.max(self.ln_e_value());
+        self.evidence.set(ln_mean_exp(&self.ln_wealth));
         true
     }
 
@@ -115,12 +116,7 @@ impl BatchRankTest {
         let pairs = n1 as f64 * n2 as f64;
         if self.tolerance == 0.0 {
             // Shared buckets: exact midrank U.
-            let mut two_u: u128 = 0;
-            let mut below: u128 = 0;
-            for j in joint_buckets(canary, baseline) {
-                two_u += u128::from(j.canary) * (2 * below + u128::from(j.baseline));
-                below += u128::from(j.baseline);
-            }
+            let (two_u, _) = rank_sums(&joint_buckets(canary, baseline));
             return Some(two_u as f64 / 2.0 / pairs);
         }
         let k = 1.0 + self.tolerance;
@@ -160,20 +156,6 @@ impl BatchRankTest {
         Some(favourable / pairs)
     }
 
-    /// ln of the current e-value.
-    pub fn ln_e_value(&self) -> f64 {
-        let m = self
-            .ln_wealth
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
-        if !m.is_finite() {
-            return m;
-        }
-        let s: f64 = self.ln_wealth.iter().map(|&l| (l - m).exp()).sum();
-        m + (s / self.ln_wealth.len() as f64).ln()
-    }
-
     /// Current state.
     pub fn state(&self) -> BatchRankState {
         BatchRankState {
@@ -183,21 +165,18 @@ impl BatchRankTest {
             last_w: self.last_w,
         }
     }
+}
 
-    /// Anytime-valid p-value: 1 / largest e-value so far, at most 1.
-    pub fn p_value(&self) -> f64 {
-        (-self.max_ln_e).exp().min(1.0)
-    }
-
-    /// Whether the null was rejected at `alpha` at some look.
-    pub fn rejects(&self, alpha: f64) -> bool {
-        self.p_value() <= alpha
+impl EProcess for BatchRankTest {
+    fn evidence(&self) -> Evidence {
+        self.evidence
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sequential::EProcess;
 
     #[test]
     fn consistent_shift_builds_evidence() {

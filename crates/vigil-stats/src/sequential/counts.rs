@@ -17,6 +17,7 @@
 
 use serde::Serialize;
 
+use super::{ln_mean_exp, EProcess, Evidence};
 use crate::special::{ln_beta, ln_beta_inc_both, ln_multi_beta};
 use crate::{check_alpha, StatsError};
 
@@ -41,8 +42,7 @@ pub struct DirichletMultinomial {
     theta0: Vec<f64>,
     alpha0: Vec<f64>,
     counts: Vec<u64>,
-    ln_e: f64,
-    max_ln_e: f64,
+    evidence: Evidence,
 }
 
 impl DirichletMultinomial {
@@ -73,8 +73,7 @@ impl DirichletMultinomial {
             theta0: theta0.to_vec(),
             alpha0: theta0.iter().map(|&t| k * t).collect(),
             counts: vec![0; theta0.len()],
-            ln_e: 0.0,
-            max_ln_e: 0.0,
+            evidence: Evidence::default(),
         })
     }
 
@@ -101,34 +100,14 @@ impl DirichletMultinomial {
             .zip(&self.counts)
             .map(|(&t, &c)| c as f64 * t.ln())
             .sum();
-        self.ln_e = ln_multi_beta(&posterior) - ln_multi_beta(&self.alpha0) - ln_null;
-        self.max_ln_e = self.max_ln_e.max(self.ln_e);
+        self.evidence
+            .set(ln_multi_beta(&posterior) - ln_multi_beta(&self.alpha0) - ln_null);
         Ok(())
     }
 
     /// Current counts.
     pub fn counts(&self) -> &[u64] {
         &self.counts
-    }
-
-    /// ln of the current e-value.
-    pub fn ln_e_value(&self) -> f64 {
-        self.ln_e
-    }
-
-    /// The current e-value.
-    pub fn e_value(&self) -> f64 {
-        self.ln_e.exp()
-    }
-
-    /// Anytime-valid p-value: 1 / (largest e-value so far), at most 1.
-    pub fn p_value(&self) -> f64 {
-        (-self.max_ln_e).exp().min(1.0)
-    }
-
-    /// Whether the null is rejected at `alpha` (now or at any earlier look).
-    pub fn rejects(&self, alpha: f64) -> bool {
-        self.p_value() <= alpha
     }
 }
 
@@ -163,8 +142,7 @@ pub struct ErrorShareTest {
     alternative: ShareAlternative,
     canary_errors: u64,
     baseline_errors: u64,
-    ln_e: f64,
-    max_ln_e: f64,
+    evidence: Evidence,
 }
 
 impl ErrorShareTest {
@@ -180,8 +158,7 @@ impl ErrorShareTest {
             alternative,
             canary_errors: 0,
             baseline_errors: 0,
-            ln_e: 0.0,
-            max_ln_e: 0.0,
+            evidence: Evidence::default(),
         })
     }
 
@@ -189,8 +166,8 @@ impl ErrorShareTest {
     pub fn update(&mut self, canary_errors: u64, baseline_errors: u64) {
         self.canary_errors += canary_errors;
         self.baseline_errors += baseline_errors;
-        self.ln_e = self.ln_e_for(self.canary_errors, self.baseline_errors);
-        self.max_ln_e = self.max_ln_e.max(self.ln_e);
+        self.evidence
+            .set(self.ln_e_for(self.canary_errors, self.baseline_errors));
     }
 
     fn ln_e_for(&self, x: u64, y: u64) -> f64 {
@@ -210,26 +187,6 @@ impl ErrorShareTest {
     /// Errors seen so far in (canary, baseline).
     pub fn counts(&self) -> (u64, u64) {
         (self.canary_errors, self.baseline_errors)
-    }
-
-    /// ln of the current e-value.
-    pub fn ln_e_value(&self) -> f64 {
-        self.ln_e
-    }
-
-    /// The current e-value.
-    pub fn e_value(&self) -> f64 {
-        self.ln_e.exp()
-    }
-
-    /// Anytime-valid p-value: 1 / (largest e-value so far), at most 1.
-    pub fn p_value(&self) -> f64 {
-        (-self.max_ln_e).exp().min(1.0)
-    }
-
-    /// Whether the null is rejected at `alpha` (now or at any earlier look).
-    pub fn rejects(&self, alpha: f64) -> bool {
-        self.p_value() <= alpha
     }
 }
 
@@ -258,7 +215,7 @@ pub struct ErrorRateTest {
     ln_wealth: Vec<f64>,
     canary: (u64, u64),
     baseline: (u64, u64),
-    max_ln_e: f64,
+    evidence: Evidence,
 }
 
 impl ErrorRateTest {
@@ -289,7 +246,7 @@ impl ErrorRateTest {
             ln_wealth: vec![0.0; n],
             canary: (0, 0),
             baseline: (0, 0),
-            max_ln_e: 0.0,
+            evidence: Evidence::default(),
         })
     }
 
@@ -320,7 +277,7 @@ impl ErrorRateTest {
             let q = share(r);
             *lw += xf * (q / q0).ln() + yf * ((1.0 - q) / (1.0 - q0)).ln();
         }
-        self.max_ln_e = self.max_ln_e.max(self.ln_e_value());
+        self.evidence.set(ln_mean_exp(&self.ln_wealth));
     }
 
     /// (requests, errors) of the canary so far.
@@ -332,40 +289,30 @@ impl ErrorRateTest {
     pub fn baseline(&self) -> (u64, u64) {
         self.baseline
     }
+}
 
-    /// ln of the current e-value.
-    pub fn ln_e_value(&self) -> f64 {
-        let m = self
-            .ln_wealth
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
-        if !m.is_finite() {
-            return m;
-        }
-        let s: f64 = self.ln_wealth.iter().map(|&l| (l - m).exp()).sum();
-        m + (s / self.ln_wealth.len() as f64).ln()
+impl EProcess for DirichletMultinomial {
+    fn evidence(&self) -> Evidence {
+        self.evidence
     }
+}
 
-    /// The current e-value.
-    pub fn e_value(&self) -> f64 {
-        self.ln_e_value().exp()
+impl EProcess for ErrorShareTest {
+    fn evidence(&self) -> Evidence {
+        self.evidence
     }
+}
 
-    /// Anytime-valid p-value: 1 / (largest e-value so far), at most 1.
-    pub fn p_value(&self) -> f64 {
-        (-self.max_ln_e).exp().min(1.0)
-    }
-
-    /// Whether the null is rejected at `alpha` (now or at any earlier look).
-    pub fn rejects(&self, alpha: f64) -> bool {
-        self.p_value() <= alpha
+impl EProcess for ErrorRateTest {
+    fn evidence(&self) -> Evidence {
+        self.evidence
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sequential::EProcess;
 
     #[test]
     fn two_category_multinomial_equals_error_share_test() {

@@ -13,3 +13,60 @@ pub mod batch_rank;
 pub mod combine;
 pub mod counts;
 pub mod quantile;
+
+/// What an anytime-valid test has gathered so far: its current e-value and
+/// the largest one seen, kept in logs (e-values overflow doubles quickly).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Evidence {
+    ln_e: f64,
+    max_ln_e: f64,
+}
+
+impl Evidence {
+    /// Records the e-value after an update.
+    pub(crate) fn set(&mut self, ln_e: f64) {
+        self.ln_e = ln_e;
+        self.max_ln_e = self.max_ln_e.max(ln_e);
+    }
+}
+
+/// A test that is updated with data and gives an e-value at any time.
+///
+/// By Ville's inequality P(sup_t E_t >= 1/alpha) <= alpha under the null, so
+/// `1 / max_t E_t` is a p-value valid at every look and `rejects(alpha)` may
+/// be asked after every update.
+pub trait EProcess {
+    /// The evidence so far.
+    fn evidence(&self) -> Evidence;
+
+    /// ln of the current e-value.
+    fn ln_e_value(&self) -> f64 {
+        self.evidence().ln_e
+    }
+
+    /// The current e-value.
+    fn e_value(&self) -> f64 {
+        self.evidence().ln_e.exp()
+    }
+
+    /// Anytime-valid p-value: 1 / (largest e-value so far), at most 1.
+    fn p_value(&self) -> f64 {
+        (-self.evidence().max_ln_e).exp().min(1.0)
+    }
+
+    /// Whether the null is rejected at `alpha`, now or at an earlier look.
+    fn rejects(&self, alpha: f64) -> bool {
+        self.p_value() <= alpha
+    }
+}
+
+/// ln of the mean of exp(x) over `xs`, without overflow: the log e-value of
+/// an equally weighted mixture of test martingales given their logs.
+pub(crate) fn ln_mean_exp(xs: &[f64]) -> f64 {
+    let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !m.is_finite() {
+        return m;
+    }
+    let s: f64 = xs.iter().map(|&l| (l - m).exp()).sum();
+    m + (s / xs.len() as f64).ln()
+}
