@@ -13,7 +13,7 @@
 
 use serde::Serialize;
 use vigil_stats::mann_whitney::Alternative;
-use vigil_stats::{hodges_lehmann, mann_whitney, Histogram, StatsError};
+use vigil_stats::{hodges_lehmann, mann_whitney, BucketCounts, Histogram, StatsError};
 
 /// How to judge the comparison.
 #[derive(Debug, Clone, Copy)]

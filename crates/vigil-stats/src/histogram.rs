@@ -112,36 +112,35 @@ impl Histogram {
             .map_err(|_| StatsError::SubtractionUnderflow)
     }
 
-    /// Number of samples.
-    pub fn len(&self) -> u64 {
-        self.inner.len()
-    }
-
-    /// Whether no sample was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
-    }
-
     /// Removes every sample, keeping the allocation.
     pub fn clear(&mut self) {
         self.inner.reset();
     }
 
+    /// Whether `a` and `b` fall into the same bucket.
+    pub fn same_bucket(a: u64, b: u64) -> bool {
+        lowest_equivalent(a) == lowest_equivalent(b)
+    }
+}
+
+/// Read access to a distribution held as buckets of the shared layout:
+/// what every test in this crate needs, implemented by the dense
+/// [`Histogram`] and the compact [`SparseHistogram`](crate::SparseHistogram).
+pub trait BucketCounts {
+    /// Number of samples.
+    fn len(&self) -> u64;
+
     /// The non-empty buckets in increasing order of value.
-    pub fn buckets(&self) -> impl Iterator<Item = Bucket> + '_ {
-        self.inner.iter_recorded().map(|v| {
-            let high = v.value_iterated_to();
-            Bucket {
-                low: self.inner.lowest_equivalent(high),
-                high,
-                count: v.count_at_value(),
-            }
-        })
+    fn buckets(&self) -> impl Iterator<Item = Bucket> + '_;
+
+    /// Whether no sample was recorded.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The bucket holding the sample of rank `rank` (1-based, in increasing
     /// order); `None` when `rank` is 0 or beyond the number of samples.
-    pub fn bucket_at_rank(&self, rank: u64) -> Option<Bucket> {
+    fn bucket_at_rank(&self, rank: u64) -> Option<Bucket> {
         if rank == 0 {
             return None;
         }
@@ -153,7 +152,7 @@ impl Histogram {
     }
 
     /// An index for repeated rank look-ups in O(log buckets).
-    pub fn rank_index(&self) -> RankIndex {
+    fn rank_index(&self) -> RankIndex {
         let mut cumulative = Vec::new();
         let mut buckets = Vec::new();
         let mut seen = 0u64;
@@ -168,43 +167,57 @@ impl Histogram {
         }
     }
 
-    /// The `q`-quantile (the smallest recorded bucket at or above a share
-    /// `q` of samples), as the bucket's representative value; `None` when
+    /// The `q`-quantile by nearest rank (the bucket holding the sample of
+    /// rank ceil(q n)), as the bucket's representative value; `None` when
     /// empty. `q` is clamped to [0, 1].
-    pub fn quantile(&self, q: f64) -> Option<u64> {
-        if self.is_empty() {
+    fn quantile(&self, q: f64) -> Option<u64> {
+        let n = self.len();
+        if n == 0 {
             return None;
         }
         let q = if q.is_nan() { 0.5 } else { q.clamp(0.0, 1.0) };
-        let rank = ((q * self.len() as f64).ceil() as u64).clamp(1, self.len());
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
         self.bucket_at_rank(rank).map(|b| b.value())
     }
 
     /// Smallest recorded value (bucket low), `None` when empty.
-    pub fn min(&self) -> Option<u64> {
+    fn min(&self) -> Option<u64> {
         self.buckets().next().map(|b| b.low)
     }
 
     /// Largest recorded value (bucket high), `None` when empty.
-    pub fn max(&self) -> Option<u64> {
+    fn max(&self) -> Option<u64> {
         self.buckets().last().map(|b| b.high)
     }
 
     /// Mean of the bucket representatives, `None` when empty.
-    pub fn mean(&self) -> Option<f64> {
-        if self.is_empty() {
+    fn mean(&self) -> Option<f64> {
+        let n = self.len();
+        if n == 0 {
             return None;
         }
         let sum: f64 = self
             .buckets()
             .map(|b| b.value() as f64 * b.count as f64)
             .sum();
-        Some(sum / self.len() as f64)
+        Some(sum / n as f64)
+    }
+}
+
+impl BucketCounts for Histogram {
+    fn len(&self) -> u64 {
+        self.inner.len()
     }
 
-    /// Whether `a` and `b` fall into the same bucket.
-    pub fn same_bucket(a: u64, b: u64) -> bool {
-        lowest_equivalent(a) == lowest_equivalent(b)
+    fn buckets(&self) -> impl Iterator<Item = Bucket> + '_ {
+        self.inner.iter_recorded().map(|v| {
+            let high = v.value_iterated_to();
+            Bucket {
+                low: self.inner.lowest_equivalent(high),
+                high,
+                count: v.count_at_value(),
+            }
+        })
     }
 }
 

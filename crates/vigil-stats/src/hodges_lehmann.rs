@@ -14,7 +14,7 @@
 
 use serde::Serialize;
 
-use crate::histogram::Histogram;
+use crate::histogram::BucketCounts;
 use crate::mann_whitney::{check_sizes, sigma_u, tie_term};
 use crate::{normal, StatsError};
 
@@ -40,7 +40,7 @@ pub struct HodgesLehmann {
 }
 
 /// Sorted (value, count) pairs of one arm's buckets.
-fn points(h: &Histogram) -> Vec<(i128, u64)> {
+fn points<H: BucketCounts + ?Sized>(h: &H) -> Vec<(i128, u64)> {
     h.buckets()
         .map(|b| (i128::from(b.value()), b.count))
         .collect()
@@ -91,11 +91,15 @@ fn kth_difference(canary: &[(i128, u64)], baseline: &[(i128, u64)], k: u128) -> 
 
 /// Hodges-Lehmann shift of `canary` against `baseline` with an interval at
 /// `confidence` (e.g. 0.95).
-pub fn hodges_lehmann(
-    canary: &Histogram,
-    baseline: &Histogram,
+pub fn hodges_lehmann<C, B>(
+    canary: &C,
+    baseline: &B,
     confidence: f64,
-) -> Result<HodgesLehmann, StatsError> {
+) -> Result<HodgesLehmann, StatsError>
+where
+    C: BucketCounts + ?Sized,
+    B: BucketCounts + ?Sized,
+{
     crate::error::check_alpha("confidence", confidence)?;
     let (n1, n2) = (canary.len(), baseline.len());
     check_sizes(n1, n2)?;
@@ -143,6 +147,7 @@ pub fn hodges_lehmann(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Histogram;
 
     fn h(values: &[u64]) -> Histogram {
         Histogram::from_values(values.iter().copied()).unwrap()

@@ -4,6 +4,8 @@
 //! Layout:
 //! - [`histogram`]: HDR histograms with shared bucket boundaries (merge,
 //!   subtract, ordered buckets).
+//! - [`sparse`]: the compact form the store keeps (non-empty buckets only);
+//!   every test reads either form through [`BucketCounts`].
 //! - [`mann_whitney`]: U, tie-corrected asymptotic and exact p-values, from
 //!   two histograms in O(buckets).
 //! - [`hodges_lehmann`]: the shift estimate and its interval, by bisection
@@ -23,10 +25,12 @@ pub mod hodges_lehmann;
 pub mod mann_whitney;
 pub mod normal;
 pub mod sequential;
+pub mod sparse;
 pub mod special;
 
 pub(crate) use error::check_alpha;
 pub use error::StatsError;
-pub use histogram::{Bucket, Histogram};
+pub use histogram::{Bucket, BucketCounts, Histogram, RankIndex};
 pub use hodges_lehmann::{hodges_lehmann, HodgesLehmann};
 pub use mann_whitney::{mann_whitney, Alternative, MannWhitney, PValues};
+pub use sparse::SparseHistogram;

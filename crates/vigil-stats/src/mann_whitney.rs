@@ -18,7 +18,7 @@
 
 use serde::Serialize;
 
-use crate::histogram::Histogram;
+use crate::histogram::BucketCounts;
 use crate::{normal, StatsError};
 
 /// Largest number of samples per arm the exact integer arithmetic supports.
@@ -109,7 +109,11 @@ pub(crate) struct Joint {
 }
 
 /// Walks the union of both histograms' non-empty buckets in order.
-pub(crate) fn joint_buckets(canary: &Histogram, baseline: &Histogram) -> Vec<Joint> {
+pub(crate) fn joint_buckets<C, B>(canary: &C, baseline: &B) -> Vec<Joint>
+where
+    C: BucketCounts + ?Sized,
+    B: BucketCounts + ?Sized,
+{
     let mut out = Vec::new();
     let mut a = canary.buckets().peekable();
     let mut b = baseline.buckets().peekable();
@@ -164,7 +168,11 @@ pub(crate) fn joint_buckets(canary: &Histogram, baseline: &Histogram) -> Vec<Joi
 }
 
 /// sum over tie groups of t^3 - t for the union of both arms.
-pub(crate) fn tie_term(canary: &Histogram, baseline: &Histogram) -> u128 {
+pub(crate) fn tie_term<C, B>(canary: &C, baseline: &B) -> u128
+where
+    C: BucketCounts + ?Sized,
+    B: BucketCounts + ?Sized,
+{
     rank_sums(&joint_buckets(canary, baseline)).1
 }
 
@@ -202,17 +210,25 @@ pub(crate) fn check_sizes(n_canary: u64, n_baseline: u64) -> Result<(), StatsErr
 
 /// Mann-Whitney U test of `canary` against `baseline`, with exact p-values
 /// when the samples are small enough (see [`DEFAULT_EXACT_WORK_LIMIT`]).
-pub fn mann_whitney(canary: &Histogram, baseline: &Histogram) -> Result<MannWhitney, StatsError> {
+pub fn mann_whitney<C, B>(canary: &C, baseline: &B) -> Result<MannWhitney, StatsError>
+where
+    C: BucketCounts + ?Sized,
+    B: BucketCounts + ?Sized,
+{
     mann_whitney_with_exact_limit(canary, baseline, DEFAULT_EXACT_WORK_LIMIT)
 }
 
 /// As [`mann_whitney`], with the budget for the exact distribution given
 /// (0 never computes it).
-pub fn mann_whitney_with_exact_limit(
-    canary: &Histogram,
-    baseline: &Histogram,
+pub fn mann_whitney_with_exact_limit<C, B>(
+    canary: &C,
+    baseline: &B,
     exact_work_limit: f64,
-) -> Result<MannWhitney, StatsError> {
+) -> Result<MannWhitney, StatsError>
+where
+    C: BucketCounts + ?Sized,
+    B: BucketCounts + ?Sized,
+{
     let n1 = canary.len();
     let n2 = baseline.len();
     check_sizes(n1, n2)?;
@@ -280,11 +296,15 @@ fn asymptotic(two_u: u128, tie_term: u128, n1: u64, n2: u64) -> (PValues, f64, f
 
 /// Exact permutation p-values of U given the ties, or `None` when the
 /// samples are too large for `work_limit` state updates.
-pub fn exact_p_values(
-    canary: &Histogram,
-    baseline: &Histogram,
+pub fn exact_p_values<C, B>(
+    canary: &C,
+    baseline: &B,
     work_limit: f64,
-) -> Result<Option<PValues>, StatsError> {
+) -> Result<Option<PValues>, StatsError>
+where
+    C: BucketCounts + ?Sized,
+    B: BucketCounts + ?Sized,
+{
     let n1 = canary.len();
     let n2 = baseline.len();
     check_sizes(n1, n2)?;
@@ -397,6 +417,7 @@ fn binomial_row(t: u64, cap: u64) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Histogram;
 
     fn h(values: &[u64]) -> Histogram {
         Histogram::from_values(values.iter().copied()).unwrap()

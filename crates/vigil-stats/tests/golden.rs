@@ -17,7 +17,7 @@ use serde_json::Value;
 use vigil_stats::mann_whitney::{mann_whitney_with_exact_limit, Alternative};
 use vigil_stats::sequential::counts::{DirichletMultinomial, ErrorShareTest, ShareAlternative};
 use vigil_stats::sequential::EProcess;
-use vigil_stats::{hodges_lehmann, Histogram};
+use vigil_stats::{hodges_lehmann, BucketCounts, Histogram};
 
 fn load(name: &str) -> Value {
     let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -9,7 +9,7 @@
 use proptest::prelude::*;
 use vigil_stats::hodges_lehmann::hodges_lehmann;
 use vigil_stats::mann_whitney::{mann_whitney, mann_whitney_with_exact_limit};
-use vigil_stats::Histogram;
+use vigil_stats::{BucketCounts, Histogram, SparseHistogram};
 
 fn hist(values: &[u64]) -> Histogram {
     Histogram::from_values(values.iter().copied()).unwrap()
@@ -119,6 +119,26 @@ proptest! {
         // And subtracting b again gives a back.
         merged.subtract(&hist(&b)).unwrap();
         prop_assert_eq!(&merged, &hist(&a));
+    }
+
+    #[test]
+    fn sparse_histogram_has_the_dense_buckets_and_merges_like_concatenation(
+        a in prop::collection::vec(0u64..u64::MAX / 4, 0..100),
+        b in prop::collection::vec(0u64..50_000_000, 0..100),
+    ) {
+        let sparse = |v: &[u64]| {
+            let mut h = SparseHistogram::new();
+            v.iter().for_each(|&x| h.record(x));
+            h
+        };
+        let mut merged = sparse(&a);
+        merged.merge(&sparse(&b));
+        let concat: Vec<u64> = a.iter().chain(&b).copied().collect();
+        prop_assert_eq!(&merged, &sparse(&concat));
+        prop_assert!(merged.buckets().eq(hist(&concat).buckets()));
+        prop_assert_eq!(merged.len(), concat.len() as u64);
+        merged.subtract(&sparse(&b)).unwrap();
+        prop_assert_eq!(merged, sparse(&a));
     }
 
     #[test]

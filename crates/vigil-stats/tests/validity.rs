@@ -18,7 +18,7 @@ use vigil_stats::sequential::batch_rank::BatchRankTest;
 use vigil_stats::sequential::counts::{ErrorRateTest, ErrorShareTest, ShareAlternative};
 use vigil_stats::sequential::quantile::{Direction, QuantileShiftTest};
 use vigil_stats::sequential::EProcess;
-use vigil_stats::Histogram;
+use vigil_stats::{BucketCounts, Histogram};
 
 const ALPHA: f64 = 0.05;
 const RUNS: u64 = 400;
@@ -93,7 +93,7 @@ fn run(shape: &Shape, seed_base: u64, runs: u64) -> Rejections {
                     nb += 1;
                 }
             }
-            quantile.update(&c, &b).unwrap();
+            quantile.update(&c, &b);
             rank2.update(&c, &b);
             rank1.update(&c, &b);
             err2.update(ec, eb);

@@ -26,7 +26,7 @@
 use serde::Serialize;
 
 use super::{ln_mean_exp, EProcess, Evidence};
-use crate::histogram::Histogram;
+use crate::histogram::BucketCounts;
 use crate::mann_whitney::{joint_buckets, rank_sums, Alternative};
 use crate::StatsError;
 
@@ -94,7 +94,11 @@ impl BatchRankTest {
 
     /// Feeds one time batch. A batch with an empty arm carries no
     /// comparison and is skipped (returns `false`).
-    pub fn update(&mut self, canary: &Histogram, baseline: &Histogram) -> bool {
+    pub fn update<C, B>(&mut self, canary: &C, baseline: &B) -> bool
+    where
+        C: BucketCounts + ?Sized,
+        B: BucketCounts + ?Sized,
+    {
         let Some(w) = self.batch_w(canary, baseline) else {
             return false;
         };
@@ -108,7 +112,11 @@ impl BatchRankTest {
     }
 
     /// W for one batch: share of pairs where the canary is worse.
-    fn batch_w(&self, canary: &Histogram, baseline: &Histogram) -> Option<f64> {
+    fn batch_w<C, B>(&self, canary: &C, baseline: &B) -> Option<f64>
+    where
+        C: BucketCounts + ?Sized,
+        B: BucketCounts + ?Sized,
+    {
         let (n1, n2) = (canary.len(), baseline.len());
         if n1 == 0 || n2 == 0 {
             return None;
@@ -177,6 +185,7 @@ impl EProcess for BatchRankTest {
 mod tests {
     use super::*;
     use crate::sequential::EProcess;
+    use crate::Histogram;
 
     #[test]
     fn consistent_shift_builds_evidence() {
