@@ -1,0 +1,360 @@
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::names::{MetricName, ServiceName, Version};
+
+fn sample(
+    ts: f64,
+    version: &str,
+    metric: &str,
+    endpoint: Option<&str>,
+    observation: Observation,
+) -> Sample {
+    Sample {
+        ts,
+        service: ServiceName::new("payment").unwrap(),
+        version: Version::new(version).unwrap(),
+        metric: MetricName::new(metric).unwrap(),
+        labels: endpoint.map_or_else(Labels::empty, |e| {
+            Labels::from_pairs([("endpoint", e), ("pod", "abc-1")])
+        }),
+        observation,
+    }
+}
+
+fn key(version: &str, metric: &str, endpoint: Option<&str>) -> SeriesKey {
+    SeriesKey {
+        service: ServiceName::new("payment").unwrap(),
+        version: Version::new(version).unwrap(),
+        metric: MetricName::new(metric).unwrap(),
+        labels: endpoint.map_or_else(Labels::empty, |e| Labels::from_pairs([("endpoint", e)])),
+    }
+}
+
+fn small_store() -> Store {
+    Store::new(StoreConfig {
+        slice_secs: 10,
+        window_secs: 60,
+        ..StoreConfig::default()
+    })
+}
+
+#[test]
+fn samples_land_in_their_slice_and_the_aggregate() {
+    let store = small_store();
+    store
+        .record(&sample(
+            1000.0,
+            "v1",
+            "latency",
+            Some("/a"),
+            Observation::Value(12.5),
+        ))
+        .unwrap();
+    store
+        .record(&sample(
+            1009.9,
+            "v1",
+            "latency",
+            Some("/b"),
+            Observation::Value(20.0),
+        ))
+        .unwrap();
+    store
+        .record(&sample(
+            1010.0,
+            "v1",
+            "latency",
+            Some("/a"),
+            Observation::Value(30.0),
+        ))
+        .unwrap();
+    let all = store.slices(&key("v1", "latency", None), i64::MIN, i64::MAX);
+    assert_eq!(
+        all.iter()
+            .map(|s| (s.index, s.data.count()))
+            .collect::<Vec<_>>(),
+        vec![(100, 2), (101, 1)]
+    );
+    let a = store.slices(&key("v1", "latency", Some("/a")), i64::MIN, i64::MAX);
+    assert_eq!(a.len(), 2);
+    // The pod label is not on the allow-list.
+    assert_eq!(
+        store
+            .label_sets(
+                &key("v1", "latency", None).service,
+                &key("v1", "l", None).version,
+                &key("v1", "latency", None).metric
+            )
+            .len(),
+        2
+    );
+    // 12.5 ms is held as 12500 us.
+    match &all[0].data {
+        SliceData::Distribution(h) => assert_eq!(h.min(), Some(12_496)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn old_slices_expire_and_too_old_samples_are_rejected() {
+    let store = small_store(); // 6 slices of 10 s
+    for t in 0..10 {
+        store
+            .record(&sample(
+                f64::from(t) * 10.0,
+                "v1",
+                "latency",
+                None,
+                Observation::Value(1.0),
+            ))
+            .unwrap();
+    }
+    let slices = store.slices(&key("v1", "latency", None), i64::MIN, i64::MAX);
+    assert_eq!(
+        slices.iter().map(|s| s.index).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7, 8, 9]
+    );
+    let err = store
+        .record(&sample(5.0, "v1", "latency", None, Observation::Value(1.0)))
+        .unwrap_err();
+    assert!(matches!(err, CoreError::TooOld { .. }));
+    assert_eq!(store.stats().too_old, 1);
+    // Advancing stream time hides expired slices from readers too.
+    store.advance(200.0);
+    assert!(store
+        .slices(&key("v1", "latency", None), i64::MIN, i64::MAX)
+        .is_empty());
+}
+
+#[test]
+fn bad_observations_are_counted_not_stored() {
+    let store = small_store();
+    for obs in [
+        Observation::Value(f64::NAN),
+        Observation::Value(-1.0),
+        Observation::Value(f64::INFINITY),
+        Observation::Counts {
+            requests: 1,
+            errors: 2,
+        },
+    ] {
+        assert!(store.record(&sample(0.0, "v1", "m", None, obs)).is_err());
+    }
+    assert_eq!(store.stats().invalid, 4);
+    assert_eq!(store.series_count(), 0);
+    store
+        .record(&sample(
+            0.0,
+            "v1",
+            "errors",
+            None,
+            Observation::Outcome { error: true },
+        ))
+        .unwrap();
+    let err = store
+        .record(&sample(0.0, "v1", "errors", None, Observation::Value(3.0)))
+        .unwrap_err();
+    assert!(matches!(err, CoreError::KindMismatch { .. }), "{err}");
+    assert_eq!(store.stats().kind_mismatch, 1);
+    assert!(store
+        .record(&sample(
+            f64::NAN,
+            "v1",
+            "errors",
+            None,
+            Observation::Outcome { error: true }
+        ))
+        .is_err());
+}
+
+#[test]
+fn cardinality_limit_folds_into_other() {
+    let store = Store::new(StoreConfig {
+        max_label_sets_per_service: 3,
+        ..StoreConfig::default()
+    });
+    for i in 0..10 {
+        let e = format!("/user/{i}");
+        store
+            .record(&sample(
+                0.0,
+                "v1",
+                "latency",
+                Some(&e),
+                Observation::Value(1.0),
+            ))
+            .unwrap();
+    }
+    let sets = store.label_sets(
+        &ServiceName::new("payment").unwrap(),
+        &Version::new("v1").unwrap(),
+        &MetricName::new("latency").unwrap(),
+    );
+    assert_eq!(sets.len(), 4, "{sets:?}");
+    assert!(sets.iter().any(|l| l.get("endpoint") == Some(OTHER)));
+    assert_eq!(store.stats().folded_into_other, 7);
+    let other = store.slices(&key("v1", "latency", Some(OTHER)), i64::MIN, i64::MAX);
+    assert_eq!(other[0].data.count(), 7);
+    // Nothing lost: the aggregate has all ten.
+    assert_eq!(
+        store
+            .merged(&key("v1", "latency", None), i64::MIN, i64::MAX)
+            .unwrap()
+            .count(),
+        10
+    );
+}
+
+#[test]
+fn memory_budget_evicts_least_recently_updated_series() {
+    let store = Store::new(StoreConfig {
+        memory_budget_bytes: 20_000,
+        ..StoreConfig::default()
+    });
+    for v in 0..200 {
+        let version = format!("v{v}");
+        store
+            .record(&sample(
+                0.0,
+                &version,
+                "latency",
+                None,
+                Observation::Value(f64::from(v)),
+            ))
+            .unwrap();
+    }
+    assert!(store.bytes() <= 20_000, "{}", store.bytes());
+    assert!(store.stats().evicted_series > 0);
+    // The newest series survived.
+    assert!(!store
+        .slices(&key("v199", "latency", None), i64::MIN, i64::MAX)
+        .is_empty());
+    assert!(store
+        .slices(&key("v0", "latency", None), i64::MIN, i64::MAX)
+        .is_empty());
+}
+
+#[test]
+fn concurrent_writers_lose_nothing() {
+    let store = Arc::new(Store::new(StoreConfig::default()));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..5_000 {
+                    let endpoint = format!("/e{}", i % 7);
+                    store
+                        .record(&sample(
+                            f64::from(i % 100),
+                            "v1",
+                            "latency",
+                            Some(&endpoint),
+                            Observation::Value(f64::from(t + 1)),
+                        ))
+                        .unwrap();
+                    store
+                        .record(&sample(
+                            f64::from(i % 100),
+                            "v1",
+                            "errors",
+                            None,
+                            Observation::Outcome { error: i % 10 == 0 },
+                        ))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(
+        store
+            .merged(&key("v1", "latency", None), i64::MIN, i64::MAX)
+            .unwrap()
+            .count(),
+        20_000
+    );
+    match store
+        .merged(&key("v1", "errors", None), i64::MIN, i64::MAX)
+        .unwrap()
+    {
+        SliceData::Counts { requests, errors } => assert_eq!((requests, errors), (20_000, 2_000)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn snapshot_round_trips_and_detects_corruption() {
+    let store = small_store();
+    for i in 0..300 {
+        let e = ["/a", "/b", "/c"][i % 3];
+        store
+            .record(&sample(
+                i as f64 * 0.2,
+                "v1",
+                "latency",
+                Some(e),
+                Observation::Value(i as f64),
+            ))
+            .unwrap();
+        store
+            .record(&sample(
+                i as f64 * 0.2,
+                "v2",
+                "errors",
+                Some(e),
+                Observation::Outcome { error: i % 7 == 0 },
+            ))
+            .unwrap();
+    }
+    let bytes = store.snapshot().unwrap();
+    let restored = Store::restore(&bytes).unwrap();
+    assert!(store.same_data(&restored));
+    assert_eq!(
+        restored.snapshot().unwrap(),
+        bytes,
+        "snapshots are deterministic"
+    );
+    assert_eq!(
+        restored
+            .label_sets(
+                &key("v1", "latency", None).service,
+                &key("v1", "x", None).version,
+                &key("v1", "latency", None).metric
+            )
+            .len(),
+        3
+    );
+    // Any flipped byte, truncation or wrong magic is refused.
+    for at in [0, 9, 15, 30, bytes.len() / 2, bytes.len() - 1] {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x55;
+        assert!(Store::restore(&bad).is_err(), "flip at {at}");
+    }
+    assert!(Store::restore(&bytes[..bytes.len() - 3]).is_err());
+    assert!(Store::restore(b"").is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// The window view is the sum of its slices: merging every slice gives
+    /// exactly what was recorded in the window.
+    #[test]
+    fn merged_window_is_the_sum_of_slices(values in prop::collection::vec((0u32..600, 0.0f64..5_000.0), 1..300)) {
+        let store = Store::new(StoreConfig { slice_secs: 10, window_secs: 10_000, ..StoreConfig::default() });
+        let mut expected = SparseHistogram::new();
+        for &(t, v) in &values {
+            store.record(&sample(f64::from(t), "v1", "latency", None, Observation::Value(v))).unwrap();
+            expected.record((v * 1000.0).round() as u64);
+        }
+        let merged = store.merged(&key("v1", "latency", None), i64::MIN, i64::MAX).unwrap();
+        prop_assert_eq!(merged, SliceData::Distribution(expected));
+        let slices = store.slices(&key("v1", "latency", None), i64::MIN, i64::MAX);
+        prop_assert!(slices.windows(2).all(|w| w[0].index < w[1].index));
+    }
+}
