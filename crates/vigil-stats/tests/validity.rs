@@ -16,6 +16,7 @@ use rand_distr::{Distribution, LogNormal};
 use vigil_stats::mann_whitney::{mann_whitney_with_exact_limit, Alternative};
 use vigil_stats::sequential::batch_rank::BatchRankTest;
 use vigil_stats::sequential::counts::{ErrorRateTest, ErrorShareTest, ShareAlternative};
+use vigil_stats::sequential::exceedance::QuantileExceedanceTest;
 use vigil_stats::sequential::quantile::{Direction, QuantileShiftTest};
 use vigil_stats::sequential::EProcess;
 use vigil_stats::{BucketCounts, Histogram};
@@ -32,6 +33,8 @@ fn margin() -> f64 {
 #[derive(Debug, Default)]
 struct Rejections {
     quantile: u64,
+    exceed_p50: u64,
+    exceed_p99: u64,
     rank_two_sided: u64,
     rank_greater: u64,
     /// Only counted with a constant traffic split, the test's assumption.
@@ -63,6 +66,8 @@ fn run(shape: &Shape, seed_base: u64, runs: u64) -> Rejections {
         let mut quantile =
             QuantileShiftTest::new(&[0.5, 0.99], ALPHA, 0.0, 0.0, Direction::Increase).unwrap();
         let mut rank2 = BatchRankTest::new(Alternative::TwoSided, 0.0).unwrap();
+        let mut ex50 = QuantileExceedanceTest::new(0.5, Direction::Increase, 0.0, 0.0).unwrap();
+        let mut ex99 = QuantileExceedanceTest::new(0.99, Direction::Increase, 0.0, 0.0).unwrap();
         let mut rank1 = BatchRankTest::new(Alternative::Greater, 0.0).unwrap();
         // The canary's traffic share is known to the error test only as the
         // configured split; use a constant-share shape for it.
@@ -95,6 +100,8 @@ fn run(shape: &Shape, seed_base: u64, runs: u64) -> Rejections {
             }
             quantile.update(&c, &b);
             rank2.update(&c, &b);
+            ex50.update(&c, &b);
+            ex99.update(&c, &b);
             rank1.update(&c, &b);
             err2.update(ec, eb);
             err1.update(ec, eb);
@@ -108,6 +115,8 @@ fn run(shape: &Shape, seed_base: u64, runs: u64) -> Rejections {
             }
         }
         out.quantile += u64::from(quantile.rejects());
+        out.exceed_p50 += u64::from(ex50.rejects(ALPHA));
+        out.exceed_p99 += u64::from(ex99.rejects(ALPHA));
         out.rank_two_sided += u64::from(rank2.rejects(ALPHA));
         out.rank_greater += u64::from(rank1.rejects(ALPHA));
         if constant_share {
@@ -240,6 +249,7 @@ fn sequential_tests_detect_clear_regressions() {
     eprintln!("latency +30%, errors 2% -> 6%, {POWER_RUNS} runs: {r:?}");
     for (name, n) in [
         ("quantile", r.quantile),
+        ("exceedance p50", r.exceed_p50),
         ("batch rank greater", r.rank_greater),
         ("error share exceeds", r.errors_exceed),
         ("error rate exceeds", r.error_rate_exceeds),

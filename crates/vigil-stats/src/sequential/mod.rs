@@ -5,6 +5,9 @@
 //! - [`counts`]: Dirichlet-multinomial / beta-binomial mixture e-values for
 //!   error counts.
 //! - [`quantile`]: time-uniform quantile bands, a sequential test on p50, p99...
+//! - [`exceedance`]: per-slice tail exceedances of the pooled q-quantile, a
+//!   drift-robust sequential test of one quantile.
+//! - [`proportion`]: a time-uniform confidence sequence for an error rate.
 //! - [`batch_rank`]: a rank e-process over per-batch comparisons, valid under
 //!   drift that hits both arms.
 //! - [`combine`]: e-value averaging and Holm's procedure across metrics.
@@ -12,6 +15,8 @@
 pub mod batch_rank;
 pub mod combine;
 pub mod counts;
+pub mod exceedance;
+pub mod proportion;
 pub mod quantile;
 
 /// What an anytime-valid test has gathered so far: its current e-value and

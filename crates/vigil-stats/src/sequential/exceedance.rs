@@ -1,0 +1,224 @@
+//! A drift-robust sequential test on one quantile: within each time slice,
+//! does the canary put more than its share of samples above the slice's
+//! pooled q-quantile?
+//!
+//! Pool the slice's canary and baseline samples and take the pooled
+//! q-quantile T. If within the slice the arms are exchangeable, which of the
+//! pooled samples lie above T is decided by the pooled values alone and the
+//! arm labels are a random draw: the canary's count above T is
+//! hypergeometric, the same law as "errors" split between arms with equal
+//! error rates. So each slice is fed to an [`ErrorRateTest`] as requests
+//! (samples) and errors (samples above T), and the evidence accumulates over
+//! slices whatever drift moved both arms between them.
+//!
+//! Tolerance: the canary is compared after mapping each value c to
+//! (c - tolerance_abs) / (1 + tolerance) (for `Increase`; the reverse for
+//! `Decrease`), read at the bucket bound that makes the canary look better,
+//! so bucketing only makes the test more conservative. Under the null
+//! "canary is no worse than tolerated", the mapped canary is stochastically
+//! no larger than the baseline and puts at most its share above T.
+//!
+//! Unlike a rank test of the whole distribution, this sees a regression in
+//! the slowest 1-2% only when q is in the tail, which is why the quantiles
+//! of interest are part of each metric's spec.
+
+use super::counts::{ErrorRateTest, ShareAlternative};
+use super::quantile::Direction;
+use super::{EProcess, Evidence};
+use crate::histogram::BucketCounts;
+use crate::StatsError;
+
+/// Sequential test that the canary's q-quantile is worse than tolerated.
+#[derive(Debug, Clone)]
+pub struct QuantileExceedanceTest {
+    quantile: f64,
+    direction: Direction,
+    tolerance: f64,
+    tolerance_abs: f64,
+    inner: ErrorRateTest,
+    /// Samples beyond the pooled threshold so far (canary, baseline).
+    beyond: (u64, u64),
+}
+
+impl QuantileExceedanceTest {
+    /// A test of quantile `quantile` in (0, 1); the canary may be worse by a
+    /// factor `tolerance` plus `tolerance_abs` (histogram units).
+    pub fn new(
+        quantile: f64,
+        direction: Direction,
+        tolerance: f64,
+        tolerance_abs: f64,
+    ) -> Result<Self, StatsError> {
+        if !(quantile > 0.0 && quantile < 1.0) {
+            return Err(StatsError::InvalidParameter {
+                name: "quantile",
+                reason: format!("must be in (0, 1), got {quantile}"),
+            });
+        }
+        if !(tolerance.is_finite()
+            && tolerance >= 0.0
+            && tolerance_abs.is_finite()
+            && tolerance_abs >= 0.0)
+        {
+            return Err(StatsError::InvalidParameter {
+                name: "tolerance",
+                reason: "must be finite and >= 0".into(),
+            });
+        }
+        Ok(Self {
+            quantile,
+            direction,
+            tolerance,
+            tolerance_abs,
+            inner: ErrorRateTest::new(0.0, ShareAlternative::Exceeds)?,
+            beyond: (0, 0),
+        })
+    }
+
+    /// The quantile tested.
+    pub fn quantile(&self) -> f64 {
+        self.quantile
+    }
+
+    /// Samples beyond the pooled threshold so far (canary, baseline).
+    pub fn beyond(&self) -> (u64, u64) {
+        self.beyond
+    }
+
+    /// Feeds one time slice of both arms; a slice with an empty arm carries
+    /// no comparison.
+    pub fn update<C, B>(&mut self, canary: &C, baseline: &B)
+    where
+        C: BucketCounts + ?Sized,
+        B: BucketCounts + ?Sized,
+    {
+        let (n_c, n_b) = (canary.len(), baseline.len());
+        if n_c == 0 || n_b == 0 {
+            return;
+        }
+        let k = 1.0 + self.tolerance;
+        // Map values so that "worse" is always "larger", the canary at its
+        // most favourable bucket bound, the baseline at its representative.
+        let (mapped_c, mapped_b): (Vec<(f64, u64)>, Vec<(f64, u64)>) = match self.direction {
+            Direction::Increase => (
+                canary
+                    .buckets()
+                    .map(|b| (((b.low as f64) - self.tolerance_abs) / k, b.count))
+                    .collect(),
+                baseline
+                    .buckets()
+                    .map(|b| (b.value() as f64, b.count))
+                    .collect(),
+            ),
+            Direction::Decrease => (
+                canary
+                    .buckets()
+                    .map(|b| (-((b.high as f64) + self.tolerance_abs) * k, b.count))
+                    .collect(),
+                baseline
+                    .buckets()
+                    .map(|b| (-(b.value() as f64), b.count))
+                    .collect(),
+            ),
+        };
+        // With no tolerance, both arms must be read the same way for the
+        // labels to be exchangeable: use bucket lows for both.
+        let (mapped_c, mapped_b) = if self.tolerance == 0.0 && self.tolerance_abs == 0.0 {
+            let sign = if self.direction == Direction::Increase {
+                1.0
+            } else {
+                -1.0
+            };
+            (
+                canary
+                    .buckets()
+                    .map(|b| (sign * b.low as f64, b.count))
+                    .collect(),
+                baseline
+                    .buckets()
+                    .map(|b| (sign * b.low as f64, b.count))
+                    .collect(),
+            )
+        } else {
+            (mapped_c, mapped_b)
+        };
+        let threshold = pooled_quantile(&mapped_c, &mapped_b, self.quantile);
+        let x: u64 = mapped_c
+            .iter()
+            .filter(|(v, _)| *v > threshold)
+            .map(|(_, c)| c)
+            .sum();
+        let y: u64 = mapped_b
+            .iter()
+            .filter(|(v, _)| *v > threshold)
+            .map(|(_, c)| c)
+            .sum();
+        self.beyond.0 += x;
+        self.beyond.1 += y;
+        self.inner.update(n_c, x, n_b, y);
+    }
+}
+
+impl EProcess for QuantileExceedanceTest {
+    fn evidence(&self) -> Evidence {
+        self.inner.evidence()
+    }
+}
+
+/// The nearest-rank q-quantile of the pooled (value, count) pairs.
+fn pooled_quantile(a: &[(f64, u64)], b: &[(f64, u64)], q: f64) -> f64 {
+    let mut all: Vec<(f64, u64)> = a.iter().chain(b).copied().collect();
+    all.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let n: u64 = all.iter().map(|(_, c)| c).sum();
+    let rank = ((q * n as f64).ceil() as u64).clamp(1, n.max(1));
+    let mut seen = 0;
+    for (v, c) in &all {
+        seen += c;
+        if seen >= rank {
+            return *v;
+        }
+    }
+    f64::INFINITY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Histogram;
+
+    fn h(v: impl IntoIterator<Item = u64>) -> Histogram {
+        Histogram::from_values(v).unwrap()
+    }
+
+    #[test]
+    fn tail_only_regression_is_seen_at_p99_not_at_p50() {
+        // Baseline 1..=1000; canary the same but its slowest 2% doubled.
+        let base = h(1..=1000);
+        let canary = h((1..=1000).map(|v| if v > 980 { v * 3 } else { v }));
+        let mut p99 = QuantileExceedanceTest::new(0.99, Direction::Increase, 0.1, 0.0).unwrap();
+        let mut p50 = QuantileExceedanceTest::new(0.5, Direction::Increase, 0.1, 0.0).unwrap();
+        for _ in 0..30 {
+            p99.update(&canary, &base);
+            p50.update(&canary, &base);
+        }
+        assert!(p99.rejects(0.01), "p99 e = {}", p99.e_value());
+        assert!(!p50.rejects(0.05), "p50 e = {}", p50.e_value());
+    }
+
+    #[test]
+    fn identical_arms_give_no_evidence() {
+        let base = h(1..=1000);
+        let mut t = QuantileExceedanceTest::new(0.9, Direction::Increase, 0.0, 0.0).unwrap();
+        for _ in 0..100 {
+            t.update(&base, &base);
+        }
+        assert!(t.e_value() < 1.0, "{}", t.e_value());
+        let mut d = QuantileExceedanceTest::new(0.1, Direction::Decrease, 0.0, 0.0).unwrap();
+        let faster = h((1..=1000).map(|v| v / 2));
+        for _ in 0..30 {
+            d.update(&faster, &base);
+        }
+        assert!(d.rejects(0.01));
+        assert!(QuantileExceedanceTest::new(1.0, Direction::Increase, 0.0, 0.0).is_err());
+    }
+}
