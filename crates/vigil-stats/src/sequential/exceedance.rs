@@ -96,52 +96,8 @@ impl QuantileExceedanceTest {
         if n_c == 0 || n_b == 0 {
             return;
         }
-        let k = 1.0 + self.tolerance;
-        // Map values so that "worse" is always "larger", the canary at its
-        // most favourable bucket bound, the baseline at its representative.
-        let (mapped_c, mapped_b): (Vec<(f64, u64)>, Vec<(f64, u64)>) = match self.direction {
-            Direction::Increase => (
-                canary
-                    .buckets()
-                    .map(|b| (((b.low as f64) - self.tolerance_abs) / k, b.count))
-                    .collect(),
-                baseline
-                    .buckets()
-                    .map(|b| (b.value() as f64, b.count))
-                    .collect(),
-            ),
-            Direction::Decrease => (
-                canary
-                    .buckets()
-                    .map(|b| (-((b.high as f64) + self.tolerance_abs) * k, b.count))
-                    .collect(),
-                baseline
-                    .buckets()
-                    .map(|b| (-(b.value() as f64), b.count))
-                    .collect(),
-            ),
-        };
-        // With no tolerance, both arms must be read the same way for the
-        // labels to be exchangeable: use bucket lows for both.
-        let (mapped_c, mapped_b) = if self.tolerance == 0.0 && self.tolerance_abs == 0.0 {
-            let sign = if self.direction == Direction::Increase {
-                1.0
-            } else {
-                -1.0
-            };
-            (
-                canary
-                    .buckets()
-                    .map(|b| (sign * b.low as f64, b.count))
-                    .collect(),
-                baseline
-                    .buckets()
-                    .map(|b| (sign * b.low as f64, b.count))
-                    .collect(),
-            )
-        } else {
-            (mapped_c, mapped_b)
-        };
+        let mapped_c = self.map_canary(canary);
+        let mapped_b = self.map_baseline(baseline);
         let threshold = pooled_quantile(&mapped_c, &mapped_b, self.quantile);
         let x: u64 = mapped_c
             .iter()
@@ -156,6 +112,55 @@ impl QuantileExceedanceTest {
         self.beyond.0 += x;
         self.beyond.1 += y;
         self.inner.update(n_c, x, n_b, y);
+    }
+}
+
+/// (value, count) pairs on a scale where larger is worse.
+type Points = Vec<(f64, u64)>;
+
+impl QuantileExceedanceTest {
+    fn exact(&self) -> bool {
+        self.tolerance == 0.0 && self.tolerance_abs == 0.0
+    }
+
+    /// The canary's values with the tolerance taken off, at the bucket bound
+    /// that makes it look better. With no tolerance both arms are read at
+    /// bucket lows, so shared buckets stay ties and labels exchangeable.
+    fn map_canary<C: BucketCounts + ?Sized>(&self, canary: &C) -> Points {
+        let k = 1.0 + self.tolerance;
+        let exact = self.exact();
+        canary
+            .buckets()
+            .map(|b| {
+                let v = match (self.direction, exact) {
+                    (Direction::Increase, true) => b.low as f64,
+                    (Direction::Decrease, true) => -(b.low as f64),
+                    (Direction::Increase, false) => (b.low as f64 - self.tolerance_abs) / k,
+                    (Direction::Decrease, false) => -(b.high as f64 + self.tolerance_abs) * k,
+                };
+                (v, b.count)
+            })
+            .collect()
+    }
+
+    fn map_baseline<B: BucketCounts + ?Sized>(&self, baseline: &B) -> Points {
+        let exact = self.exact();
+        baseline
+            .buckets()
+            .map(|b| {
+                let v = if exact {
+                    b.low as f64
+                } else {
+                    b.value() as f64
+                };
+                let v = if self.direction == Direction::Increase {
+                    v
+                } else {
+                    -v
+                };
+                (v, b.count)
+            })
+            .collect()
     }
 }
 
