@@ -171,22 +171,36 @@ impl ErrorShareTest {
     }
 
     fn ln_e_for(&self, x: u64, y: u64) -> f64 {
-        let (x, y) = (x as f64, y as f64);
-        let ln_null = x * self.rho.ln() + y * (1.0 - self.rho).ln();
-        let ln_mix = ln_beta(self.a + x, self.b + y) - ln_beta(self.a, self.b);
-        match self.alternative {
-            ShareAlternative::Differs => ln_mix - ln_null,
-            ShareAlternative::Exceeds => {
-                let (_, ln_upper_post) = ln_beta_inc_both(self.a + x, self.b + y, self.rho);
-                let (_, ln_upper_prior) = ln_beta_inc_both(self.a, self.b, self.rho);
-                ln_mix + ln_upper_post - ln_upper_prior - ln_null
-            }
-        }
+        ln_share_e_value(self.rho, self.a, self.b, self.alternative, x, y)
     }
 
     /// Errors seen so far in (canary, baseline).
     pub fn counts(&self) -> (u64, u64) {
         (self.canary_errors, self.baseline_errors)
+    }
+}
+
+/// ln of the beta-binomial mixture e-value for `x` successes and `y`
+/// failures against success probability `rho`, prior Beta(a, b) (truncated
+/// to theta > rho for `Exceeds`).
+pub(crate) fn ln_share_e_value(
+    rho: f64,
+    a: f64,
+    b: f64,
+    alternative: ShareAlternative,
+    x: u64,
+    y: u64,
+) -> f64 {
+    let (x, y) = (x as f64, y as f64);
+    let ln_null = x * rho.ln() + y * (1.0 - rho).ln();
+    let ln_mix = ln_beta(a + x, b + y) - ln_beta(a, b);
+    match alternative {
+        ShareAlternative::Differs => ln_mix - ln_null,
+        ShareAlternative::Exceeds => {
+            let (_, ln_upper_post) = ln_beta_inc_both(a + x, b + y, rho);
+            let (_, ln_upper_prior) = ln_beta_inc_both(a, b, rho);
+            ln_mix + ln_upper_post - ln_upper_prior - ln_null
+        }
     }
 }
 

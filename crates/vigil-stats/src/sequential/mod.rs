@@ -28,10 +28,18 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    /// Records the e-value after an update.
-    pub(crate) fn set(&mut self, ln_e: f64) {
+    /// Records the log e-value after an update. Public so that a caller
+    /// combining tests into a derived e-process (an average of e-processes
+    /// on one filtration) can track its running maximum the same way.
+    pub fn set(&mut self, ln_e: f64) {
         self.ln_e = ln_e;
         self.max_ln_e = self.max_ln_e.max(ln_e);
+    }
+}
+
+impl EProcess for Evidence {
+    fn evidence(&self) -> Evidence {
+        *self
     }
 }
 

@@ -1,0 +1,612 @@
+//! An analysis: one spec, the evidence gathered so far, the verdict.
+
+use vigil_core::store::{Slice, SliceData, Store};
+use vigil_core::{
+    AnalysisSpec, Labels, Method, MetricKind, MetricStatus, SeriesKey, Timestamp, Verdict,
+    VerdictReport, Version,
+};
+use vigil_stats::sequential::combine::holm;
+use vigil_stats::sequential::{EProcess, Evidence};
+
+use crate::kayenta::{self, KayentaResult};
+use crate::kayenta_method;
+use crate::track::{percent, tolerance_text, value_text, Assessment, Judging, Track};
+use crate::JudgeError;
+
+/// A verdict change, in stream time.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TimelineEntry {
+    /// When (stream time).
+    pub ts: Timestamp,
+    /// The new verdict.
+    pub verdict: Verdict,
+    /// Its reason.
+    pub reason: String,
+}
+
+/// One running analysis.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    id: String,
+    spec: AnalysisSpec,
+    how: Judging,
+    created_at: Timestamp,
+    next_slice: Option<i64>,
+    tracks: Vec<Track>,
+    overall: Evidence,
+    latest: Option<VerdictReport>,
+    decided: Option<VerdictReport>,
+    timeline: Vec<TimelineEntry>,
+}
+
+impl Analysis {
+    /// Starts an analysis at stream time `created_at`.
+    pub fn new(
+        id: impl Into<String>,
+        spec: AnalysisSpec,
+        created_at: Timestamp,
+    ) -> Result<Self, JudgeError> {
+        spec.validate()?;
+        let how = Judging {
+            method: spec.policy.method,
+            alpha: spec.policy.alpha,
+            slo_mode: spec.is_slo_mode(),
+        };
+        let tracks = spec
+            .metrics
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Track::new(i, m, None, how))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            id: id.into(),
+            spec,
+            how,
+            created_at,
+            next_slice: None,
+            tracks,
+            overall: Evidence::default(),
+            latest: None,
+            decided: None,
+            timeline: Vec::new(),
+        })
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Its spec.
+    pub fn spec(&self) -> &AnalysisSpec {
+        &self.spec
+    }
+
+    /// Every verdict change so far.
+    pub fn timeline(&self) -> &[TimelineEntry] {
+        &self.timeline
+    }
+
+    /// The terminal verdict, once reached.
+    pub fn decided(&self) -> Option<&VerdictReport> {
+        self.decided.as_ref()
+    }
+
+    /// The latest verdict.
+    pub fn latest(&self) -> Option<&VerdictReport> {
+        self.latest.as_ref()
+    }
+
+    fn key(&self, version: &Version, metric: usize, labels: &Labels) -> SeriesKey {
+        SeriesKey {
+            service: self.spec.service.clone(),
+            version: version.clone(),
+            metric: self.spec.metrics[metric].name.clone(),
+            labels: labels.clone(),
+        }
+    }
+
+    /// Brings the analysis up to stream time `now`: feeds every slice that
+    /// completed since the last tick, and returns the verdict. A terminal
+    /// verdict (ROLLBACK, PROMOTE, INCONCLUSIVE) stays once reached.
+    pub fn tick(&mut self, store: &Store, now: Timestamp) -> VerdictReport {
+        if let Some(done) = &self.decided {
+            return done.clone();
+        }
+        let start = store.slice_of(self.created_at);
+        // The slice holding `now` is still filling.
+        let last_complete = store.slice_of(now) - 1;
+        self.discover_dimensions(store);
+        let from = self.next_slice.unwrap_or(start);
+        if last_complete >= from {
+            for i in 0..self.tracks.len() {
+                let t = &self.tracks[i];
+                let labels = t.dimension.clone().unwrap_or_default();
+                let canary = store.slices(
+                    &self.key(&self.spec.canary_version, t.metric, &labels),
+                    from,
+                    last_complete,
+                );
+                let baseline = match &self.spec.baseline_version {
+                    Some(v) => store.slices(&self.key(v, t.metric, &labels), from, last_complete),
+                    None => Vec::new(),
+                };
+                let spec = &self.spec.metrics[self.tracks[i].metric];
+                for (c, b) in align(&canary, &baseline) {
+                    self.tracks[i].feed(spec, c, b);
+                }
+            }
+            self.next_slice = Some(last_complete + 1);
+        }
+        let report = self.decide(now);
+        if self
+            .timeline
+            .last()
+            .is_none_or(|e| e.verdict != report.verdict)
+        {
+            self.timeline.push(TimelineEntry {
+                ts: now,
+                verdict: report.verdict,
+                reason: report.reason.clone(),
+            });
+        }
+        if report.verdict.is_terminal() {
+            self.decided = Some(report.clone());
+        }
+        self.latest = Some(report.clone());
+        report
+    }
+
+    /// Adds a track for every label set of a judged dimension that the
+    /// canary has emitted.
+    fn discover_dimensions(&mut self, store: &Store) {
+        if self.spec.dimensions.is_empty() {
+            return;
+        }
+        for (m, metric) in self.spec.metrics.iter().enumerate() {
+            for labels in
+                store.label_sets(&self.spec.service, &self.spec.canary_version, &metric.name)
+            {
+                if !self.spec.dimensions.iter().any(|d| labels.get(d).is_some()) {
+                    continue;
+                }
+                let known = self
+                    .tracks
+                    .iter()
+                    .any(|t| t.metric == m && t.dimension.as_ref() == Some(&labels));
+                if known {
+                    continue;
+                }
+                if let Ok(mut track) = Track::new(m, metric, Some(labels.clone()), self.how) {
+                    // Catch up from the analysis start: the slices are still
+                    // in the store's window.
+                    if let Some(next) = self.next_slice {
+                        let from = store.slice_of(self.created_at);
+                        let canary = store.slices(
+                            &self.key(&self.spec.canary_version, m, &labels),
+                            from,
+                            next - 1,
+                        );
+                        let baseline = match &self.spec.baseline_version {
+                            Some(v) => store.slices(&self.key(v, m, &labels), from, next - 1),
+                            None => Vec::new(),
+                        };
+                        for (c, b) in align(&canary, &baseline) {
+                            track.feed(metric, c, b);
+                        }
+                    }
+                    self.tracks.push(track);
+                }
+            }
+        }
+    }
+
+    fn decide(&mut self, now: Timestamp) -> VerdictReport {
+        let policy = self.spec.policy.clone();
+        let alpha = policy.alpha;
+        let n_slo = self
+            .spec
+            .metrics
+            .iter()
+            .filter(|m| m.slo.is_some())
+            .count()
+            .max(1);
+        let slo_alpha = alpha / n_slo as f64;
+        let mut assessed: Vec<Assessment> = self
+            .tracks
+            .iter()
+            .map(|t| t.assess(&self.spec.metrics[t.metric], self.how, slo_alpha))
+            .collect();
+        let ended = now - self.created_at >= policy.max_duration.as_secs_f64();
+        let canary_name = self.spec.canary_version.to_string();
+        let baseline_name = self.spec.baseline_version.as_ref().map(ToString::to_string);
+
+        // Enough samples: every critical metric's aggregate in each arm.
+        let short = self
+            .tracks
+            .iter()
+            .zip(&assessed)
+            .filter(|(t, _)| t.dimension.is_none() && self.spec.metrics[t.metric].critical)
+            .map(|(t, _)| {
+                let needs_baseline = !self.how.slo_mode;
+                let have = if needs_baseline {
+                    t.canary.n().min(t.baseline.n())
+                } else {
+                    t.canary.n()
+                };
+                (t.metric, have)
+            })
+            .filter(|&(_, have)| have < policy.min_samples)
+            .min_by_key(|&(_, have)| have);
+
+        // Which tracks failed.
+        let mut kayenta_score = None;
+        let failing: Vec<bool> = match (self.how.method, self.how.slo_mode) {
+            (_, true) | (Method::FixedHorizon, false) => {
+                assessed.iter().map(|a| a.failed).collect()
+            }
+            (Method::Sequential, false) => {
+                let p: Vec<f64> = self.tracks.iter().map(Track::p_value).collect();
+                holm(&p, alpha)
+                    .into_iter()
+                    .zip(&assessed)
+                    .map(|(rejected, a)| rejected && a.beyond_tolerance)
+                    .collect()
+            }
+            (Method::Kayenta, false) => {
+                let (failing, score) = self.kayenta_judgement();
+                kayenta_score = score;
+                failing
+            }
+        };
+        for (a, &f) in assessed.iter_mut().zip(&failing) {
+            a.result.status = if f {
+                MetricStatus::Fail
+            } else if a.within_tolerance {
+                MetricStatus::Pass
+            } else {
+                MetricStatus::Pending
+            };
+        }
+
+        // The combined evidence (sequential): weighted mean over metrics of
+        // each metric's mean e-value over its tracks.
+        let mut rollback = false;
+        if self.how.method == Method::Sequential && !self.how.slo_mode {
+            let mut num = 0.0;
+            let mut den = 0.0;
+            for (m, metric) in self.spec.metrics.iter().enumerate() {
+                let es: Vec<f64> = self
+                    .tracks
+                    .iter()
+                    .zip(&assessed)
+                    .filter(|(t, _)| t.metric == m)
+                    .map(|(_, a)| a.e_value)
+                    .collect();
+                if !es.is_empty() {
+                    num += metric.weight * es.iter().sum::<f64>() / es.len() as f64;
+                    den += metric.weight;
+                }
+            }
+            if den > 0.0 {
+                self.overall.set((num / den).max(f64::MIN_POSITIVE).ln());
+            }
+            let beyond = assessed
+                .iter()
+                .any(|a| a.beyond_tolerance && a.e_value > 1.0);
+            rollback = self.overall.p_value() <= alpha && beyond;
+        }
+        let critical_failed = self
+            .tracks
+            .iter()
+            .zip(&failing)
+            .any(|(t, &f)| f && self.spec.metrics[t.metric].critical);
+        if self.how.method == Method::FixedHorizon || self.how.slo_mode {
+            rollback = critical_failed;
+        }
+        if self.how.method == Method::Kayenta && !self.how.slo_mode {
+            rollback = kayenta_score
+                .as_ref()
+                .is_some_and(|s| s.result == KayentaResult::Fail);
+        }
+        let all_within = self
+            .tracks
+            .iter()
+            .zip(&assessed)
+            .filter(|(t, _)| t.dimension.is_none() && self.spec.metrics[t.metric].critical)
+            .all(|(_, a)| a.within_tolerance);
+
+        let worst = worst_track(&self.tracks, &assessed, &failing);
+        let worst_dimension = worst
+            .and_then(|i| self.tracks[i].dimension.as_ref())
+            .filter(|_| rollback)
+            .map(ToString::to_string);
+
+        let (verdict, reason) = if rollback && (short.is_none() || critical_failed) {
+            let i = worst.unwrap_or(0);
+            (
+                Verdict::Rollback,
+                self.rollback_reason(i, &assessed[i], &canary_name, baseline_name.as_deref()),
+            )
+        } else if let Some((m, have)) = short {
+            let what = &self.spec.metrics[m].name;
+            if ended {
+                (
+                    Verdict::Inconclusive,
+                    format!(
+                        "analysis ended after {} without a decision: {what} had only {have} of the {} samples per arm the policy needs",
+                        humantime_short(policy.max_duration.as_secs_f64()),
+                        policy.min_samples
+                    ),
+                )
+            } else {
+                (
+                    Verdict::Continue,
+                    format!(
+                        "waiting for samples: {what} has {have} of {} per arm; keep watching",
+                        policy.min_samples
+                    ),
+                )
+            }
+        } else if all_within && (self.how.method == Method::Sequential || self.how.slo_mode) {
+            (
+                Verdict::Promote,
+                self.promote_reason(&assessed, &canary_name, false),
+            )
+        } else if ended && self.how.method == Method::Kayenta && !self.how.slo_mode {
+            match &kayenta_score {
+                Some(s) if s.result == KayentaResult::Pass => (
+                    Verdict::Promote,
+                    format!(
+                        "Kayenta score {:.0} reaches the pass threshold {:.0}: promote",
+                        s.score,
+                        kayenta_method::THRESHOLDS.pass
+                    ),
+                ),
+                Some(s) => (
+                    Verdict::Inconclusive,
+                    format!(
+                        "analysis ended with Kayenta score {:.0}, below the pass threshold {:.0}",
+                        s.score,
+                        kayenta_method::THRESHOLDS.pass
+                    ),
+                ),
+                None => (
+                    Verdict::Inconclusive,
+                    "analysis ended with no metric classified".to_owned(),
+                ),
+            }
+        } else if ended {
+            if failing.iter().any(|&f| f) {
+                (
+                    Verdict::Inconclusive,
+                    format!(
+                        "analysis ended after {} with non-critical metrics failing: {}",
+                        humantime_short(policy.max_duration.as_secs_f64()),
+                        failing_names(&assessed, &failing)
+                    ),
+                )
+            } else {
+                (
+                    Verdict::Promote,
+                    self.promote_reason(&assessed, &canary_name, true),
+                )
+            }
+        } else {
+            let detail =
+                worst.map_or_else(String::new, |i| format!(": {}", assessed[i].result.summary));
+            (
+                Verdict::Continue,
+                format!("no decision yet{detail}; keep watching"),
+            )
+        };
+
+        VerdictReport {
+            verdict,
+            reason,
+            metrics: assessed.into_iter().map(|a| a.result).collect(),
+            worst_dimension,
+            decided_at: verdict.is_terminal().then_some(now),
+            evaluated_at: now,
+        }
+    }
+
+    /// Kayenta's classification of each aggregate track (dimensions are not
+    /// a Kayenta concept) and the score over them.
+    fn kayenta_judgement(&self) -> (Vec<bool>, Option<kayenta::Score>) {
+        let mut failing = vec![false; self.tracks.len()];
+        let mut classified = Vec::new();
+        for (i, t) in self.tracks.iter().enumerate() {
+            if t.dimension.is_some() {
+                continue;
+            }
+            if let Some(c) = kayenta_method::classify(
+                &self.spec.metrics[t.metric],
+                &t.points.canary,
+                &t.points.baseline,
+            ) {
+                failing[i] = c.classification.is_failure();
+                classified.push(c);
+            }
+        }
+        if classified.is_empty() {
+            return (failing, None);
+        }
+        (
+            failing,
+            Some(kayenta_method::score(&self.spec.metrics, &classified)),
+        )
+    }
+
+    fn display_metric(&self, m: usize, what: Option<&str>) -> String {
+        let metric = &self.spec.metrics[m];
+        match metric.kind {
+            MetricKind::ErrorRate if metric.name.as_str() == "error_rate" => {
+                "error rate".to_owned()
+            }
+            MetricKind::ErrorRate => format!("{} error rate", metric.name),
+            _ => format!("{} {}", what.unwrap_or("p50"), metric.name),
+        }
+    }
+
+    fn rollback_reason(
+        &self,
+        i: usize,
+        a: &Assessment,
+        canary: &str,
+        baseline: Option<&str>,
+    ) -> String {
+        let t = &self.tracks[i];
+        let spec = &self.spec.metrics[t.metric];
+        let effect = a.result.effect.clone();
+        let what = effect.as_ref().map(|e| e.what.clone());
+        let metric = self.display_metric(t.metric, what.as_deref());
+        let of = t
+            .dimension
+            .as_ref()
+            .map_or_else(String::new, |d| format!(" of {}", dimension_values(d)));
+        let (Some(e), tolerance) = (effect, tolerance_text(spec)) else {
+            return format!("{metric}{of} regressed in {canary}: roll back");
+        };
+        let (c, b) = (e.canary.unwrap_or(f64::NAN), e.baseline.unwrap_or(f64::NAN));
+        match (baseline, spec.kind) {
+            (None, _) => format!(
+                "{metric}{of} is {} in {canary}, over the SLO of {}: roll back",
+                value_text(c, spec.kind),
+                value_text(b, spec.kind)
+            ),
+            (Some(base), MetricKind::ErrorRate) => format!(
+                "{metric}{of} is {} in {canary} vs {} in {base}, over the {tolerance} tolerance: roll back",
+                percent(c),
+                percent(b)
+            ),
+            (Some(base), kind) => {
+                let rel = e.relative.map_or_else(|| "different".to_owned(), |r| {
+                    if r >= 0.0 { format!("{:.0}% higher", r * 100.0) } else { format!("{:.0}% lower", -r * 100.0) }
+                });
+                format!(
+                    "{metric}{of} is {rel} in {canary} ({} vs {} in {base}), over the {tolerance} tolerance: roll back",
+                    value_text(c, kind),
+                    value_text(b, kind)
+                )
+            }
+        }
+    }
+
+    fn promote_reason(&self, assessed: &[Assessment], canary: &str, at_end: bool) -> String {
+        let parts: Vec<String> = self
+            .tracks
+            .iter()
+            .zip(assessed)
+            .filter(|(t, _)| t.dimension.is_none())
+            .filter_map(|(t, a)| {
+                let e = a.result.effect.as_ref()?;
+                let spec = &self.spec.metrics[t.metric];
+                let metric = self.display_metric(t.metric, Some(&e.what));
+                Some(match spec.kind {
+                    MetricKind::ErrorRate => format!(
+                        "{metric} {} vs {}",
+                        percent(e.canary.unwrap_or(0.0)),
+                        percent(e.baseline.unwrap_or(0.0))
+                    ),
+                    kind => format!(
+                        "{metric} {} vs {}",
+                        value_text(e.canary.unwrap_or(0.0), kind),
+                        value_text(e.baseline.unwrap_or(0.0), kind)
+                    ),
+                })
+            })
+            .collect();
+        let why = if at_end {
+            format!(
+                "analysis reached {} with no metric failing",
+                humantime_short(self.spec.policy.max_duration.as_secs_f64())
+            )
+        } else if self.how.slo_mode {
+            "every critical metric is confidently within its SLO".to_owned()
+        } else {
+            "every critical metric is confidently within its tolerance".to_owned()
+        };
+        format!("{why} in {canary} ({}): promote", parts.join("; "))
+    }
+}
+
+/// Pairs the canary's and baseline's slices by index, in order.
+fn align<'a>(
+    canary: &'a [Slice],
+    baseline: &'a [Slice],
+) -> Vec<(Option<&'a SliceData>, Option<&'a SliceData>)> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(canary.len().max(baseline.len()));
+    while i < canary.len() || j < baseline.len() {
+        match (canary.get(i), baseline.get(j)) {
+            (Some(c), Some(b)) if c.index == b.index => {
+                out.push((Some(&c.data), Some(&b.data)));
+                i += 1;
+                j += 1;
+            }
+            (Some(c), Some(b)) if c.index < b.index => {
+                out.push((Some(&c.data), None));
+                i += 1;
+            }
+            (Some(_), Some(b)) | (None, Some(b)) => {
+                out.push((None, Some(&b.data)));
+                j += 1;
+            }
+            (Some(c), None) => {
+                out.push((Some(&c.data), None));
+                i += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+/// The track to name: a failing one first, a failing dimension over the
+/// aggregate (it says where to look), then the most evidence.
+fn worst_track(tracks: &[Track], assessed: &[Assessment], failing: &[bool]) -> Option<usize> {
+    let score = |i: usize| {
+        let dimension = tracks[i].dimension.is_some() && failing[i];
+        (
+            (failing[i], assessed[i].beyond_tolerance, dimension),
+            1.0 / tracks[i].p_value().max(1e-300),
+        )
+    };
+    (0..tracks.len()).max_by(|&a, &b| {
+        let (ka, ea) = score(a);
+        let (kb, eb) = score(b);
+        ka.cmp(&kb).then(ea.total_cmp(&eb))
+    })
+}
+
+fn dimension_values(labels: &Labels) -> String {
+    labels.iter().map(|(_, v)| v).collect::<Vec<_>>().join(" ")
+}
+
+fn failing_names(assessed: &[Assessment], failing: &[bool]) -> String {
+    assessed
+        .iter()
+        .zip(failing)
+        .filter(|(_, &f)| f)
+        .map(|(a, _)| match &a.result.dimension {
+            Some(d) => format!("{} ({d})", a.result.name),
+            None => a.result.name.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn humantime_short(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s.is_multiple_of(3600) && s > 0 {
+        format!("{}h", s / 3600)
+    } else if s.is_multiple_of(60) && s > 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,627 @@
+//! One metric in one dimension (or as a whole): the evidence gathered slice
+//! by slice, and what it says now.
+
+use vigil_core::metric::DISTRIBUTION_SCALE;
+use vigil_core::store::SliceData;
+use vigil_core::{
+    Direction, Effect, Labels, Method, MetricKind, MetricResult, MetricSpec, MetricStatus,
+};
+use vigil_stats::mann_whitney::{mann_whitney, Alternative};
+use vigil_stats::sequential::counts::{ErrorRateTest, ShareAlternative};
+use vigil_stats::sequential::exceedance::QuantileExceedanceTest;
+use vigil_stats::sequential::proportion::proportion_cs;
+use vigil_stats::sequential::quantile::{
+    self, fixed_quantile_bound, QuantileDecision, QuantileShiftTest,
+};
+use vigil_stats::sequential::{EProcess, Evidence};
+use vigil_stats::{hodges_lehmann, normal, BucketCounts, SparseHistogram};
+
+use crate::JudgeError;
+
+/// The quantile directions a metric's direction asks to test.
+fn directions(d: Direction) -> &'static [quantile::Direction] {
+    match d {
+        Direction::Increase => &[quantile::Direction::Increase],
+        Direction::Decrease => &[quantile::Direction::Decrease],
+        Direction::Either => &[quantile::Direction::Increase, quantile::Direction::Decrease],
+    }
+}
+
+/// Cumulative data of one arm since the analysis started.
+#[derive(Debug, Clone)]
+pub(crate) enum Cumulative {
+    Distribution(SparseHistogram),
+    Counts { requests: u64, errors: u64 },
+}
+
+impl Cumulative {
+    fn new(kind: MetricKind) -> Self {
+        if kind.is_distribution() {
+            Cumulative::Distribution(SparseHistogram::new())
+        } else {
+            Cumulative::Counts {
+                requests: 0,
+                errors: 0,
+            }
+        }
+    }
+
+    fn add(&mut self, data: &SliceData) {
+        match (self, data) {
+            (Cumulative::Distribution(h), SliceData::Distribution(s)) => h.merge(s),
+            (
+                Cumulative::Counts { requests, errors },
+                SliceData::Counts {
+                    requests: r,
+                    errors: e,
+                },
+            ) => {
+                *requests += r;
+                *errors += e;
+            }
+            _ => {}
+        }
+    }
+
+    /// Samples (requests for counts).
+    pub fn n(&self) -> u64 {
+        match self {
+            Cumulative::Distribution(h) => h.len(),
+            Cumulative::Counts { requests, .. } => *requests,
+        }
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        match self {
+            Cumulative::Counts { requests, errors } => (*requests, *errors),
+            Cumulative::Distribution(_) => (0, 0),
+        }
+    }
+
+    fn histogram(&self) -> Option<&SparseHistogram> {
+        match self {
+            Cumulative::Distribution(h) => Some(h),
+            Cumulative::Counts { .. } => None,
+        }
+    }
+}
+
+/// Per-slice summary points, the time series Kayenta compares.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Points {
+    pub canary: Vec<f64>,
+    pub baseline: Vec<f64>,
+}
+
+/// Evidence kept for one track.
+#[derive(Debug, Clone)]
+pub(crate) struct Track {
+    pub metric: usize,
+    pub dimension: Option<Labels>,
+    pub canary: Cumulative,
+    pub baseline: Cumulative,
+    exceedance: Vec<QuantileExceedanceTest>,
+    bands: Vec<QuantileShiftTest>,
+    errors: Option<ErrorRateTest>,
+    /// Running maximum of the track's mean e-value (its anytime p-value).
+    evidence: Evidence,
+    /// One point per slice and arm (Kayenta method).
+    pub points: Points,
+}
+
+/// What a track says now.
+#[derive(Debug, Clone)]
+pub(crate) struct Assessment {
+    pub result: MetricResult,
+    /// Evidence against "within tolerance" (sequential; 1 otherwise).
+    pub e_value: f64,
+    /// Whether the effect itself is beyond tolerance (point estimate), the
+    /// gate a rejection must also pass.
+    pub beyond_tolerance: bool,
+    /// Whether the canary is confidently within tolerance.
+    pub within_tolerance: bool,
+    /// Whether a non-sequential method (or an SLO bound) says it failed.
+    pub failed: bool,
+}
+
+/// How a track is judged: the analysis-wide parameters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Judging {
+    pub method: Method,
+    pub alpha: f64,
+    pub slo_mode: bool,
+}
+
+impl Track {
+    pub fn new(
+        metric: usize,
+        spec: &MetricSpec,
+        dimension: Option<Labels>,
+        how: Judging,
+    ) -> Result<Self, JudgeError> {
+        let tol_abs_units = spec.tolerance_abs * DISTRIBUTION_SCALE;
+        let mut exceedance = Vec::new();
+        let mut bands = Vec::new();
+        let mut errors = None;
+        if how.method == Method::Sequential && !how.slo_mode {
+            if spec.kind.is_distribution() {
+                for &d in directions(spec.direction) {
+                    for &q in &spec.quantiles {
+                        // For `decrease` the bad tail is the low one.
+                        let q_tail = if d == quantile::Direction::Decrease {
+                            1.0 - q
+                        } else {
+                            q
+                        };
+                        exceedance.push(QuantileExceedanceTest::new(
+                            q_tail,
+                            d,
+                            spec.tolerance,
+                            tol_abs_units,
+                        )?);
+                    }
+                    bands.push(QuantileShiftTest::new(
+                        &spec.quantiles,
+                        how.alpha,
+                        spec.tolerance,
+                        tol_abs_units,
+                        d,
+                    )?);
+                }
+            } else {
+                let alternative = if spec.direction == Direction::Either && spec.tolerance == 0.0 {
+                    ShareAlternative::Differs
+                } else {
+                    ShareAlternative::Exceeds
+                };
+                errors = Some(ErrorRateTest::new(spec.tolerance, alternative)?);
+            }
+        }
+        Ok(Self {
+            metric,
+            dimension,
+            canary: Cumulative::new(spec.kind),
+            baseline: Cumulative::new(spec.kind),
+            exceedance,
+            bands,
+            errors,
+            evidence: Evidence::default(),
+            points: Points::default(),
+        })
+    }
+
+    /// Feeds one complete time slice of each arm (either may be absent).
+    pub fn feed(
+        &mut self,
+        spec: &MetricSpec,
+        canary: Option<&SliceData>,
+        baseline: Option<&SliceData>,
+    ) {
+        if let Some(c) = canary {
+            self.canary.add(c);
+            if let Some(p) = point(spec, c) {
+                self.points.canary.push(p);
+            }
+        }
+        if let Some(b) = baseline {
+            self.baseline.add(b);
+            if let Some(p) = point(spec, b) {
+                self.points.baseline.push(p);
+            }
+        }
+        match (canary, baseline) {
+            (Some(SliceData::Distribution(c)), Some(SliceData::Distribution(b))) => {
+                self.exceedance.iter_mut().for_each(|t| t.update(c, b));
+                self.bands.iter_mut().for_each(|t| t.update(c, b));
+            }
+            (
+                Some(SliceData::Counts {
+                    requests: rc,
+                    errors: ec,
+                }),
+                Some(SliceData::Counts {
+                    requests: rb,
+                    errors: eb,
+                }),
+            ) => {
+                if let Some(t) = &mut self.errors {
+                    t.update(*rc, *ec, *rb, *eb);
+                }
+            }
+            _ => {}
+        }
+        let e = self.current_e();
+        self.evidence.set(e.max(f64::MIN_POSITIVE).ln());
+    }
+
+    /// Mean e-value of the track's sequential tests (1 when it has none).
+    /// An average of e-processes on the same slices is an e-process.
+    fn current_e(&self) -> f64 {
+        if let Some(t) = &self.errors {
+            return t.e_value();
+        }
+        if self.exceedance.is_empty() {
+            return 1.0;
+        }
+        self.exceedance.iter().map(EProcess::e_value).sum::<f64>() / self.exceedance.len() as f64
+    }
+
+    /// Anytime-valid p-value of the track: 1 / its largest mean e-value.
+    pub fn p_value(&self) -> f64 {
+        self.evidence.p_value()
+    }
+
+    /// What the track says now.
+    pub fn assess(&self, spec: &MetricSpec, how: Judging, slo_alpha: f64) -> Assessment {
+        let mut a = if how.slo_mode {
+            self.assess_slo(spec, slo_alpha)
+        } else if spec.kind.is_distribution() {
+            self.assess_distribution(spec, how)
+        } else {
+            self.assess_errors(spec, how)
+        };
+        a.result.dimension = self.dimension.as_ref().map(ToString::to_string);
+        a
+    }
+
+    fn base_result(&self, spec: &MetricSpec) -> MetricResult {
+        MetricResult {
+            name: spec.name.to_string(),
+            kind: spec.kind,
+            dimension: None,
+            status: MetricStatus::Pending,
+            critical: spec.critical,
+            e_value: None,
+            p_value: None,
+            statistic: None,
+            effect: None,
+            n_canary: self.canary.n(),
+            n_baseline: self.baseline.n(),
+            summary: String::new(),
+        }
+    }
+
+    fn assess_distribution(&self, spec: &MetricSpec, how: Judging) -> Assessment {
+        let mut r = self.base_result(spec);
+        let (Some(c), Some(b)) = (self.canary.histogram(), self.baseline.histogram()) else {
+            return pending(r);
+        };
+        // The quantile whose change is worst in the bad direction.
+        let mut worst: Option<(f64, f64, f64, f64)> = None; // (badness, q, canary, baseline)
+        for &q in &spec.quantiles {
+            let (Some(cq), Some(bq)) = (c.quantile(q), b.quantile(q)) else {
+                continue;
+            };
+            let (cq, bq) = (
+                cq as f64 / DISTRIBUTION_SCALE,
+                bq as f64 / DISTRIBUTION_SCALE,
+            );
+            let rel = if bq > 0.0 { cq / bq - 1.0 } else { 0.0 };
+            let badness = match spec.direction {
+                Direction::Increase => rel,
+                Direction::Decrease => -rel,
+                Direction::Either => rel.abs(),
+            };
+            if worst.is_none_or(|w| badness > w.0) {
+                worst = Some((badness, q, cq, bq));
+            }
+        }
+        let Some((_, q, cq, bq)) = worst else {
+            return pending(r);
+        };
+        let allowed = |bq: f64| spec.tolerance * bq + spec.tolerance_abs;
+        let beyond = match spec.direction {
+            Direction::Increase => cq - bq > allowed(bq),
+            Direction::Decrease => bq - cq > allowed(bq),
+            Direction::Either => (cq - bq).abs() > allowed(bq),
+        };
+        let band = self.bands.first().and_then(|t| {
+            t.comparisons()
+                .into_iter()
+                .find(|cmp| cmp.canary.quantile == q)
+        });
+        r.effect = Some(Effect {
+            what: quantile_name(q),
+            canary: Some(cq),
+            baseline: Some(bq),
+            relative: (bq > 0.0).then(|| cq / bq - 1.0),
+            canary_low: band.map(|cmp| cmp.canary.low as f64 / DISTRIBUTION_SCALE),
+            canary_high: band
+                .and_then(|cmp| cmp.canary.high)
+                .map(|h| h as f64 / DISTRIBUTION_SCALE),
+        });
+        let mut failed = false;
+        let within = match how.method {
+            Method::Sequential => {
+                r.e_value = Some(self.current_e());
+                r.p_value = Some(self.p_value());
+                !self.bands.is_empty()
+                    && self.bands.iter().all(|t| {
+                        t.comparisons()
+                            .iter()
+                            .all(|cmp| cmp.decision == QuantileDecision::WithinTolerance)
+                    })
+            }
+            Method::FixedHorizon | Method::Kayenta => {
+                let alternative = match spec.direction {
+                    Direction::Increase => Alternative::Greater,
+                    Direction::Decrease => Alternative::Less,
+                    Direction::Either => Alternative::TwoSided,
+                };
+                if let Ok(mw) = mann_whitney(c, b) {
+                    let p = mw.p.get(alternative);
+                    r.p_value = Some(p);
+                    r.statistic = Some(mw.z);
+                    if how.method == Method::FixedHorizon {
+                        let shift_beyond = hodges_lehmann(c, b, 1.0 - how.alpha)
+                            .ok()
+                            .and_then(|hl| hl.relative_shift)
+                            .is_some_and(|rel| match spec.direction {
+                                Direction::Increase => rel > spec.tolerance,
+                                Direction::Decrease => -rel > spec.tolerance,
+                                Direction::Either => rel.abs() > spec.tolerance,
+                            });
+                        failed = p <= how.alpha && shift_beyond;
+                    }
+                }
+                false
+            }
+        };
+        r.summary = format!(
+            "{} {} is {} in the canary ({} vs {}), tolerance {}",
+            quantile_name(q),
+            spec.name,
+            change_text(cq, bq, spec.kind),
+            value_text(cq, spec.kind),
+            value_text(bq, spec.kind),
+            tolerance_text(spec)
+        );
+        Assessment {
+            result: r,
+            e_value: self.current_e(),
+            beyond_tolerance: beyond,
+            within_tolerance: within,
+            failed,
+        }
+    }
+
+    fn assess_errors(&self, spec: &MetricSpec, how: Judging) -> Assessment {
+        let mut r = self.base_result(spec);
+        let (nc, ec) = self.canary.counts();
+        let (nb, eb) = self.baseline.counts();
+        if nc == 0 || nb == 0 {
+            return pending(r);
+        }
+        let (rc, rb) = (ec as f64 / nc as f64, eb as f64 / nb as f64);
+        let allowed = spec.tolerance * rb + spec.tolerance_abs;
+        let beyond = match spec.direction {
+            Direction::Decrease => rb - rc > allowed,
+            Direction::Either => (rc - rb).abs() > allowed,
+            Direction::Increase => rc - rb > allowed,
+        };
+        let half = how.alpha / 2.0;
+        let cs_c = proportion_cs(ec, nc, half).ok();
+        let cs_b = proportion_cs(eb, nb, half).ok();
+        r.effect = Some(Effect {
+            what: "error rate".to_owned(),
+            canary: Some(rc),
+            baseline: Some(rb),
+            relative: (rb > 0.0).then(|| rc / rb - 1.0),
+            canary_low: cs_c.map(|c| c.0),
+            canary_high: cs_c.map(|c| c.1),
+        });
+        let mut failed = false;
+        let within = match how.method {
+            Method::Sequential => {
+                r.e_value = Some(self.current_e());
+                r.p_value = Some(self.p_value());
+                match (cs_c, cs_b, spec.direction) {
+                    (Some(c), Some(b), Direction::Increase) => {
+                        c.1 <= (1.0 + spec.tolerance) * b.0 + spec.tolerance_abs
+                    }
+                    (Some(c), Some(b), Direction::Decrease) => {
+                        c.0 >= b.1 / (1.0 + spec.tolerance) - spec.tolerance_abs
+                    }
+                    (Some(c), Some(b), Direction::Either) => {
+                        c.1 <= (1.0 + spec.tolerance) * b.0 + spec.tolerance_abs
+                            && c.0 >= b.1 / (1.0 + spec.tolerance) - spec.tolerance_abs
+                    }
+                    _ => false,
+                }
+            }
+            Method::FixedHorizon | Method::Kayenta => {
+                // Two-proportion z-test with pooled variance, on the
+                // cumulative counts: what is wired up by hand.
+                let pooled = (ec + eb) as f64 / (nc + nb) as f64;
+                let se = (pooled * (1.0 - pooled) * (1.0 / nc as f64 + 1.0 / nb as f64)).sqrt();
+                if se > 0.0 {
+                    let z = (rc - rb) / se;
+                    let p = match spec.direction {
+                        Direction::Increase => normal::sf(z),
+                        Direction::Decrease => normal::cdf(z),
+                        Direction::Either => (2.0 * normal::sf(z.abs())).min(1.0),
+                    };
+                    r.p_value = Some(p);
+                    r.statistic = Some(z);
+                    failed = how.method == Method::FixedHorizon && p <= how.alpha && beyond;
+                }
+                false
+            }
+        };
+        r.summary = format!(
+            "error rate of {} is {} in the canary vs {} in the baseline, tolerance {}",
+            spec.name,
+            percent(rc),
+            percent(rb),
+            tolerance_text(spec)
+        );
+        Assessment {
+            result: r,
+            e_value: self.current_e(),
+            beyond_tolerance: beyond,
+            within_tolerance: within,
+            failed,
+        }
+    }
+
+    /// SLO mode: the canary against an absolute target, with a time-uniform
+    /// bound at `alpha` (already split across the SLO metrics).
+    fn assess_slo(&self, spec: &MetricSpec, alpha: f64) -> Assessment {
+        let mut r = self.base_result(spec);
+        let Some(slo) = spec.slo else {
+            return pending(r);
+        };
+        let (value, low, high) = match &self.canary {
+            Cumulative::Distribution(h) => {
+                let q = slo.quantile.unwrap_or(0.99);
+                if h.is_empty() {
+                    return pending(r);
+                }
+                let bound = fixed_quantile_bound(h, q, alpha);
+                let s = DISTRIBUTION_SCALE;
+                (
+                    bound.estimate.map_or(0.0, |v| v as f64 / s),
+                    bound.low as f64 / s,
+                    bound.high.map_or(f64::INFINITY, |v| v as f64 / s),
+                )
+            }
+            Cumulative::Counts { requests, errors } => {
+                if *requests == 0 {
+                    return pending(r);
+                }
+                let (lo, hi) = proportion_cs(*errors, *requests, alpha).unwrap_or((0.0, 1.0));
+                (*errors as f64 / *requests as f64, lo, hi)
+            }
+        };
+        let what = match slo.quantile {
+            Some(q) => quantile_name(q),
+            None => "error rate".to_owned(),
+        };
+        r.effect = Some(Effect {
+            what: what.clone(),
+            canary: Some(value),
+            baseline: Some(slo.max),
+            relative: (slo.max > 0.0).then(|| value / slo.max - 1.0),
+            canary_low: Some(low),
+            canary_high: high.is_finite().then_some(high),
+        });
+        let failed = low > slo.max;
+        let within = high <= slo.max;
+        r.summary = format!(
+            "{what} of {} is {} (bound {} to {}) against the SLO of {}",
+            spec.name,
+            value_text(value, spec.kind),
+            value_text(low, spec.kind),
+            if high.is_finite() {
+                value_text(high, spec.kind)
+            } else {
+                "unbounded".to_owned()
+            },
+            value_text(slo.max, spec.kind)
+        );
+        Assessment {
+            result: r,
+            e_value: 1.0,
+            beyond_tolerance: failed,
+            within_tolerance: within,
+            failed,
+        }
+    }
+}
+
+fn pending(mut r: MetricResult) -> Assessment {
+    r.summary = format!("{}: no samples yet in one of the arms", r.name);
+    Assessment {
+        result: r,
+        e_value: 1.0,
+        beyond_tolerance: false,
+        within_tolerance: false,
+        failed: false,
+    }
+}
+
+/// One slice's summary point for Kayenta: the first quantile of the spec
+/// for distributions (in the metric's unit), the error rate for counts.
+fn point(spec: &MetricSpec, data: &SliceData) -> Option<f64> {
+    match data {
+        SliceData::Distribution(h) => {
+            let q = spec.quantiles.first().copied().unwrap_or(0.5);
+            h.quantile(q).map(|v| v as f64 / DISTRIBUTION_SCALE)
+        }
+        SliceData::Counts { requests, errors } => {
+            (*requests > 0).then(|| *errors as f64 / *requests as f64)
+        }
+    }
+}
+
+/// "p99", "p50", "p99.9".
+pub(crate) fn quantile_name(q: f64) -> String {
+    let p = format!("{:.3}", q * 100.0);
+    let p = p.trim_end_matches('0').trim_end_matches('.');
+    format!("p{p}")
+}
+
+/// "120.5 ms", "0.12%", "3.2".
+pub(crate) fn value_text(v: f64, kind: MetricKind) -> String {
+    match kind {
+        MetricKind::Latency => format!("{} ms", short(v)),
+        MetricKind::ErrorRate => percent(v),
+        MetricKind::Gauge => short(v),
+    }
+}
+
+/// A number with at most 3 significant decimals and no trailing zeros.
+fn short(v: f64) -> String {
+    let s = if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+/// "1.52%" with enough digits for small rates.
+pub(crate) fn percent(rate: f64) -> String {
+    let p = rate * 100.0;
+    if p != 0.0 && p.abs() < 0.1 {
+        format!("{p:.3}%")
+    } else {
+        format!("{p:.1}%")
+    }
+}
+
+/// "38% higher", "12% lower", "unchanged".
+pub(crate) fn change_text(canary: f64, baseline: f64, kind: MetricKind) -> String {
+    if baseline <= 0.0 {
+        return format!("{} (baseline 0)", value_text(canary, kind));
+    }
+    let rel = canary / baseline - 1.0;
+    if rel.abs() < 0.0005 {
+        "unchanged".to_owned()
+    } else if rel > 0.0 {
+        format!("{:.0}% higher", rel * 100.0)
+    } else {
+        format!("{:.0}% lower", -rel * 100.0)
+    }
+}
+
+/// "10%", "10% + 5 ms", "0.2 points".
+pub(crate) fn tolerance_text(spec: &MetricSpec) -> String {
+    let rel = (spec.tolerance > 0.0).then(|| format!("{}%", short(spec.tolerance * 100.0)));
+    let abs = (spec.tolerance_abs > 0.0).then(|| match spec.kind {
+        MetricKind::ErrorRate => format!("{}-point", short(spec.tolerance_abs * 100.0)),
+        _ => value_text(spec.tolerance_abs, spec.kind),
+    });
+    match (rel, abs) {
+        (Some(r), Some(a)) => format!("{r} + {a}"),
+        (Some(r), None) => r,
+        (None, Some(a)) => a,
+        (None, None) => "0".to_owned(),
+    }
+}
