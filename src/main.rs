@@ -4,7 +4,9 @@
 //! print. Errors are `anyhow` here, with context naming what was being done.
 
 mod compare;
+mod events;
 mod input;
+mod replay;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -27,6 +29,8 @@ struct Cli {
 enum Command {
     /// Compare a canary's samples against a baseline's and give a verdict.
     Compare(CompareArgs),
+    /// Run a recorded stream through the judge in stream time.
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compare(args) => run_compare(&args),
+        Command::Replay(args) => replay::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,6 +37,8 @@ pub struct Analysis {
     latest: Option<VerdictReport>,
     decided: Option<VerdictReport>,
     timeline: Vec<TimelineEntry>,
+    /// Whether ticks stop at the first terminal verdict (the default).
+    stop_at_terminal: bool,
 }
 
 impl Analysis {
@@ -69,7 +71,15 @@ impl Analysis {
             latest: None,
             decided: None,
             timeline: Vec::new(),
+            stop_at_terminal: true,
         })
+    }
+
+    /// Keeps judging after a terminal verdict (for replays that show what
+    /// would have happened next); the first terminal verdict is still the
+    /// one [`Analysis::decided`] returns.
+    pub fn keep_judging_after_decision(&mut self) {
+        self.stop_at_terminal = false;
     }
 
     /// Its id.
@@ -110,7 +120,7 @@ impl Analysis {
     /// completed since the last tick, and returns the verdict. A terminal
     /// verdict (ROLLBACK, PROMOTE, INCONCLUSIVE) stays once reached.
     pub fn tick(&mut self, store: &Store, now: Timestamp) -> VerdictReport {
-        if let Some(done) = &self.decided {
+        if let Some(done) = self.decided.as_ref().filter(|_| self.stop_at_terminal) {
             return done.clone();
         }
         let start = store.slice_of(self.created_at);
@@ -150,7 +160,7 @@ impl Analysis {
                 reason: report.reason.clone(),
             });
         }
-        if report.verdict.is_terminal() {
+        if report.verdict.is_terminal() && self.decided.is_none() {
             self.decided = Some(report.clone());
         }
         self.latest = Some(report.clone());

@@ -86,6 +86,12 @@ impl Cumulative {
     }
 }
 
+/// Slices kept for the "recent" view a reason reports (one minute of 10 s
+/// slices): the cumulative view dilutes a regression that began mid-analysis.
+const RECENT_SLICES: usize = 6;
+/// Samples (requests) each arm needs in the recent view before it is used.
+const RECENT_MIN_SAMPLES: u64 = 30;
+
 /// Per-slice summary points, the time series Kayenta compares.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Points {
@@ -107,6 +113,8 @@ pub(crate) struct Track {
     evidence: Evidence,
     /// One point per slice and arm (Kayenta method).
     pub points: Points,
+    /// The latest slices of each arm, for the recent view.
+    recent: std::collections::VecDeque<(Option<SliceData>, Option<SliceData>)>,
 }
 
 /// What a track says now.
@@ -187,6 +195,7 @@ impl Track {
             errors,
             evidence: Evidence::default(),
             points: Points::default(),
+            recent: std::collections::VecDeque::with_capacity(RECENT_SLICES + 1),
         })
     }
 
@@ -197,6 +206,10 @@ impl Track {
         canary: Option<&SliceData>,
         baseline: Option<&SliceData>,
     ) {
+        self.recent.push_back((canary.cloned(), baseline.cloned()));
+        if self.recent.len() > RECENT_SLICES {
+            self.recent.pop_front();
+        }
         if let Some(c) = canary {
             self.canary.add(c);
             if let Some(p) = point(spec, c) {
@@ -281,9 +294,35 @@ impl Track {
         }
     }
 
+    /// The last minute of each arm, when both have enough samples in it:
+    /// what a person wants to hear about "how much worse" once a regression
+    /// started mid-analysis. Falls back to everything since the start.
+    fn view(&self, kind: MetricKind) -> (Cumulative, Cumulative) {
+        let mut c = Cumulative::new(kind);
+        let mut b = Cumulative::new(kind);
+        for (cs, bs) in &self.recent {
+            if let Some(x) = cs {
+                c.add(x);
+            }
+            if let Some(x) = bs {
+                b.add(x);
+            }
+        }
+        if c.n() >= RECENT_MIN_SAMPLES && b.n() >= RECENT_MIN_SAMPLES {
+            (c, b)
+        } else {
+            (self.canary.clone(), self.baseline.clone())
+        }
+    }
+
     fn assess_distribution(&self, spec: &MetricSpec, how: Judging) -> Assessment {
         let mut r = self.base_result(spec);
-        let (Some(c), Some(b)) = (self.canary.histogram(), self.baseline.histogram()) else {
+        let (Some(c_all), Some(b_all)) = (self.canary.histogram(), self.baseline.histogram())
+        else {
+            return pending(r);
+        };
+        let (view_c, view_b) = self.view(spec.kind);
+        let (Some(c), Some(b)) = (view_c.histogram(), view_b.histogram()) else {
             return pending(r);
         };
         // The quantile whose change is worst in the bad direction.
@@ -348,12 +387,12 @@ impl Track {
                     Direction::Decrease => Alternative::Less,
                     Direction::Either => Alternative::TwoSided,
                 };
-                if let Ok(mw) = mann_whitney(c, b) {
+                if let Ok(mw) = mann_whitney(c_all, b_all) {
                     let p = mw.p.get(alternative);
                     r.p_value = Some(p);
                     r.statistic = Some(mw.z);
                     if how.method == Method::FixedHorizon {
-                        let shift_beyond = hodges_lehmann(c, b, 1.0 - how.alpha)
+                        let shift_beyond = hodges_lehmann(c_all, b_all, 1.0 - how.alpha)
                             .ok()
                             .and_then(|hl| hl.relative_shift)
                             .is_some_and(|rel| match spec.direction {
@@ -392,13 +431,26 @@ impl Track {
         if nc == 0 || nb == 0 {
             return pending(r);
         }
-        let (rc, rb) = (ec as f64 / nc as f64, eb as f64 / nb as f64);
-        let allowed = spec.tolerance * rb + spec.tolerance_abs;
-        let beyond = match spec.direction {
-            Direction::Decrease => rb - rc > allowed,
-            Direction::Either => (rc - rb).abs() > allowed,
-            Direction::Increase => rc - rb > allowed,
+        let beyond_at = |rc: f64, rb: f64| {
+            let allowed = spec.tolerance * rb + spec.tolerance_abs;
+            match spec.direction {
+                Direction::Decrease => rb - rc > allowed,
+                Direction::Either => (rc - rb).abs() > allowed,
+                Direction::Increase => rc - rb > allowed,
+            }
         };
+        let (all_c, all_b) = (ec as f64 / nc as f64, eb as f64 / nb as f64);
+        let (view_c, view_b) = self.view(spec.kind);
+        let rate = |x: &Cumulative| {
+            let (n, e) = x.counts();
+            if n == 0 {
+                0.0
+            } else {
+                e as f64 / n as f64
+            }
+        };
+        let (rc, rb) = (rate(&view_c), rate(&view_b));
+        let beyond = beyond_at(all_c, all_b) || beyond_at(rc, rb);
         let half = how.alpha / 2.0;
         let cs_c = proportion_cs(ec, nc, half).ok();
         let cs_b = proportion_cs(eb, nb, half).ok();
@@ -435,7 +487,7 @@ impl Track {
                 let pooled = (ec + eb) as f64 / (nc + nb) as f64;
                 let se = (pooled * (1.0 - pooled) * (1.0 / nc as f64 + 1.0 / nb as f64)).sqrt();
                 if se > 0.0 {
-                    let z = (rc - rb) / se;
+                    let z = (all_c - all_b) / se;
                     let p = match spec.direction {
                         Direction::Increase => normal::sf(z),
                         Direction::Decrease => normal::cdf(z),
@@ -449,8 +501,12 @@ impl Track {
             }
         };
         r.summary = format!(
-            "error rate of {} is {} in the canary vs {} in the baseline, tolerance {}",
-            spec.name,
+            "{} is {} in the canary vs {} in the baseline, tolerance {}",
+            if spec.name.as_str() == "error_rate" {
+                "error rate".to_owned()
+            } else {
+                format!("{} error rate", spec.name)
+            },
             percent(rc),
             percent(rb),
             tolerance_text(spec)

@@ -1,0 +1,296 @@
+//! `vigil replay`: a recorded stream through the same store and judge as
+//! `vigil serve`, in stream time, as one would replay last night's incident
+//! to see when the judge would have acted.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use serde::Serialize;
+use vigil_core::store::{Store, StoreConfig};
+use vigil_core::{AnalysisSpec, CoreError, MetricResult, SpecFormat, Timestamp, Verdict};
+use vigil_judge::{Analysis, TimelineEntry};
+
+use crate::events::{self, LineResult};
+
+/// Malformed lines shown with their errors; the rest are only counted.
+const SHOWN_ERRORS: usize = 5;
+
+/// Options of `vigil replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Analysis spec (YAML, JSON or TOML, by extension).
+    #[arg(long)]
+    spec: PathBuf,
+    /// Recorded events, JSON lines (`-` for stdin; gzip is unpacked).
+    #[arg(long)]
+    input: PathBuf,
+    /// Print one JSON object instead of a timeline.
+    #[arg(long)]
+    json: bool,
+    /// Keep replaying after the first ROLLBACK or PROMOTE.
+    #[arg(long = "continue")]
+    keep_going: bool,
+}
+
+/// A rejected line, for the report.
+#[derive(Debug, Serialize)]
+struct Rejection {
+    line: u64,
+    error: String,
+}
+
+/// What the input held.
+#[derive(Debug, Default, Serialize)]
+struct InputStats {
+    lines_rejected: u64,
+    events: u64,
+    samples: u64,
+    /// Samples of other services (not part of the analysis).
+    other_services: u64,
+    /// Samples the store refused (older than its window, wrong kind).
+    samples_rejected: u64,
+    first_errors: Vec<Rejection>,
+    stream_start: Option<Timestamp>,
+    stream_end: Option<Timestamp>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReplayReport {
+    verdict: Verdict,
+    decided_at: Option<Timestamp>,
+    reason: String,
+    timeline: Vec<TimelineEntry>,
+    metrics: Vec<MetricResult>,
+    worst_dimension: Option<String>,
+    input: InputStats,
+}
+
+/// Runs the replay.
+pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.spec)
+        .with_context(|| format!("reading {}", args.spec.display()))?;
+    let format = SpecFormat::from_file_name(&args.spec.to_string_lossy());
+    let spec = AnalysisSpec::parse(&text, format)
+        .with_context(|| format!("invalid spec {}", args.spec.display()))?;
+
+    let mut labels = vec!["endpoint".to_owned()];
+    labels.extend(spec.dimensions.iter().cloned());
+    labels.sort();
+    labels.dedup();
+    let defaults = StoreConfig::default();
+    // The window must hold the whole analysis: a dimension discovered late
+    // is judged from the start.
+    let window_secs = defaults
+        .window_secs
+        .max(spec.policy.max_duration.as_secs() as u32 + 4 * defaults.slice_secs);
+    let store = Store::new(StoreConfig {
+        label_allow_list: labels,
+        window_secs,
+        ..defaults
+    });
+    let slice = f64::from(store.config().slice_secs);
+
+    let stdin = std::io::stdin();
+    let input = events::open_input(&args.input, stdin.lock())?;
+    let input_name = input.name().to_owned();
+    let mut stats = InputStats::default();
+    let mut analysis: Option<Analysis> = None;
+    let mut next_tick = f64::NEG_INFINITY;
+    let mut stopped = false;
+
+    for item in input.events() {
+        let item = item.context("reading the events")?;
+        match item {
+            LineResult::Rejected { line, error } => {
+                stats.lines_rejected += 1;
+                if stats.first_errors.len() < SHOWN_ERRORS {
+                    stats.first_errors.push(Rejection {
+                        line,
+                        error: error.to_string(),
+                    });
+                }
+            }
+            LineResult::Samples {
+                line,
+                n_events,
+                samples,
+            } => {
+                stats.events += n_events as u64;
+                for sample in samples {
+                    stats.samples += 1;
+                    if sample.service != spec.service {
+                        stats.other_services += 1;
+                        continue;
+                    }
+                    let ts = sample.ts;
+                    stats.stream_start = Some(stats.stream_start.map_or(ts, |s: f64| s.min(ts)));
+                    stats.stream_end = Some(stats.stream_end.map_or(ts, |e: f64| e.max(ts)));
+                    // Tick at each slice boundary the stream crosses, before
+                    // recording the sample that crossed it.
+                    let a = match &mut analysis {
+                        Some(a) => a,
+                        None => {
+                            let mut a = Analysis::new("replay", spec.clone(), ts)?;
+                            if args.keep_going {
+                                a.keep_judging_after_decision();
+                            }
+                            next_tick = ((ts / slice).floor() + 1.0) * slice;
+                            analysis.insert(a)
+                        }
+                    };
+                    while ts >= next_tick {
+                        let report = a.tick(&store, next_tick);
+                        next_tick += slice;
+                        if report.verdict.is_terminal() && !args.keep_going {
+                            stopped = true;
+                            break;
+                        }
+                    }
+                    if stopped {
+                        break;
+                    }
+                    match store.record(&sample) {
+                        Ok(()) => {}
+                        Err(CoreError::TooOld { .. } | CoreError::KindMismatch { .. }) => {
+                            stats.samples_rejected += 1
+                        }
+                        Err(e) => {
+                            stats.samples_rejected += 1;
+                            if stats.first_errors.len() < SHOWN_ERRORS {
+                                stats.first_errors.push(Rejection {
+                                    line,
+                                    error: e.to_string(),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if stopped {
+            break;
+        }
+    }
+
+    let Some(mut analysis) = analysis else {
+        bail!(
+            "no events of service {} in {input_name} ({} lines rejected)",
+            spec.service,
+            stats.lines_rejected
+        );
+    };
+    // The input is over: every slice up to the last event is complete.
+    let final_report = if stopped {
+        analysis.latest().cloned()
+    } else {
+        let end = stats.stream_end.unwrap_or(0.0);
+        Some(analysis.tick(&store, ((end / slice).floor() + 1.0) * slice))
+    };
+    let Some(last) = final_report else {
+        bail!("the replay produced no verdict")
+    };
+    let decided = analysis.decided().cloned();
+    let shown = decided
+        .as_ref()
+        .filter(|_| !args.keep_going)
+        .unwrap_or(&last);
+    let report = ReplayReport {
+        verdict: shown.verdict,
+        decided_at: decided.as_ref().and_then(|d| d.decided_at),
+        reason: shown.reason.clone(),
+        timeline: analysis.timeline().to_vec(),
+        metrics: shown.metrics.clone(),
+        worst_dimension: shown.worst_dimension.clone(),
+        input: stats,
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report).context("writing the report")?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", render(&report))?;
+    }
+    Ok(())
+}
+
+fn rfc3339(ts: Timestamp) -> String {
+    if !(ts.is_finite() && ts >= 0.0) {
+        return format!("{ts}");
+    }
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_secs_f64(ts)).to_string()
+}
+
+fn offset(ts: Timestamp, start: Option<Timestamp>) -> String {
+    let s = (ts - start.unwrap_or(ts)).max(0.0).round() as u64;
+    format!("+{}m{:02}s", s / 60, s % 60)
+}
+
+fn render(r: &ReplayReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let start = r.input.stream_start;
+    let _ = writeln!(out, "timeline (stream time)");
+    for e in &r.timeline {
+        let _ = writeln!(
+            out,
+            "  {}  {:>8}  {:<12} {}",
+            rfc3339(e.ts),
+            offset(e.ts, start),
+            e.verdict.as_str(),
+            e.reason
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<12} {:<22} {:<8} {:>10} {:>10} {:>12} {:>10}",
+        "metric", "dimension", "status", "canary", "baseline", "e-value", "p-value"
+    );
+    for m in &r.metrics {
+        let (c, b) = m
+            .effect
+            .as_ref()
+            .map_or((String::new(), String::new()), |e| {
+                let fmt = |v: Option<f64>| {
+                    v.map_or_else(String::new, |v| match m.kind {
+                        vigil_core::MetricKind::ErrorRate => format!("{:.3}%", v * 100.0),
+                        _ => format!("{v:.1}"),
+                    })
+                };
+                (fmt(e.canary), fmt(e.baseline))
+            });
+        let status = format!("{:?}", m.status).to_lowercase();
+        let e = m.e_value.map_or_else(String::new, |e| format!("{e:.3e}"));
+        let p = m.p_value.map_or_else(String::new, |p| format!("{p:.2e}"));
+        let _ = writeln!(
+            out,
+            "{:<12} {:<22} {:<8} {:>10} {:>10} {:>12} {:>10}",
+            m.name,
+            m.dimension.as_deref().unwrap_or("(all)"),
+            status,
+            c,
+            b,
+            e,
+            p
+        );
+    }
+    let _ = writeln!(out);
+    let when = r.decided_at.map_or_else(
+        || "no terminal verdict".to_owned(),
+        |t| format!("at {} ({})", rfc3339(t), offset(t, start)),
+    );
+    let _ = writeln!(out, "verdict: {} {when}", r.verdict.as_str());
+    let _ = writeln!(out, "reason:  {}", r.reason);
+    let i = &r.input;
+    let _ = writeln!(
+        out,
+        "input:   {} events, {} samples, {} malformed lines, {} samples of other services, {} refused by the store",
+        i.events, i.samples, i.lines_rejected, i.other_services, i.samples_rejected
+    );
+    for e in &i.first_errors {
+        let _ = writeln!(out, "         line {}: {}", e.line, e.error);
+    }
+    out
+}
