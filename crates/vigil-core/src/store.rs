@@ -25,6 +25,7 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
 use vigil_stats::{BucketCounts, SparseHistogram};
 
@@ -199,15 +200,20 @@ pub struct StatsSnapshot {
 
 type MetricIndexKey = (ServiceName, Version, MetricName);
 
+/// The maps hash with foldhash: several times faster than SipHash on these
+/// short keys, and still seeded per process so keys chosen by a sender
+/// cannot be aimed at one shard.
+type Map<K, V> = DashMap<K, V, RandomState>;
+
 /// The store of rolling per-series windows.
 #[derive(Debug)]
 pub struct Store {
     config: StoreConfig,
-    series: DashMap<SeriesKey, Series>,
+    series: Map<SeriesKey, Series>,
     /// Label sets present per (service, version, metric), for dimensions.
-    index: DashMap<MetricIndexKey, BTreeSet<Labels>>,
+    index: Map<MetricIndexKey, BTreeSet<Labels>>,
     /// Distinct label sets per service, for the cardinality limit.
-    label_sets: DashMap<ServiceName, HashSet<Labels>>,
+    label_sets: Map<ServiceName, HashSet<Labels>>,
     /// Newest slice index seen (stream time high-water mark).
     high_water: AtomicI64,
     clock: AtomicU64,
@@ -222,9 +228,9 @@ impl Store {
         config.slice_secs = config.slice_secs.max(1);
         Self {
             config,
-            series: DashMap::new(),
-            index: DashMap::new(),
-            label_sets: DashMap::new(),
+            series: Map::default(),
+            index: Map::default(),
+            label_sets: Map::default(),
             high_water: AtomicI64::new(i64::MIN),
             clock: AtomicU64::new(0),
             bytes: AtomicUsize::new(0),
@@ -322,15 +328,17 @@ impl Store {
                 ..aggregate.clone()
             };
             self.check_kind(&labelled, &data)?;
-            self.add(labelled, slice, oldest, &data);
-            self.index
-                .entry((
-                    sample.service.clone(),
-                    sample.version.clone(),
-                    sample.metric.clone(),
-                ))
-                .or_default()
-                .insert(labels);
+            // The index only changes when a labelled series is created.
+            if self.add(labelled, slice, oldest, &data) {
+                self.index
+                    .entry((
+                        sample.service.clone(),
+                        sample.version.clone(),
+                        sample.metric.clone(),
+                    ))
+                    .or_default()
+                    .insert(labels);
+            }
         }
         self.add(aggregate, slice, oldest, &data);
         if self.bytes.load(Ordering::Relaxed) > self.config.memory_budget_bytes {
@@ -376,6 +384,14 @@ impl Store {
             return Labels::empty();
         }
         let kept = Labels::from_pairs(kept);
+        // Fast path under a read lock: a label set seen before.
+        if self
+            .label_sets
+            .get(service)
+            .is_some_and(|sets| sets.contains(&kept))
+        {
+            return kept;
+        }
         let mut sets = self.label_sets.entry(service.clone()).or_default();
         if sets.contains(&kept) {
             return kept;
@@ -390,35 +406,54 @@ impl Store {
         other
     }
 
-    fn add(&self, key: SeriesKey, slice: i64, oldest: i64, data: &SliceData) {
+    /// Adds a slice contribution to a series; returns whether the series
+    /// was created by it.
+    fn add(&self, key: SeriesKey, slice: i64, oldest: i64, data: &SliceData) -> bool {
         let touched = self.clock.fetch_add(1, Ordering::Relaxed);
-        let mut series = self.series.entry(key).or_insert_with(|| Series {
-            slices: VecDeque::new(),
-            touched,
-            bytes: 0,
+        let mut created = false;
+        let mut series = self.series.entry(key).or_insert_with(|| {
+            created = true;
+            Series {
+                slices: VecDeque::new(),
+                touched,
+                bytes: 0,
+            }
         });
+        // Account bytes incrementally: only the touched and expired slices
+        // change, and recording must stay O(1) in the number of slices.
         let before = series.bytes;
+        let mut bytes = if created { SERIES_OVERHEAD } else { before };
         while series.slices.front().is_some_and(|s| s.index < oldest) {
-            series.slices.pop_front();
+            if let Some(old) = series.slices.pop_front() {
+                bytes = bytes.saturating_sub(SLICE_OVERHEAD + old.data.heap_bytes());
+            }
         }
         match series.slices.binary_search_by_key(&slice, |s| s.index) {
-            Ok(pos) => series.slices[pos].data.merge(data),
-            Err(pos) => series.slices.insert(
-                pos,
-                Slice {
-                    index: slice,
-                    data: data.clone(),
-                },
-            ),
+            Ok(pos) => {
+                let data_before = series.slices[pos].data.heap_bytes();
+                series.slices[pos].data.merge(data);
+                bytes = bytes.saturating_sub(data_before) + series.slices[pos].data.heap_bytes();
+            }
+            Err(pos) => {
+                bytes += SLICE_OVERHEAD + data.heap_bytes();
+                series.slices.insert(
+                    pos,
+                    Slice {
+                        index: slice,
+                        data: data.clone(),
+                    },
+                );
+            }
         }
         series.touched = touched;
-        let after = series.recompute_bytes();
+        series.bytes = bytes;
         drop(series);
-        if after >= before {
-            self.bytes.fetch_add(after - before, Ordering::Relaxed);
+        if bytes >= before {
+            self.bytes.fetch_add(bytes - before, Ordering::Relaxed);
         } else {
-            self.bytes.fetch_sub(before - after, Ordering::Relaxed);
+            self.bytes.fetch_sub(before - bytes, Ordering::Relaxed);
         }
+        created
     }
 
     /// Evicts the least-recently-updated series until 10% under budget.

@@ -84,6 +84,18 @@ impl SparseHistogram {
             self.clone_from(other);
             return;
         }
+        // A few buckets into many (one sample into a slice, a slice into a
+        // cumulative arm): insert in place rather than rebuild the vector.
+        if other.buckets.len() * 8 <= self.buckets.len() || other.buckets.len() <= 2 {
+            for &(idx, count) in &other.buckets {
+                match self.buckets.binary_search_by_key(&idx, |&(i, _)| i) {
+                    Ok(pos) => self.buckets[pos].1 += count,
+                    Err(pos) => self.buckets.insert(pos, (idx, count)),
+                }
+            }
+            self.total += other.total;
+            return;
+        }
         let mut merged = Vec::with_capacity(self.buckets.len() + other.buckets.len());
         let (mut i, mut j) = (0, 0);
         let (a, b) = (&self.buckets, &other.buckets);
