@@ -312,3 +312,38 @@ fn fixed_horizon_is_available_and_rolls_back_a_clear_regression() {
     );
     assert_eq!(report.verdict, Verdict::Rollback, "{}", report.reason);
 }
+
+#[test]
+fn kayenta_method_fails_a_clear_regression_and_passes_a_healthy_canary() {
+    let bad = Scenario {
+        rps: 100.0,
+        canary_fraction: |_| 0.2,
+        drift: |_| 1.0,
+        canary: |_, _, _| (1.6, 0.001),
+        baseline_error: 0.001,
+        seconds: 900.0,
+    };
+    let (report, _) = run(
+        &bad,
+        spec(
+            LATENCY_AND_ERRORS,
+            "policy: {method: kayenta, max_duration: 10m}\n",
+        ),
+        31,
+    );
+    assert_eq!(report.verdict, Verdict::Rollback, "{}", report.reason);
+    let good = Scenario {
+        canary: healthy,
+        ..bad
+    };
+    let (report, _) = run(
+        &good,
+        spec(
+            LATENCY_AND_ERRORS,
+            "policy: {method: kayenta, max_duration: 10m}\n",
+        ),
+        31,
+    );
+    assert_eq!(report.verdict, Verdict::Promote, "{}", report.reason);
+    assert!(report.reason.contains("Kayenta score"), "{}", report.reason);
+}
