@@ -46,7 +46,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::{self, Write as _};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -89,7 +89,6 @@ const MAX_QUOTED_CHARS: usize = 40;
 const MAX_INTERNED: usize = 4096;
 const MAX_INTERNED_BYTES: usize = 1024 * 1024;
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Separators of the label cache key. Label keys and values may not contain
@@ -309,7 +308,7 @@ impl<'a> Input<'a> {
 /// [`ReadError::Open`] naming the path if the file cannot be opened, and
 /// [`ReadError::Read`] if its first bytes cannot be read.
 pub fn open_input<'a>(path: &Path, stdin: impl Read + 'a) -> Result<Input<'a>, ReadError> {
-    let (name, mut raw): (String, Box<dyn Read + 'a>) = if path == Path::new("-") {
+    let (name, raw): (String, Box<dyn Read + 'a>) = if path == Path::new("-") {
         ("<stdin>".to_owned(), Box::new(stdin))
     } else {
         let file = File::open(path).map_err(|source| ReadError::Open {
@@ -319,34 +318,12 @@ pub fn open_input<'a>(path: &Path, stdin: impl Read + 'a) -> Result<Input<'a>, R
         (path.display().to_string(), Box::new(file))
     };
 
-    // A pipe may deliver fewer bytes than asked for, so read until the
-    // magic's length or the end of the input.
-    let mut prefix = [0_u8; 2];
-    let mut n_prefix = 0;
-    while n_prefix < prefix.len() {
-        match raw.read(&mut prefix[n_prefix..]) {
-            Ok(0) => break,
-            Ok(n) => n_prefix += n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => {
-                return Err(ReadError::Read {
-                    input: name,
-                    line: 1,
-                    source,
-                })
-            }
-        }
-    }
-    let is_gzip = prefix[..n_prefix] == GZIP_MAGIC;
-    let content = Cursor::new(prefix).take(n_prefix as u64).chain(raw);
-    let reader: Box<dyn BufRead + 'a> = if is_gzip {
-        Box::new(BufReader::with_capacity(
-            BUF_CAPACITY,
-            flate2::read::MultiGzDecoder::new(content),
-        ))
-    } else {
-        Box::new(BufReader::with_capacity(BUF_CAPACITY, content))
-    };
+    let decoded = crate::input::ungzip(raw).map_err(|source| ReadError::Read {
+        input: name.clone(),
+        line: 1,
+        source,
+    })?;
+    let reader: Box<dyn BufRead + 'a> = Box::new(BufReader::with_capacity(BUF_CAPACITY, decoded));
     Ok(Input { name, reader })
 }
 

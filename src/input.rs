@@ -372,6 +372,29 @@ pub fn read_samples(spec: &InputSpec, stdin: &mut dyn Read) -> Result<Samples, I
     }
 }
 
+/// `raw` as it is, or gunzipped (concatenated members included) when it
+/// starts with the gzip magic bytes. A pipe may deliver fewer bytes than
+/// asked for, so the prefix is read until the magic's length or the end.
+pub(crate) fn ungzip<'a>(mut raw: Box<dyn Read + 'a>) -> io::Result<Box<dyn Read + 'a>> {
+    let mut prefix = [0_u8; 2];
+    let mut n_prefix = 0;
+    while n_prefix < prefix.len() {
+        match raw.read(&mut prefix[n_prefix..]) {
+            Ok(0) => break,
+            Ok(n) => n_prefix += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let is_gzip = prefix[..n_prefix] == GZIP_MAGIC;
+    let content = Cursor::new(prefix).take(n_prefix as u64).chain(raw);
+    Ok(if is_gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(content))
+    } else {
+        Box::new(content)
+    })
+}
+
 /// Opens the input and returns its display name and decoded content,
 /// gunzipping when the content starts with the gzip magic bytes.
 ///
@@ -382,7 +405,7 @@ fn open<'a>(
     path: &Path,
     stdin: &'a mut dyn Read,
 ) -> Result<(String, Box<dyn Read + 'a>), InputError> {
-    let (input, mut raw): (String, Box<dyn Read + 'a>) = if path == Path::new("-") {
+    let (input, raw): (String, Box<dyn Read + 'a>) = if path == Path::new("-") {
         ("<stdin>".to_owned(), Box::new(stdin))
     } else {
         let file = File::open(path).map_err(|source| InputError::Open {
@@ -392,29 +415,11 @@ fn open<'a>(
         (path.display().to_string(), Box::new(file))
     };
 
-    let mut prefix = [0_u8; 2];
-    let mut n_prefix = 0;
-    while n_prefix < prefix.len() {
-        match raw.read(&mut prefix[n_prefix..]) {
-            Ok(0) => break,
-            Ok(n) => n_prefix += n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => {
-                return Err(InputError::Read {
-                    input,
-                    location: None,
-                    source,
-                })
-            }
-        }
-    }
-    let is_gzip = prefix[..n_prefix] == GZIP_MAGIC;
-    let content = Cursor::new(prefix).take(n_prefix as u64).chain(raw);
-    let decoded: Box<dyn Read + 'a> = if is_gzip {
-        Box::new(flate2::read::MultiGzDecoder::new(content))
-    } else {
-        Box::new(content)
-    };
+    let decoded = ungzip(raw).map_err(|source| InputError::Read {
+        input: input.clone(),
+        location: None,
+        source,
+    })?;
     Ok((input, decoded))
 }
 
