@@ -14,6 +14,48 @@ use vigil_judge::{Analysis, TimelineEntry};
 
 use crate::events::{self, LineResult};
 
+/// Lines decoded per message to the judging thread, and messages in flight.
+const BATCH_LINES: usize = 1024;
+const CHANNEL_BATCHES: usize = 16;
+
+/// What the decoding thread sends.
+enum Batch {
+    /// The input opened under this display name.
+    Opened(String),
+    /// Decoded lines, in order.
+    Items(Vec<Result<LineResult, events::ReadError>>),
+    /// The input could not be opened or read; nothing follows.
+    Failed(events::ReadError),
+}
+
+/// Reads and decodes the input, sending batches until the input ends, an
+/// IO error stops it, or the receiver hangs up.
+fn decode(path: &std::path::Path, tx: &std::sync::mpsc::SyncSender<Batch>) {
+    let input = match events::open_input(path, std::io::stdin()) {
+        Ok(input) => input,
+        Err(e) => {
+            let _ = tx.send(Batch::Failed(e));
+            return;
+        }
+    };
+    if tx.send(Batch::Opened(input.name().to_owned())).is_err() {
+        return;
+    }
+    let mut batch = Vec::with_capacity(BATCH_LINES);
+    for item in input.events() {
+        batch.push(item);
+        if batch.len() == BATCH_LINES {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_LINES));
+            if tx.send(Batch::Items(full)).is_err() {
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(Batch::Items(batch));
+    }
+}
+
 /// Malformed lines shown with their errors; the rest are only counted.
 const SHOWN_ERRORS: usize = 5;
 
@@ -92,15 +134,31 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     });
     let slice = f64::from(store.config().slice_secs);
 
-    let stdin = std::io::stdin();
-    let input = events::open_input(&args.input, stdin.lock())?;
-    let input_name = input.name().to_owned();
+    // Decoding runs on its own thread, a bounded channel ahead of recording
+    // and judging: the two halves of a replay cost about the same, and the
+    // channel's bound keeps memory flat however large the input.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(CHANNEL_BATCHES);
+    let path = args.input.clone();
+    let decoder = std::thread::spawn(move || decode(&path, &tx));
+    let input_name = match rx.recv() {
+        Ok(Batch::Opened(name)) => name,
+        Ok(Batch::Failed(e)) => return Err(anyhow::Error::new(e).context("opening the events")),
+        Ok(Batch::Items(_)) | Err(_) => bail!(
+            "the event decoder stopped before opening {}",
+            args.input.display()
+        ),
+    };
     let mut stats = InputStats::default();
     let mut analysis: Option<Analysis> = None;
     let mut next_tick = f64::NEG_INFINITY;
     let mut stopped = false;
 
-    for item in input.events() {
+    let items = rx.iter().flat_map(|batch| match batch {
+        Batch::Items(items) => items,
+        Batch::Failed(e) => vec![Err(e)],
+        Batch::Opened(_) => Vec::new(),
+    });
+    for item in items {
         let item = item.context("reading the events")?;
         match item {
             LineResult::Rejected { line, error } => {
@@ -174,6 +232,11 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         }
     }
 
+    // Dropping the receiver stops a decoder still reading (early stop).
+    drop(rx);
+    if decoder.join().is_err() {
+        bail!("the event decoder panicked");
+    }
     let Some(mut analysis) = analysis else {
         bail!(
             "no events of service {} in {input_name} ({} lines rejected)",
