@@ -95,9 +95,10 @@ name_type!(
 );
 
 /// Label pairs kept on a series, sorted by key. Only labels on the store's
-/// allow-list survive ingestion, so the set is small and bounded.
+/// allow-list survive ingestion, so the set is small and bounded. Shared
+/// (`Arc`), so the keys the store builds for every sample clone for free.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Labels(Vec<(Arc<str>, Arc<str>)>);
+pub struct Labels(Arc<[(Arc<str>, Arc<str>)]>);
 
 impl Labels {
     /// No labels: the aggregate series.
@@ -116,7 +117,7 @@ impl Labels {
         v.reverse();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v.dedup_by(|a, b| a.0 == b.0);
-        Self(v)
+        Self(v.into())
     }
 
     /// The value of label `key`.

@@ -299,7 +299,7 @@ impl Store {
                 value: sample.ts,
             });
         }
-        let data = slice_data(&sample.observation)?;
+        let data = contribution(&sample.observation)?;
         let slice = self.slice_of(sample.ts);
         let high = self
             .high_water
@@ -347,7 +347,7 @@ impl Store {
         Ok(())
     }
 
-    fn check_kind(&self, key: &SeriesKey, data: &SliceData) -> Result<(), CoreError> {
+    fn check_kind(&self, key: &SeriesKey, data: &Contribution) -> Result<(), CoreError> {
         let Some(series) = self.series.get(key) else {
             return Ok(());
         };
@@ -356,8 +356,8 @@ impl Store {
         };
         let same = matches!(
             (&existing.data, data),
-            (SliceData::Distribution(_), SliceData::Distribution(_))
-                | (SliceData::Counts { .. }, SliceData::Counts { .. })
+            (SliceData::Distribution(_), Contribution::Value(_))
+                | (SliceData::Counts { .. }, Contribution::Counts { .. })
         );
         if same {
             Ok(())
@@ -408,7 +408,7 @@ impl Store {
 
     /// Adds a slice contribution to a series; returns whether the series
     /// was created by it.
-    fn add(&self, key: SeriesKey, slice: i64, oldest: i64, data: &SliceData) -> bool {
+    fn add(&self, key: SeriesKey, slice: i64, oldest: i64, data: &Contribution) -> bool {
         let touched = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut created = false;
         let mut series = self.series.entry(key).or_insert_with(|| {
@@ -431,16 +431,17 @@ impl Store {
         match series.slices.binary_search_by_key(&slice, |s| s.index) {
             Ok(pos) => {
                 let data_before = series.slices[pos].data.heap_bytes();
-                series.slices[pos].data.merge(data);
+                data.apply(&mut series.slices[pos].data);
                 bytes = bytes.saturating_sub(data_before) + series.slices[pos].data.heap_bytes();
             }
             Err(pos) => {
-                bytes += SLICE_OVERHEAD + data.heap_bytes();
+                let new = data.to_slice_data();
+                bytes += SLICE_OVERHEAD + new.heap_bytes();
                 series.slices.insert(
                     pos,
                     Slice {
                         index: slice,
-                        data: data.clone(),
+                        data: new,
                     },
                 );
             }
@@ -562,8 +563,49 @@ impl Store {
     }
 }
 
+/// What one observation adds to a slice, validated: a value (already in
+/// thousandths of its unit) or counters. Applied in place, so recording a
+/// sample into an existing slice allocates nothing.
+#[derive(Debug, Clone, Copy)]
+enum Contribution {
+    Value(u64),
+    Counts { requests: u64, errors: u64 },
+}
+
+impl Contribution {
+    /// Adds to a slice of the same kind (kinds are checked before).
+    fn apply(&self, data: &mut SliceData) {
+        match (self, data) {
+            (Contribution::Value(v), SliceData::Distribution(h)) => h.record(*v),
+            (
+                Contribution::Counts { requests, errors },
+                SliceData::Counts {
+                    requests: r,
+                    errors: e,
+                },
+            ) => {
+                *r += requests;
+                *e += errors;
+            }
+            _ => {}
+        }
+    }
+
+    /// A new slice holding just this.
+    fn to_slice_data(self) -> SliceData {
+        match self {
+            Contribution::Value(v) => {
+                let mut h = SparseHistogram::new();
+                h.record(v);
+                SliceData::Distribution(h)
+            }
+            Contribution::Counts { requests, errors } => SliceData::Counts { requests, errors },
+        }
+    }
+}
+
 /// The slice contribution of one observation, validated.
-fn slice_data(observation: &Observation) -> Result<SliceData, CoreError> {
+fn contribution(observation: &Observation) -> Result<Contribution, CoreError> {
     match *observation {
         Observation::Value(v) => {
             if !v.is_finite() {
@@ -586,11 +628,9 @@ fn slice_data(observation: &Observation) -> Result<SliceData, CoreError> {
                     value: v,
                 });
             }
-            let mut h = SparseHistogram::new();
-            h.record(scaled as u64);
-            Ok(SliceData::Distribution(h))
+            Ok(Contribution::Value(scaled as u64))
         }
-        Observation::Outcome { error } => Ok(SliceData::Counts {
+        Observation::Outcome { error } => Ok(Contribution::Counts {
             requests: 1,
             errors: u64::from(error),
         }),
@@ -598,7 +638,7 @@ fn slice_data(observation: &Observation) -> Result<SliceData, CoreError> {
             if errors > requests {
                 return Err(CoreError::ErrorsExceedRequests { requests, errors });
             }
-            Ok(SliceData::Counts { requests, errors })
+            Ok(Contribution::Counts { requests, errors })
         }
     }
 }
