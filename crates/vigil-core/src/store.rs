@@ -94,6 +94,12 @@ impl SliceData {
         }
     }
 
+    fn shrink_to_fit(&mut self) {
+        if let SliceData::Distribution(h) = self {
+            h.shrink_to_fit();
+        }
+    }
+
     /// Samples (or requests) in the slice.
     pub fn count(&self) -> u64 {
         match self {
@@ -435,6 +441,16 @@ impl Store {
                 bytes = bytes.saturating_sub(data_before) + series.slices[pos].data.heap_bytes();
             }
             Err(pos) => {
+                // A new newest slice means the previous one is complete:
+                // give back its vector's spare capacity (a third of it on
+                // average), which is most of a long window's memory.
+                if pos == series.slices.len() {
+                    if let Some(prev) = series.slices.back_mut() {
+                        let before_shrink = prev.data.heap_bytes();
+                        prev.data.shrink_to_fit();
+                        bytes = bytes.saturating_sub(before_shrink) + prev.data.heap_bytes();
+                    }
+                }
                 let new = data.to_slice_data();
                 bytes += SLICE_OVERHEAD + new.heap_bytes();
                 series.slices.insert(
