@@ -123,9 +123,9 @@ impl Fixture {
     fn new(n_services: usize, warm_slices: usize) -> Self {
         let names = Names::new(n_services);
         // The default store, with a budget large enough that nothing is
-        // evicted: the default 2 GiB holds only a few minutes of this
-        // traffic (see docs/BENCHMARKS.md), and evicting an analysis's
-        // series would measure a different judge.
+        // evicted: the default 2 GiB holds only about 10 minutes of this
+        // traffic (docs/BENCHMARKS.md), and evicting an analysis's series
+        // would measure a different judge.
         let store = Store::new(StoreConfig {
             memory_budget_bytes: 64 << 30,
             ..StoreConfig::default()
