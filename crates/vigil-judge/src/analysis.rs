@@ -256,8 +256,11 @@ impl Analysis {
                 assessed.iter().map(|a| a.failed).collect()
             }
             (Method::Sequential, false) => {
+                // Two routes to ROLLBACK share alpha: Holm over the tracks
+                // (a failing critical metric alone rolls back) and the
+                // combined e-value, each at alpha / 2.
                 let p: Vec<f64> = self.tracks.iter().map(Track::p_value).collect();
-                holm(&p, alpha)
+                holm(&p, alpha / 2.0)
                     .into_iter()
                     .zip(&assessed)
                     .map(|(rejected, a)| rejected && a.beyond_tolerance)
@@ -304,13 +307,16 @@ impl Analysis {
             let beyond = assessed
                 .iter()
                 .any(|a| a.beyond_tolerance && a.e_value > 1.0);
-            rollback = self.overall.p_value() <= alpha && beyond;
+            rollback = self.overall.p_value() <= alpha / 2.0 && beyond;
         }
         let critical_failed = self
             .tracks
             .iter()
             .zip(&failing)
             .any(|(t, &f)| f && self.spec.metrics[t.metric].critical);
+        if self.how.method == Method::Sequential {
+            rollback |= critical_failed;
+        }
         if self.how.method == Method::FixedHorizon || self.how.slo_mode {
             rollback = critical_failed;
         }

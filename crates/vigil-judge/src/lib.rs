@@ -12,7 +12,8 @@
 //! - `sequential` (default): per time slice, anytime-valid tests (quantile
 //!   exceedances of the pooled slice, error-rate ratios with each slice's
 //!   traffic split); metrics combined by weighted e-value averaging, failing
-//!   ones named with Holm; PROMOTE as soon as every critical metric's
+//!   ones named with Holm (each route to ROLLBACK at alpha / 2, so a
+//!   failing critical metric alone rolls back); PROMOTE as soon as every critical metric's
 //!   confidence sequence lies inside its tolerance.
 //! - `fixed-horizon`: Mann-Whitney / two-proportion z-test on the cumulative
 //!   data at every tick, what people wire up by hand; invalid under repeated
