@@ -11,7 +11,7 @@ use vigil_stats::sequential::counts::{ErrorRateTest, ShareAlternative};
 use vigil_stats::sequential::exceedance::QuantileExceedanceTest;
 use vigil_stats::sequential::proportion::proportion_cs;
 use vigil_stats::sequential::quantile::{
-    self, fixed_quantile_bound, QuantileDecision, QuantileShiftTest,
+    self, fixed_quantile_bound, QuantileComparison, QuantileDecision, QuantileShiftTest,
 };
 use vigil_stats::sequential::{EProcess, Evidence};
 use vigil_stats::{hodges_lehmann, normal, BucketCounts, SparseHistogram};
@@ -354,11 +354,17 @@ impl Track {
             Direction::Decrease => bq - cq > allowed(bq),
             Direction::Either => (cq - bq).abs() > allowed(bq),
         };
-        let band = self.bands.first().and_then(|t| {
-            t.comparisons()
-                .into_iter()
-                .find(|cmp| cmp.canary.quantile == q)
-        });
+        // Each band's comparisons cost a bound computation per quantile and
+        // arm: compute them once for both the effect and the decision.
+        let comparisons: Vec<Vec<QuantileComparison>> = self
+            .bands
+            .iter()
+            .map(QuantileShiftTest::comparisons)
+            .collect();
+        let band = comparisons
+            .first()
+            .and_then(|c| c.iter().find(|cmp| cmp.canary.quantile == q))
+            .copied();
         r.effect = Some(Effect {
             what: quantile_name(q),
             canary: Some(cq),
@@ -374,12 +380,11 @@ impl Track {
             Method::Sequential => {
                 r.e_value = Some(self.current_e());
                 r.p_value = Some(self.p_value());
-                !self.bands.is_empty()
-                    && self.bands.iter().all(|t| {
-                        t.comparisons()
-                            .iter()
-                            .all(|cmp| cmp.decision == QuantileDecision::WithinTolerance)
-                    })
+                !comparisons.is_empty()
+                    && comparisons
+                        .iter()
+                        .flatten()
+                        .all(|cmp| cmp.decision == QuantileDecision::WithinTolerance)
             }
             Method::FixedHorizon | Method::Kayenta => {
                 let alternative = match spec.direction {
