@@ -4,7 +4,12 @@
 //! (canary - baseline); the interval at level 1 - a is [D_(C), D_(N+1-C)]
 //! with D_(k) the k-th smallest difference, N = n_canary n_baseline and
 //! C = floor(N/2 - z_{1-a/2} sigma_U) (Lehmann 1963; Hollander & Wolfe,
-//! ch. 4), sigma_U the tie-corrected standard deviation of U.
+//! ch. 4), sigma_U = sqrt(n_canary n_baseline (n + 1) / 12), the standard
+//! deviation of U without ties. Not the tie-corrected one: which values tie
+//! across the arms changes as the canary is shifted, so a tie-corrected C
+//! would make the interval move differently from the data (a shift of the
+//! canary must shift the interval by exactly as much, a property test). Ties
+//! only shrink the true variance, so the untied C is conservative.
 //!
 //! No difference is ever materialised: the k-th smallest one is found by
 //! bisection over integer candidates, each step counting pairs with
@@ -15,7 +20,7 @@
 use serde::Serialize;
 
 use crate::histogram::BucketCounts;
-use crate::mann_whitney::{check_sizes, sigma_u, tie_term};
+use crate::mann_whitney::{check_sizes, sigma_u};
 use crate::{normal, StatsError};
 
 /// The shift estimate with its interval.
@@ -116,7 +121,7 @@ where
     };
 
     let z = normal::quantile(1.0 - (1.0 - confidence) / 2.0);
-    let sigma = sigma_u(tie_term(canary, baseline), n1, n2);
+    let sigma = sigma_u(0, n1, n2);
     let c_alpha = (big_n as f64 / 2.0 - z * sigma).floor();
     let (ci_low, ci_high) = if c_alpha >= 1.0 {
         let k = c_alpha as u128;
@@ -174,6 +179,20 @@ mod tests {
         for k in 1..=d.len() {
             assert_eq!(kth_difference(&c, &b, k as u128), d[k - 1], "k={k}");
         }
+    }
+
+    #[test]
+    fn interval_moves_with_the_canary_even_when_cross_arm_ties_change() {
+        // Shifting the canary by 100 removes every tie with the baseline; a
+        // tie-corrected interval would change width, this one must not.
+        let canary = [1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10, 11];
+        let baseline = [3, 4, 5, 5, 6, 7, 7, 8, 12, 13, 14, 15];
+        let before = hodges_lehmann(&h(&canary), &h(&baseline), 0.9).unwrap();
+        let moved: Vec<u64> = canary.iter().map(|x| x + 100).collect();
+        let after = hodges_lehmann(&h(&moved), &h(&baseline), 0.9).unwrap();
+        assert_eq!(after.shift, before.shift + 100.0);
+        assert_eq!(after.ci_low, before.ci_low.map(|x| x + 100.0));
+        assert_eq!(after.ci_high, before.ci_high.map(|x| x + 100.0));
     }
 
     #[test]

@@ -167,15 +167,6 @@ where
     out
 }
 
-/// sum over tie groups of t^3 - t for the union of both arms.
-pub(crate) fn tie_term<C, B>(canary: &C, baseline: &B) -> u128
-where
-    C: BucketCounts + ?Sized,
-    B: BucketCounts + ?Sized,
-{
-    rank_sums(&joint_buckets(canary, baseline)).1
-}
-
 /// 2U of the canary and the tie term sum(t^3 - t), exactly, from the
 /// union of both arms' buckets in increasing order.
 pub(crate) fn rank_sums(joint: &[Joint]) -> (u128, u128) {
