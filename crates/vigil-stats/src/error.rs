@@ -50,3 +50,15 @@ pub(crate) fn check_alpha(name: &'static str, alpha: f64) -> Result<(), StatsErr
         })
     }
 }
+
+/// Checks that a tolerance (relative or absolute) is finite and >= 0.
+pub(crate) fn check_tolerance(name: &'static str, tolerance: f64) -> Result<(), StatsError> {
+    if tolerance.is_finite() && tolerance >= 0.0 {
+        Ok(())
+    } else {
+        Err(StatsError::InvalidParameter {
+            name,
+            reason: format!("must be finite and >= 0, got {tolerance}"),
+        })
+    }
+}

@@ -26,6 +26,7 @@
 use serde::Serialize;
 
 use super::{ln_mean_exp, EProcess, Evidence};
+use crate::error::check_tolerance;
 use crate::histogram::BucketCounts;
 use crate::mann_whitney::{joint_buckets, rank_sums, Alternative};
 use crate::StatsError;
@@ -62,12 +63,7 @@ impl BatchRankTest {
     /// A test for `alternative` (`Greater`: canary worse means larger) with
     /// a relative `tolerance` (>= 0; only for one-sided alternatives).
     pub fn new(alternative: Alternative, tolerance: f64) -> Result<Self, StatsError> {
-        if !(tolerance.is_finite() && tolerance >= 0.0) {
-            return Err(StatsError::InvalidParameter {
-                name: "tolerance",
-                reason: "must be finite and >= 0".into(),
-            });
-        }
+        check_tolerance("tolerance", tolerance)?;
         if alternative == Alternative::TwoSided && tolerance > 0.0 {
             return Err(StatsError::InvalidParameter {
                 name: "tolerance",

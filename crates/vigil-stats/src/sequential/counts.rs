@@ -18,6 +18,7 @@
 use serde::Serialize;
 
 use super::{ln_mean_exp, EProcess, Evidence};
+use crate::error::check_tolerance;
 use crate::special::{ln_beta, ln_beta_inc_both, ln_multi_beta};
 use crate::{check_alpha, StatsError};
 
@@ -236,12 +237,7 @@ impl ErrorRateTest {
     /// A test that tolerates a canary error rate up to `1 + tolerance` times
     /// the baseline's.
     pub fn new(tolerance: f64, alternative: ShareAlternative) -> Result<Self, StatsError> {
-        if !(tolerance.is_finite() && tolerance >= 0.0) {
-            return Err(StatsError::InvalidParameter {
-                name: "tolerance",
-                reason: "must be finite and >= 0".into(),
-            });
-        }
+        check_tolerance("tolerance", tolerance)?;
         if alternative == ShareAlternative::Differs && tolerance > 0.0 {
             return Err(StatsError::InvalidParameter {
                 name: "tolerance",

@@ -25,6 +25,7 @@
 use super::counts::{ErrorRateTest, ShareAlternative};
 use super::quantile::Direction;
 use super::{EProcess, Evidence};
+use crate::error::check_tolerance;
 use crate::histogram::BucketCounts;
 use crate::StatsError;
 
@@ -55,16 +56,8 @@ impl QuantileExceedanceTest {
                 reason: format!("must be in (0, 1), got {quantile}"),
             });
         }
-        if !(tolerance.is_finite()
-            && tolerance >= 0.0
-            && tolerance_abs.is_finite()
-            && tolerance_abs >= 0.0)
-        {
-            return Err(StatsError::InvalidParameter {
-                name: "tolerance",
-                reason: "must be finite and >= 0".into(),
-            });
-        }
+        check_tolerance("tolerance", tolerance)?;
+        check_tolerance("tolerance_abs", tolerance_abs)?;
         Ok(Self {
             quantile,
             direction,

@@ -28,6 +28,7 @@
 
 use serde::Serialize;
 
+use crate::error::check_tolerance;
 use crate::histogram::{BucketCounts, RankIndex};
 use crate::sparse::SparseHistogram;
 use crate::{check_alpha, StatsError};
@@ -263,16 +264,8 @@ impl QuantileShiftTest {
                 reason: "each must be in (0, 1)".into(),
             });
         }
-        if !(tolerance.is_finite()
-            && tolerance >= 0.0
-            && tolerance_abs.is_finite()
-            && tolerance_abs >= 0.0)
-        {
-            return Err(StatsError::InvalidParameter {
-                name: "tolerance",
-                reason: "must be finite and >= 0".into(),
-            });
-        }
+        check_tolerance("tolerance", tolerance)?;
+        check_tolerance("tolerance_abs", tolerance_abs)?;
         Ok(Self {
             quantiles: quantiles.to_vec(),
             alpha,
