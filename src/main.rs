@@ -7,6 +7,8 @@ mod compare;
 mod events;
 mod input;
 mod replay;
+#[cfg(test)]
+mod test_support;
 
 use std::io::Write as _;
 use std::path::PathBuf;
