@@ -10,7 +10,9 @@ use vigil_stats::sequential::{EProcess, Evidence};
 
 use crate::kayenta::{self, KayentaResult};
 use crate::kayenta_method;
-use crate::track::{percent, tolerance_text, value_text, Assessment, Judging, Track};
+use crate::track::{
+    error_rate_name, percent, tolerance_text, value_text, Assessment, Judging, Track,
+};
 use crate::JudgeError;
 
 /// A verdict change, in stream time.
@@ -457,10 +459,7 @@ impl Analysis {
     fn display_metric(&self, m: usize, what: Option<&str>) -> String {
         let metric = &self.spec.metrics[m];
         match metric.kind {
-            MetricKind::ErrorRate if metric.name.as_str() == "error_rate" => {
-                "error rate".to_owned()
-            }
-            MetricKind::ErrorRate => format!("{} error rate", metric.name),
+            MetricKind::ErrorRate => error_rate_name(metric),
             _ => format!("{} {}", what.unwrap_or("p50"), metric.name),
         }
     }

@@ -507,11 +507,7 @@ impl Track {
         };
         r.summary = format!(
             "{} is {} in the canary vs {} in the baseline, tolerance {}",
-            if spec.name.as_str() == "error_rate" {
-                "error rate".to_owned()
-            } else {
-                format!("{} error rate", spec.name)
-            },
+            error_rate_name(spec),
             percent(rc),
             percent(rb),
             tolerance_text(spec)
@@ -612,6 +608,16 @@ fn point(spec: &MetricSpec, data: &SliceData) -> Option<f64> {
         SliceData::Counts { requests, errors } => {
             (*requests > 0).then(|| *errors as f64 / *requests as f64)
         }
+    }
+}
+
+/// How an error-rate metric is named in sentences: "error rate" for the
+/// request events' own metric, "<name> error rate" for any other.
+pub(crate) fn error_rate_name(spec: &MetricSpec) -> String {
+    if spec.name.as_str() == vigil_core::event::ERROR_RATE_METRIC {
+        "error rate".to_owned()
+    } else {
+        format!("{} error rate", spec.name)
     }
 }
 
