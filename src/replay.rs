@@ -12,7 +12,8 @@ use vigil_core::store::{Store, StoreConfig};
 use vigil_core::{AnalysisSpec, CoreError, MetricResult, SpecFormat, Timestamp, Verdict};
 use vigil_judge::{Analysis, TimelineEntry};
 
-use crate::events::{self, LineResult};
+use crate::events;
+use vigil_core::events::{LineResult, ReadError};
 
 /// Lines decoded per message to the judging thread, and messages in flight.
 const BATCH_LINES: usize = 1024;
@@ -23,9 +24,9 @@ enum Batch {
     /// The input opened under this display name.
     Opened(String),
     /// Decoded lines, in order.
-    Items(Vec<Result<LineResult, events::ReadError>>),
+    Items(Vec<Result<LineResult, ReadError>>),
     /// The input could not be opened or read; nothing follows.
-    Failed(events::ReadError),
+    Failed(ReadError),
 }
 
 /// Reads and decodes the input, sending batches until the input ends, an

@@ -5,16 +5,19 @@
 //! - [`names`]: `ServiceName`, `Version`, `MetricName`, `Labels`, `SeriesKey`.
 //! - [`metric`]: `MetricKind`, `Direction`.
 //! - [`event`]: decoded stream content (`Sample`, `Observation`).
+//! - [`events`]: the JSON lines event format shared by `vigil replay`,
+//!   HTTP ingest and the `vigil.events` topic.
 //! - [`spec`]: the analysis spec, its parsing (YAML/JSON/TOML) and validation.
 //! - [`verdict`]: verdicts and per-metric results.
 //! - [`store`]: rolling time-sliced windows per series, concurrent, bounded
 //!   in memory, with snapshot/restore.
 //!
-//! Pure: no IO, no clock (stream time comes with the samples), no async.
+//! Pure: no file or network IO (readers are generic over `BufRead`), no clock (stream time comes with the samples), no async.
 //! The statistics live in `vigil-stats`; the decisions in `vigil-judge`.
 
 pub mod error;
 pub mod event;
+pub mod events;
 pub mod metric;
 pub mod names;
 pub mod spec;
