@@ -40,6 +40,10 @@ pub enum CoreError {
         /// The value.
         value: f64,
     },
+    /// A pre-aggregated histogram with no samples in it.
+    #[error("a histogram observation holds no samples")]
+    EmptyHistogram,
+
     /// More errors than requests in pre-aggregated counts.
     #[error("errors ({errors}) exceed requests ({requests})")]
     ErrorsExceedRequests {

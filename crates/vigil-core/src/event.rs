@@ -30,6 +30,11 @@ pub enum Observation {
         /// Of which failed.
         errors: u64,
     },
+    /// A pre-aggregated distribution: `(value, count)` pairs, values in the
+    /// metric's unit, as a histogram bucket or a batch of equal samples
+    /// carries them. Recorded as `count` samples of `value` each; pairs with
+    /// a zero count add nothing.
+    Histogram(Vec<(f64, u64)>),
 }
 
 /// An observation with everything needed to place it in the store.

@@ -362,8 +362,10 @@ impl Store {
         };
         let same = matches!(
             (&existing.data, data),
-            (SliceData::Distribution(_), Contribution::Value(_))
-                | (SliceData::Counts { .. }, Contribution::Counts { .. })
+            (
+                SliceData::Distribution(_),
+                Contribution::Value(_) | Contribution::Histogram(_)
+            ) | (SliceData::Counts { .. }, Contribution::Counts { .. })
         );
         if same {
             Ok(())
@@ -580,11 +582,13 @@ impl Store {
 }
 
 /// What one observation adds to a slice, validated: a value (already in
-/// thousandths of its unit) or counters. Applied in place, so recording a
-/// sample into an existing slice allocates nothing.
-#[derive(Debug, Clone, Copy)]
+/// thousandths of its unit), a pre-aggregated histogram, or counters.
+/// Applied in place, so recording a sample into an existing slice allocates
+/// nothing.
+#[derive(Debug, Clone)]
 enum Contribution {
     Value(u64),
+    Histogram(SparseHistogram),
     Counts { requests: u64, errors: u64 },
 }
 
@@ -593,6 +597,7 @@ impl Contribution {
     fn apply(&self, data: &mut SliceData) {
         match (self, data) {
             (Contribution::Value(v), SliceData::Distribution(h)) => h.record(*v),
+            (Contribution::Histogram(other), SliceData::Distribution(h)) => h.merge(other),
             (
                 Contribution::Counts { requests, errors },
                 SliceData::Counts {
@@ -608,14 +613,18 @@ impl Contribution {
     }
 
     /// A new slice holding just this.
-    fn to_slice_data(self) -> SliceData {
+    fn to_slice_data(&self) -> SliceData {
         match self {
             Contribution::Value(v) => {
                 let mut h = SparseHistogram::new();
-                h.record(v);
+                h.record(*v);
                 SliceData::Distribution(h)
             }
-            Contribution::Counts { requests, errors } => SliceData::Counts { requests, errors },
+            Contribution::Histogram(h) => SliceData::Distribution(h.clone()),
+            Contribution::Counts { requests, errors } => SliceData::Counts {
+                requests: *requests,
+                errors: *errors,
+            },
         }
     }
 }
@@ -623,28 +632,19 @@ impl Contribution {
 /// The slice contribution of one observation, validated.
 fn contribution(observation: &Observation) -> Result<Contribution, CoreError> {
     match *observation {
-        Observation::Value(v) => {
-            if !v.is_finite() {
-                return Err(CoreError::NotFinite {
-                    what: "value",
-                    value: v,
-                });
+        Observation::Value(v) => Ok(Contribution::Value(scaled_value(v)?)),
+        Observation::Histogram(ref pairs) => {
+            // All pairs are checked before any is kept: a histogram is
+            // recorded whole or not at all.
+            let mut h = SparseHistogram::new();
+            for &(v, count) in pairs {
+                let scaled = scaled_value(v)?;
+                h.record_n(scaled, count);
             }
-            if v < 0.0 {
-                return Err(CoreError::Negative {
-                    what: "value",
-                    value: v,
-                });
+            if h.len() == 0 {
+                return Err(CoreError::EmptyHistogram);
             }
-            let scaled = (v * DISTRIBUTION_SCALE).round();
-            // HDR's layout covers values up to 2^62 or so.
-            if scaled >= 4e18 {
-                return Err(CoreError::TooLarge {
-                    what: "value",
-                    value: v,
-                });
-            }
-            Ok(Contribution::Value(scaled as u64))
+            Ok(Contribution::Histogram(h))
         }
         Observation::Outcome { error } => Ok(Contribution::Counts {
             requests: 1,
@@ -657,6 +657,31 @@ fn contribution(observation: &Observation) -> Result<Contribution, CoreError> {
             Ok(Contribution::Counts { requests, errors })
         }
     }
+}
+
+/// A distribution value in thousandths of its unit, validated.
+fn scaled_value(v: f64) -> Result<u64, CoreError> {
+    if !v.is_finite() {
+        return Err(CoreError::NotFinite {
+            what: "value",
+            value: v,
+        });
+    }
+    if v < 0.0 {
+        return Err(CoreError::Negative {
+            what: "value",
+            value: v,
+        });
+    }
+    let scaled = (v * DISTRIBUTION_SCALE).round();
+    // HDR's layout covers values up to 2^62 or so.
+    if scaled >= 4e18 {
+        return Err(CoreError::TooLarge {
+            what: "value",
+            value: v,
+        });
+    }
+    Ok(scaled as u64)
 }
 
 /// Snapshot format: magic, version, body length, postcard body, CRC-32 of

@@ -171,6 +171,91 @@ fn bad_observations_are_counted_not_stored() {
 }
 
 #[test]
+fn histogram_observations_equal_their_samples() {
+    let pairs = vec![(12.5, 3), (0.0, 1), (250.0, 0), (1e6, 2)];
+    let one_by_one = small_store();
+    for &(v, n) in &pairs {
+        for _ in 0..n {
+            one_by_one
+                .record(&sample(
+                    1000.0,
+                    "v1",
+                    "latency",
+                    Some("/a"),
+                    Observation::Value(v),
+                ))
+                .unwrap();
+        }
+    }
+    let batched = small_store();
+    batched
+        .record(&sample(
+            1000.0,
+            "v1",
+            "latency",
+            Some("/a"),
+            Observation::Histogram(pairs),
+        ))
+        .unwrap();
+    for k in [key("v1", "latency", Some("/a")), key("v1", "latency", None)] {
+        let a = one_by_one.merged(&k, 0, i64::MAX).unwrap();
+        let b = batched.merged(&k, 0, i64::MAX).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(b.count(), 6);
+    }
+
+    // One bad pair rejects the whole histogram; so does an empty one, and
+    // a histogram for a counter series.
+    for (observation, message) in [
+        (
+            Observation::Histogram(vec![(1.0, 5), (-2.0, 1)]),
+            "value must be >= 0, got -2",
+        ),
+        (
+            Observation::Histogram(vec![(1.0, 5), (f64::NAN, 1)]),
+            "value must be a finite number, got NaN",
+        ),
+        (
+            Observation::Histogram(vec![(1.0, 0)]),
+            "a histogram observation holds no samples",
+        ),
+    ] {
+        let error = batched
+            .record(&sample(1000.0, "v1", "latency", Some("/a"), observation))
+            .unwrap_err();
+        assert_eq!(error.to_string(), message);
+    }
+    batched
+        .record(&sample(
+            1000.0,
+            "v1",
+            "errors",
+            None,
+            Observation::Outcome { error: true },
+        ))
+        .unwrap();
+    let error = batched
+        .record(&sample(
+            1000.0,
+            "v1",
+            "errors",
+            None,
+            Observation::Histogram(vec![(1.0, 1)]),
+        ))
+        .unwrap_err();
+    assert!(matches!(error, CoreError::KindMismatch { .. }), "{error}");
+    assert_eq!(
+        batched
+            .merged(&key("v1", "latency", None), 0, i64::MAX)
+            .unwrap()
+            .count(),
+        6
+    );
+    assert_eq!(batched.stats().invalid, 3);
+    assert_eq!(batched.stats().kind_mismatch, 1);
+}
+
+#[test]
 fn cardinality_limit_folds_into_other() {
     let store = Store::new(StoreConfig {
         max_label_sets_per_service: 3,
