@@ -541,7 +541,7 @@ impl Store {
         // Account bytes incrementally: only this series changed, and
         // recording must stay O(1) in the number of slices.
         let before = series.bytes;
-        series.add(slice, oldest, delta, scratch);
+        series.add(slice, oldest, self.config.window_slices(), delta, scratch);
         series.touched = touched;
         let bytes = series.account();
         drop(series);

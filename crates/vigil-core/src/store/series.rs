@@ -198,6 +198,9 @@ pub(super) fn malloc_size(n: usize) -> usize {
     }
 }
 
+/// Buckets the open slice has room for when a series is created.
+const OPEN_CAPACITY: usize = 16;
+
 /// One series' window.
 #[derive(Debug, Clone)]
 pub(super) struct Series {
@@ -222,7 +225,9 @@ impl Series {
     /// An empty series of the kind of `delta`, open at `slice`.
     pub(super) fn new(slice: i64, delta: Delta<'_>, touched: u64) -> Self {
         let open = match delta {
-            Delta::Buckets(_) => Open::Buckets(Vec::new()),
+            // Room for a typical slice at once: growing by doubling would
+            // leave three freed blocks behind per series.
+            Delta::Buckets(_) => Open::Buckets(Vec::with_capacity(OPEN_CAPACITY)),
             Delta::Counts { .. } => Open::Counts {
                 requests: 0,
                 errors: 0,
@@ -269,9 +274,16 @@ impl Series {
     /// Adds `delta` to slice `slice` (>= `oldest`, of this series' kind),
     /// first dropping slices older than `oldest`. `scratch` is reused
     /// across calls to avoid allocating.
-    pub(super) fn add(&mut self, slice: i64, oldest: i64, delta: Delta<'_>, scratch: &mut Scratch) {
+    pub(super) fn add(
+        &mut self,
+        slice: i64,
+        oldest: i64,
+        window_slices: i64,
+        delta: Delta<'_>,
+        scratch: &mut Scratch,
+    ) {
         if slice > self.open_index {
-            self.advance(slice, oldest, scratch);
+            self.advance(slice, oldest, window_slices, scratch);
         }
         self.expire(oldest);
         if slice == self.open_index {
@@ -282,7 +294,7 @@ impl Series {
     }
 
     /// Makes `slice` (newer than the open slice) the open one.
-    fn advance(&mut self, slice: i64, oldest: i64, scratch: &mut Scratch) {
+    fn advance(&mut self, slice: i64, oldest: i64, window_slices: i64, scratch: &mut Scratch) {
         scratch.bytes.clear();
         if self.open_index < oldest {
             // Everything held is out of the window.
@@ -302,7 +314,7 @@ impl Series {
         let gap = (slice - gap_from).max(0);
         scratch.bytes.resize(scratch.bytes.len() + gap as usize, 0);
         self.n_done += gap as u32;
-        self.push_back(&scratch.bytes);
+        self.push_back(&scratch.bytes, window_slices);
         self.open_index = slice;
         match &mut self.open {
             Open::Buckets(b) => b.clear(),
@@ -313,11 +325,20 @@ impl Series {
         }
     }
 
-    /// Appends encoded slices, growing the ring by at least an eighth.
-    fn push_back(&mut self, bytes: &[u8]) {
+    /// Appends encoded slices. The ring grows by at least an eighth, and
+    /// once a few slices are held, straight to what a full window of
+    /// slices of the same average size takes: a series reaches its size in
+    /// a couple of steps instead of dozens, which would leave as many freed
+    /// blocks of odd sizes behind in the allocator.
+    fn push_back(&mut self, bytes: &[u8], window_slices: i64) {
         let need = self.done.len() + bytes.len();
         if need > self.done.capacity() {
-            let target = need.max(self.done.capacity() + self.done.capacity() / 8);
+            let mut target = need.max(self.done.capacity() + self.done.capacity() / 8);
+            if self.n_done >= 2 {
+                let per_slice = self.done.len().div_ceil(self.n_done as usize);
+                let window = usize::try_from(window_slices).unwrap_or(0);
+                target = target.max(per_slice * (window + 1) + per_slice / 2);
+            }
             self.done.reserve_exact(target - self.done.len());
         }
         self.done.extend(bytes);
@@ -491,7 +512,7 @@ impl Series {
             if !series.accepts(delta) || s.index < series.open_index {
                 return None;
             }
-            series.add(s.index, i64::MIN, delta, &mut scratch);
+            series.add(s.index, i64::MIN, 0, delta, &mut scratch);
         }
         let mut series = series?;
         debug_assert_eq!(series.open_index, last.index);
