@@ -7,6 +7,7 @@ mod compare;
 mod events;
 mod input;
 mod replay;
+mod simulate;
 #[cfg(test)]
 mod test_support;
 
@@ -33,6 +34,8 @@ enum Command {
     Compare(CompareArgs),
     /// Run a recorded stream through the judge in stream time.
     Replay(replay::ReplayArgs),
+    /// Seeded replications of a traffic scenario through the judge.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compare(args) => run_compare(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

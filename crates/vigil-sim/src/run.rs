@@ -221,7 +221,8 @@ pub struct Summary {
     pub p90_decision_s: Option<f64>,
     /// Median canary requests served under the change before a ROLLBACK.
     pub exposure_requests: Option<f64>,
-    /// Share of runs rolled back within 10 minutes of the change.
+    /// Share of runs rolled back within 10 minutes after the change (not
+    /// before it).
     pub rollback_within_10m_rate: f64,
     /// Median seconds from the change to ROLLBACK, over rolled-back runs.
     pub median_rollback_s: Option<f64>,
@@ -273,7 +274,11 @@ pub fn summarize(scenario: &Scenario, seed: u64, reps: &[Replication], index: us
         median_decision_s: quantile(&decisions, 0.5),
         p90_decision_s: quantile(&decisions, 0.9),
         exposure_requests: quantile(&exposure, 0.5),
-        rollback_within_10m_rate: rollback_times.iter().filter(|&&t| t <= 600.0).count() as f64 / n,
+        rollback_within_10m_rate: rollback_times
+            .iter()
+            .filter(|&&t| (0.0..=600.0).contains(&t))
+            .count() as f64
+            / n,
         median_rollback_s: quantile(&rollback_times, 0.5),
     }
 }
