@@ -3,6 +3,7 @@
 //! Thin by design: parse arguments, read inputs, call the library crates,
 //! print. Errors are `anyhow` here, with context naming what was being done.
 
+mod bench;
 mod compare;
 mod events;
 mod input;
@@ -36,6 +37,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Seeded replications of a traffic scenario through the judge.
     Simulate(simulate::SimulateArgs),
+    /// Performance figures, each beside its baseline in the same run.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => run_compare(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
