@@ -79,7 +79,15 @@ fn decode(
     tx: &std::sync::mpsc::SyncSender<Batch>,
     spent: &std::sync::mpsc::Receiver<Decoded>,
 ) {
-    let input = match events::open_input(path, std::io::stdin()) {
+    // A file is read and unpacked a few chunks ahead on a thread of its
+    // own; standard input is read here (a pipe's producer, zcat or a
+    // collector, already works in a process of its own).
+    let input = if path == std::path::Path::new("-") {
+        events::open_input(path, std::io::stdin())
+    } else {
+        events::open_input_prefetched(path, std::io::empty())
+    };
+    let input = match input {
         Ok(input) => input,
         Err(e) => {
             let _ = tx.send(Batch::Failed(e));
