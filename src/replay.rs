@@ -15,7 +15,7 @@ use vigil_core::{
 use vigil_judge::{Analysis, TimelineEntry};
 
 use crate::events;
-use vigil_core::events::{EventError, LineResult, ReadError};
+use vigil_core::events::{EventError, LineOutcome, ReadError};
 
 /// Lines decoded per message to the judging thread, and messages in flight.
 const BATCH_LINES: usize = 1024;
@@ -105,31 +105,33 @@ fn decode(
         Err(_) => Decoded::default(),
     };
     let mut batch = next_batch();
-    for item in input.events() {
+    let mut reader = input.events();
+    loop {
+        // Samples are decoded straight into the batch.
+        let start = batch.samples.len();
+        let Some(item) = reader.next_into(&mut batch.samples) else {
+            break;
+        };
         match item {
-            Ok(LineResult::Samples {
-                line,
-                n_events,
-                samples,
-            }) => {
-                let start = batch.samples.len();
-                let mut other = 0;
-                for sample in samples {
-                    if sample.service == *service {
-                        batch.samples.push(sample);
-                        batch.lines.push(line);
-                    } else {
-                        other += 1;
+            Ok(LineOutcome::Samples { line, n_events, .. }) => {
+                let n_decoded = batch.samples.len() - start;
+                let mut kept = start;
+                for i in start..batch.samples.len() {
+                    if batch.samples[i].service == *service {
+                        batch.samples.swap(kept, i);
+                        kept += 1;
                     }
                 }
+                batch.samples.truncate(kept);
+                batch.lines.resize(kept, line);
                 batch.entries.push(Entry::Line {
                     n_events,
                     start,
-                    n: batch.samples.len() - start,
-                    other,
+                    n: kept - start,
+                    other: (n_decoded - (kept - start)) as u64,
                 });
             }
-            Ok(LineResult::Rejected { line, error }) => {
+            Ok(LineOutcome::Rejected { line, error }) => {
                 batch.entries.push(Entry::Rejected { line, error });
             }
             Err(e) => batch.entries.push(Entry::Failed(e)),
