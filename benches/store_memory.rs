@@ -25,6 +25,9 @@
 //! - `VIGIL_BENCH_THREADS`: threads recording (default 1; the data are the
 //!   same for any count; a second thread does not fill faster today, see
 //!   `docs/BENCHMARKS.md`);
+//! - `VIGIL_BENCH_BATCH=1`: record samples with `Store::record_batch`, 4096
+//!   at a time (a few hundred series' samples of one slice), instead of
+//!   `Store::record` per sample (same data, same store contents);
 //! - `VIGIL_BENCH_BUDGET_BYTES`: the store's memory budget (default:
 //!   unbounded, so that every series stays live and is measured; 2147483648
 //!   is the default budget).
@@ -80,6 +83,21 @@ fn rss() -> (u64, u64) {
 
 fn mib(bytes: f64) -> f64 {
     bytes / f64::from(1 << 20)
+}
+
+/// Samples per `record_batch` call with `VIGIL_BENCH_BATCH=1`.
+const BATCH_SAMPLES: usize = 4096;
+
+/// Records and empties `batch` (nothing if it is empty).
+fn record_batch(store: &Store, batch: &mut Vec<Sample>) {
+    if batch.is_empty() {
+        return;
+    }
+    let outcome = store.record_batch(black_box(batch));
+    if let Some((_, e)) = outcome.rejected.first() {
+        unreachable!("bench samples are valid: {e}");
+    }
+    batch.clear();
 }
 
 /// One series the generator feeds: its sample template and value law.
@@ -163,6 +181,7 @@ fn main() {
         }
     }
     let n_threads = env_usize("VIGIL_BENCH_THREADS").unwrap_or(1).max(1);
+    let batched = env_usize("VIGIL_BENCH_BATCH") == Some(1);
 
     let store = Store::new(config.clone());
     let (rss_before, _) = rss();
@@ -179,6 +198,7 @@ fn main() {
                 let (store, barrier) = (&store, &barrier);
                 scope.spawn(move || {
                     let mut n_samples = 0u64;
+                    let mut batch = Vec::new();
                     for slice in 0..n_slices {
                         let start = (first_slice + slice as i64) as f64 * SLICE_SECS;
                         for feed in feeds.iter_mut() {
@@ -187,12 +207,18 @@ fn main() {
                                 feed.sample.ts = start + feed.rng.random::<f64>() * SLICE_SECS;
                                 feed.sample.observation =
                                     Observation::Value(feed.values.sample(&mut feed.rng));
-                                if let Err(e) = store.record(black_box(&feed.sample)) {
+                                if batched {
+                                    batch.push(feed.sample.clone());
+                                } else if let Err(e) = store.record(black_box(&feed.sample)) {
                                     unreachable!("bench samples are valid: {e}");
                                 }
                             }
                             n_samples += n as u64;
+                            if batch.len() >= BATCH_SAMPLES {
+                                record_batch(store, &mut batch);
+                            }
                         }
+                        record_batch(store, &mut batch);
                         barrier.wait();
                     }
                     n_samples
@@ -246,8 +272,13 @@ fn main() {
         grown / series * 1e5 / f64::from(1 << 30)
     );
     println!(
-        "  fill time: {:.1} s on {n_threads} threads ({:.0} ns/sample per thread)",
+        "  fill time: {:.1} s on {n_threads} threads, {} ({:.0} ns/sample per thread, sample generation included)",
         elapsed.as_secs_f64(),
+        if batched {
+            "record_batch of 4096 samples"
+        } else {
+            "record per sample"
+        },
         elapsed.as_secs_f64() * 1e9 * n_threads as f64 / n_samples.max(1) as f64
     );
     black_box(&store);
