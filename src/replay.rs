@@ -315,9 +315,12 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                     other,
                 } => {
                     stats.events += *n_events as u64;
-                    stats.samples += *n as u64 + other;
+                    // Counted as met, as the stream is judged (an early
+                    // stop leaves the rest of the line uncounted).
+                    stats.samples += other;
                     stats.other_services += other;
                     for i in *start..start + n {
+                        stats.samples += 1;
                         let ts = d.samples[i].ts;
                         stats.stream_start =
                             Some(stats.stream_start.map_or(ts, |s: f64| s.min(ts)));
