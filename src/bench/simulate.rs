@@ -1,0 +1,165 @@
+//! `vigil bench simulate`: the speed goal of `vigil simulate` (1,000
+//! replications of a 30-minute, 100 rps scenario in under 60 s), and where
+//! the time of one replication goes: drawing the stream, recording it into
+//! the store, and ticking the judge, each measured on the same streams.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use vigil_core::store::Store;
+use vigil_core::Method;
+use vigil_sim::run::store_config;
+use vigil_sim::{builtin, replicate, simulate, Feed, Generator, Names, Plan};
+
+/// Options of `vigil bench simulate`.
+#[derive(Debug, clap::Args)]
+pub struct SimulateBenchArgs {
+    /// Built-in scenario.
+    #[arg(long, default_value = "aa")]
+    scenario: String,
+    /// Replications in the parallel run (the goal is about 1,000).
+    #[arg(long, default_value_t = 1000)]
+    runs: u64,
+    /// Replications timed one by one, single-threaded, for the breakdown.
+    #[arg(long, default_value_t = 20)]
+    breakdown_runs: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct SimulateReport {
+    scenario: String,
+    runs: u64,
+    threads: usize,
+    /// Wall-clock seconds for `runs` replications, sequential method.
+    wall_s: f64,
+    goal_s: f64,
+    /// Per replication, single-threaded, milliseconds: drawing the stream.
+    draw_ms: f64,
+    /// ... drawing and recording it into a store (pre-aggregated feed).
+    draw_record_ms: f64,
+    /// ... drawing and recording every request as its own samples (the
+    /// baseline the pre-aggregated feed replaces).
+    draw_record_events_ms: f64,
+    /// ... the whole replication: drawing, recording and judging.
+    replication_ms: f64,
+    /// Judge ticks per replication (slices judged).
+    ticks: f64,
+    requests_per_replication: f64,
+}
+
+/// Runs the benchmark.
+pub fn run(args: &SimulateBenchArgs) -> anyhow::Result<()> {
+    let Some(b) = builtin(&args.scenario) else {
+        anyhow::bail!("no built-in scenario {:?}", args.scenario);
+    };
+    let scenario = b.scenario()?;
+    let names = Names::new(&scenario)?;
+    let n = args.breakdown_runs.max(1);
+    let per_run = |f: &mut dyn FnMut(u64) -> anyhow::Result<()>| -> anyhow::Result<f64> {
+        let start = Instant::now();
+        for run in 0..n {
+            f(run)?;
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e3 / n as f64)
+    };
+    let mut requests = 0u64;
+    let draw_ms = per_run(&mut |run| {
+        let mut g = Generator::new(&scenario, 1, run, 10);
+        while let Some(d) = g.next_slice() {
+            requests += d.parts.iter().map(|p| p.requests).sum::<u64>();
+            std::hint::black_box(&d);
+        }
+        Ok(())
+    })?;
+    let draw_record_ms = per_run(&mut |run| {
+        let store = Store::new(store_config(&scenario.analysis));
+        let mut g = Generator::new(&scenario, 1, run, 10);
+        while let Some(d) = g.next_slice() {
+            for s in g.aggregated_samples(&d, &names) {
+                store.record(&s)?;
+            }
+        }
+        Ok(())
+    })?;
+    let draw_record_events_ms = per_run(&mut |run| {
+        let store = Store::new(store_config(&scenario.analysis));
+        let mut g = Generator::new(&scenario, 1, run, 10);
+        let mut rng = vigil_sim::generate::event_rng(1, run);
+        while let Some(d) = g.next_slice() {
+            for e in g.expand_events(&d, &mut rng) {
+                for s in e.samples(&names) {
+                    store.record(&s)?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let mut ticks = 0u64;
+    let replication_ms = per_run(&mut |run| {
+        let r = replicate(&scenario, 1, run, &[Method::Sequential], Feed::Aggregated)?;
+        let decided = r.methods[0].decided_at;
+        ticks += decided.map_or(Generator::new(&scenario, 1, run, 10).n_slices(), |t| {
+            ((t - vigil_sim::STREAM_START) / 10.0).round() as u64
+        });
+        Ok(())
+    })?;
+    let threads = rayon::current_num_threads();
+    let start = Instant::now();
+    simulate(
+        &scenario,
+        &Plan {
+            runs: args.runs,
+            seed: 1,
+            methods: vec![Method::Sequential],
+            threads: None,
+        },
+    )?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let report = SimulateReport {
+        scenario: scenario.name.clone(),
+        runs: args.runs,
+        threads,
+        wall_s,
+        goal_s: 60.0,
+        draw_ms,
+        draw_record_ms,
+        draw_record_events_ms,
+        replication_ms,
+        ticks: ticks as f64 / n as f64,
+        requests_per_replication: requests as f64 / n as f64,
+    };
+    if args.json {
+        return super::print_json(&report);
+    }
+    println!(
+        "vigil simulate --scenario {} --runs {} (sequential): {:.1} s wall on {} threads (goal {} s)",
+        report.scenario, report.runs, report.wall_s, report.threads, report.goal_s
+    );
+    println!(
+        "one replication, single-threaded (mean of {n}; {:.0} requests, {:.0} judge ticks):",
+        report.requests_per_replication, report.ticks
+    );
+    println!("{:<58} {:>10}", "what", "ms");
+    println!("{:<58} {:>10.1}", "draw the stream", report.draw_ms);
+    println!(
+        "{:<58} {:>10.1}",
+        "draw + record, every request a sample (baseline)", report.draw_record_events_ms
+    );
+    println!(
+        "{:<58} {:>10.1}",
+        "draw + record, pre-aggregated per slice", report.draw_record_ms
+    );
+    println!(
+        "{:<58} {:>10.1}",
+        "draw + record + judge (the whole replication)", report.replication_ms
+    );
+    println!(
+        "judging: {:.1} ms per replication, {:.0} us per tick",
+        report.replication_ms - report.draw_record_ms,
+        (report.replication_ms - report.draw_record_ms) * 1e3 / report.ticks.max(1.0)
+    );
+    Ok(())
+}
