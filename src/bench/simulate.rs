@@ -28,6 +28,27 @@ pub struct SimulateBenchArgs {
     json: bool,
 }
 
+/// CPU seconds this process has used (user + system, all threads), from
+/// `/proc/self/stat`; `None` where that is not readable. On a shared
+/// machine wall time measures the neighbours too; CPU time much less so.
+fn cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // Linux reports clock ticks of 1/100 s (USER_HZ) on every common target.
+    Some(ticks / 100.0)
+}
+
+/// Wall and CPU milliseconds of one measured phase, per replication.
+#[derive(Debug, Serialize)]
+struct Phase {
+    wall_ms: f64,
+    cpu_ms: Option<f64>,
+}
+
 #[derive(Debug, Serialize)]
 struct SimulateReport {
     scenario: String,
@@ -35,16 +56,20 @@ struct SimulateReport {
     threads: usize,
     /// Wall-clock seconds for `runs` replications, sequential method.
     wall_s: f64,
+    /// CPU seconds (all threads) for the same.
+    cpu_s: Option<f64>,
+    /// Load average (1 min) when the run ended: other work on the machine.
+    load_average: Option<f64>,
     goal_s: f64,
     /// Per replication, single-threaded, milliseconds: drawing the stream.
-    draw_ms: f64,
+    draw_ms: Phase,
     /// ... drawing and recording it into a store (pre-aggregated feed).
-    draw_record_ms: f64,
+    draw_record_ms: Phase,
     /// ... drawing and recording every request as its own samples (the
     /// baseline the pre-aggregated feed replaces).
-    draw_record_events_ms: f64,
+    draw_record_events_ms: Phase,
     /// ... the whole replication: drawing, recording and judging.
-    replication_ms: f64,
+    replication_ms: Phase,
     /// Judge ticks per replication (slices judged).
     ticks: f64,
     requests_per_replication: f64,
@@ -58,12 +83,15 @@ pub fn run(args: &SimulateBenchArgs) -> anyhow::Result<()> {
     let scenario = b.scenario()?;
     let names = Names::new(&scenario)?;
     let n = args.breakdown_runs.max(1);
-    let per_run = |f: &mut dyn FnMut(u64) -> anyhow::Result<()>| -> anyhow::Result<f64> {
+    let per_run = |f: &mut dyn FnMut(u64) -> anyhow::Result<()>| -> anyhow::Result<Phase> {
+        let cpu = cpu_secs();
         let start = Instant::now();
         for run in 0..n {
             f(run)?;
         }
-        Ok(start.elapsed().as_secs_f64() * 1e3 / n as f64)
+        let wall_ms = start.elapsed().as_secs_f64() * 1e3 / n as f64;
+        let cpu_ms = cpu.zip(cpu_secs()).map(|(a, b)| (b - a) * 1e3 / n as f64);
+        Ok(Phase { wall_ms, cpu_ms })
     };
     let mut requests = 0u64;
     let draw_ms = per_run(&mut |run| {
@@ -107,6 +135,7 @@ pub fn run(args: &SimulateBenchArgs) -> anyhow::Result<()> {
         Ok(())
     })?;
     let threads = rayon::current_num_threads();
+    let cpu = cpu_secs();
     let start = Instant::now();
     simulate(
         &scenario,
@@ -118,11 +147,17 @@ pub fn run(args: &SimulateBenchArgs) -> anyhow::Result<()> {
         },
     )?;
     let wall_s = start.elapsed().as_secs_f64();
+    let cpu_s = cpu.zip(cpu_secs()).map(|(a, b)| b - a);
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok());
     let report = SimulateReport {
         scenario: scenario.name.clone(),
         runs: args.runs,
         threads,
         wall_s,
+        cpu_s,
+        load_average,
         goal_s: 60.0,
         draw_ms,
         draw_record_ms,
@@ -134,32 +169,53 @@ pub fn run(args: &SimulateBenchArgs) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&report);
     }
+    let cpu = |p: &Phase| {
+        p.cpu_ms
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:.1}"))
+    };
     println!(
-        "vigil simulate --scenario {} --runs {} (sequential): {:.1} s wall on {} threads (goal {} s)",
-        report.scenario, report.runs, report.wall_s, report.threads, report.goal_s
+        "vigil simulate --scenario {} --runs {} (sequential): {:.1} s wall on {} threads, \
+         {} s CPU (load average {}; goal {} s wall)",
+        report.scenario,
+        report.runs,
+        report.wall_s,
+        report.threads,
+        report
+            .cpu_s
+            .map_or_else(|| "-".to_owned(), |c| format!("{c:.1}")),
+        report
+            .load_average
+            .map_or_else(|| "-".to_owned(), |l| format!("{l:.1}")),
+        report.goal_s
     );
     println!(
         "one replication, single-threaded (mean of {n}; {:.0} requests, {:.0} judge ticks):",
         report.requests_per_replication, report.ticks
     );
-    println!("{:<58} {:>10}", "what", "ms");
-    println!("{:<58} {:>10.1}", "draw the stream", report.draw_ms);
-    println!(
-        "{:<58} {:>10.1}",
-        "draw + record, every request a sample (baseline)", report.draw_record_events_ms
-    );
-    println!(
-        "{:<58} {:>10.1}",
-        "draw + record, pre-aggregated per slice", report.draw_record_ms
-    );
-    println!(
-        "{:<58} {:>10.1}",
-        "draw + record + judge (the whole replication)", report.replication_ms
-    );
-    println!(
-        "judging: {:.1} ms per replication, {:.0} us per tick",
-        report.replication_ms - report.draw_record_ms,
-        (report.replication_ms - report.draw_record_ms) * 1e3 / report.ticks.max(1.0)
-    );
+    println!("{:<58} {:>10} {:>10}", "what", "wall ms", "CPU ms");
+    for (what, p) in [
+        ("draw the stream", &report.draw_ms),
+        (
+            "draw + record, every request a sample (baseline)",
+            &report.draw_record_events_ms,
+        ),
+        (
+            "draw + record, pre-aggregated per slice",
+            &report.draw_record_ms,
+        ),
+        (
+            "draw + record + judge (the whole replication)",
+            &report.replication_ms,
+        ),
+    ] {
+        println!("{what:<58} {:>10.1} {:>10}", p.wall_ms, cpu(p));
+    }
+    if let (Some(all), Some(rec)) = (report.replication_ms.cpu_ms, report.draw_record_ms.cpu_ms) {
+        println!(
+            "judging: {:.1} ms CPU per replication, {:.0} us per tick",
+            all - rec,
+            (all - rec) * 1e3 / report.ticks.max(1.0)
+        );
+    }
     Ok(())
 }
