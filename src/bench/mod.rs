@@ -9,6 +9,7 @@ mod judge;
 pub mod judge_fixture;
 mod memory;
 pub mod memory_fixture;
+mod simulate;
 mod stats;
 
 /// Options of `vigil bench`.
@@ -36,6 +37,8 @@ enum BenchCommand {
     Judge(judge::JudgeArgs),
     /// Bytes per live series in the store over a 30-minute window.
     Memory(memory::MemoryArgs),
+    /// `vigil simulate`'s speed goal and where a replication's time goes.
+    Simulate(simulate::SimulateBenchArgs),
 }
 
 /// Runs `vigil bench`.
@@ -44,6 +47,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Stats(a) => stats::run(a),
         BenchCommand::Judge(a) => judge::run(a),
         BenchCommand::Memory(a) => memory::run(a),
+        BenchCommand::Simulate(a) => simulate::run(a),
     }
 }
 
