@@ -4,6 +4,7 @@
 //! print. Errors are `anyhow` here, with context naming what was being done.
 
 mod compare;
+mod dev_broker;
 mod events;
 mod input;
 mod replay;
@@ -33,6 +34,8 @@ enum Command {
     Compare(CompareArgs),
     /// Run a recorded stream through the judge in stream time.
     Replay(replay::ReplayArgs),
+    /// Run a local Kafka-protocol broker with Vigil's topics (for development).
+    DevBroker(dev_broker::DevBrokerArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compare(args) => run_compare(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::DevBroker(args) => dev_broker::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
