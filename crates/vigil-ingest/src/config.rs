@@ -59,6 +59,9 @@ pub struct IngestConfig {
     pub prefetch_kbytes: u32,
     /// Decoding settings.
     pub decode: DecodeOptions,
+    /// Further librdkafka consumer properties (`session.timeout.ms`,
+    /// `security.protocol`...), applied after Vigil's own.
+    pub client_properties: Vec<(String, String)>,
 }
 
 impl IngestConfig {
@@ -73,6 +76,7 @@ impl IngestConfig {
             queue_messages: 256,
             prefetch_kbytes: 8 * 1024,
             decode: DecodeOptions::default(),
+            client_properties: Vec::new(),
         }
     }
 

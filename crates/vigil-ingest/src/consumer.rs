@@ -151,24 +151,27 @@ impl Consumer {
                 "workers and queue_messages must be at least 1",
             ));
         }
-        let consumer: Arc<KafkaConsumer> = Arc::new(
-            ClientConfig::new()
-                .set("bootstrap.servers", &config.brokers)
-                .set("group.id", &config.group_id)
-                .set("enable.auto.commit", "true")
-                .set("auto.commit.interval.ms", "1000")
-                .set("enable.auto.offset.store", "false")
-                .set("auto.offset.reset", "earliest")
-                .set("enable.partition.eof", "false")
-                .set("statistics.interval.ms", "1000")
-                .set(
-                    "queued.max.messages.kbytes",
-                    config.prefetch_kbytes.to_string(),
-                )
-                .create_with_context(Context {
-                    metrics: self.metrics.clone(),
-                })?,
-        );
+        let mut client_config = ClientConfig::new();
+        client_config
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group_id)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", "1000")
+            .set(
+                "queued.max.messages.kbytes",
+                config.prefetch_kbytes.to_string(),
+            );
+        for (key, value) in &config.client_properties {
+            client_config.set(key, value);
+        }
+        let consumer: Arc<KafkaConsumer> =
+            Arc::new(client_config.create_with_context(Context {
+                metrics: self.metrics.clone(),
+            })?);
         let topics: Vec<&str> = config.topics.iter().map(|t| t.topic.as_str()).collect();
         consumer.subscribe(&topics)?;
         let dlq = Arc::new(DeadLetters::new(&config.brokers, &config.dlq_topic)?);
