@@ -1,6 +1,8 @@
 //! `vigil dev-broker`: a local Kafka-protocol broker (librdkafka's mock
 //! cluster, see `vigil_ingest::dev`) with Vigil's topics, until Ctrl-C.
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use vigil_ingest::dev::{DevBroker, VIGIL_TOPICS};
 
@@ -26,13 +28,23 @@ pub fn run(args: &DevBrokerArgs) -> anyhow::Result<()> {
         let broker = DevBroker::start(args.port, args.partitions)
             .await
             .context("cannot start the dev broker")?;
-        println!("vigil dev-broker: bootstrap {}", broker.bootstrap_servers());
-        println!(
+        // The broker keeps serving if nobody reads its output any more (a
+        // closed pipe), so write errors are ignored rather than fatal.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "vigil dev-broker: bootstrap {}",
+            broker.bootstrap_servers()
+        );
+        let _ = writeln!(
+            out,
             "topics ({} partitions each): {}",
             args.partitions,
             VIGIL_TOPICS.join(", ")
         );
-        println!("press Ctrl-C to stop");
+        let _ = writeln!(out, "press Ctrl-C to stop");
+        let _ = out.flush();
+        drop(out);
         wait_for_signal().await?;
         broker.shutdown().await;
         Ok(())
