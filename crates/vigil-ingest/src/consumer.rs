@@ -404,7 +404,7 @@ impl Worker {
     }
 }
 
-fn store_reason(error: &CoreError) -> &'static str {
+pub(crate) fn store_reason(error: &CoreError) -> &'static str {
     match error {
         CoreError::TooOld { .. } => "too_old",
         CoreError::KindMismatch { .. } => "kind_mismatch",

@@ -14,6 +14,8 @@
 //!   offset for the next commit.
 //! - [`dlq`]: the dead-letter queue producer (`vigil.dlq`).
 //! - [`metrics`]: the consumer's Prometheus metrics and readiness.
+//! - [`otlp_grpc`]: an OTLP/gRPC receiver (trace and metrics export) that
+//!   records like the OTLP topics do, for Collectors and SDKs without Kafka.
 //! - [`dev`]: a local Kafka-protocol broker (librdkafka's mock cluster) for
 //!   `vigil dev-broker` and tests.
 //!
@@ -33,6 +35,7 @@ pub mod decode;
 pub mod dev;
 pub mod dlq;
 pub mod metrics;
+pub mod otlp_grpc;
 
 pub use config::{IngestConfig, TopicConfig};
 pub use consumer::{Consumer, IngestError};

@@ -8,7 +8,7 @@
 //! recorded and each rejected line is dead-lettered on its own.
 
 mod arrow;
-mod otlp;
+pub mod otlp;
 
 use std::fmt;
 use std::str::FromStr;
