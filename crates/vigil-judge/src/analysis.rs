@@ -144,7 +144,7 @@ impl Analysis {
                     None => Vec::new(),
                 };
                 let spec = &self.spec.metrics[self.tracks[i].metric];
-                for (c, b) in align(&canary, &baseline) {
+                for (c, b) in align(canary, baseline) {
                     self.tracks[i].feed(spec, c, b);
                 }
             }
@@ -203,7 +203,7 @@ impl Analysis {
                             Some(v) => store.slices(&self.key(v, m, &labels), from, next - 1),
                             None => Vec::new(),
                         };
-                        for (c, b) in align(&canary, &baseline) {
+                        for (c, b) in align(canary, baseline) {
                             track.feed(metric, c, b);
                         }
                     }
@@ -226,7 +226,7 @@ impl Analysis {
         let slo_alpha = alpha / n_slo as f64;
         let mut assessed: Vec<Assessment> = self
             .tracks
-            .iter()
+            .iter_mut()
             .map(|t| t.assess(&self.spec.metrics[t.metric], self.how, slo_alpha))
             .collect();
         let ended = now - self.created_at >= policy.max_duration.as_secs_f64();
@@ -547,35 +547,24 @@ impl Analysis {
 }
 
 /// Pairs the canary's and baseline's slices by index, in order.
-fn align<'a>(
-    canary: &'a [Slice],
-    baseline: &'a [Slice],
-) -> Vec<(Option<&'a SliceData>, Option<&'a SliceData>)> {
-    let (mut i, mut j) = (0, 0);
-    let mut out = Vec::with_capacity(canary.len().max(baseline.len()));
-    while i < canary.len() || j < baseline.len() {
-        match (canary.get(i), baseline.get(j)) {
-            (Some(c), Some(b)) if c.index == b.index => {
-                out.push((Some(&c.data), Some(&b.data)));
-                i += 1;
-                j += 1;
-            }
-            (Some(c), Some(b)) if c.index < b.index => {
-                out.push((Some(&c.data), None));
-                i += 1;
-            }
-            (Some(_), Some(b)) | (None, Some(b)) => {
-                out.push((None, Some(&b.data)));
-                j += 1;
-            }
-            (Some(c), None) => {
-                out.push((Some(&c.data), None));
-                i += 1;
-            }
-            (None, None) => break,
-        }
-    }
-    out
+fn align(
+    canary: Vec<Slice>,
+    baseline: Vec<Slice>,
+) -> impl Iterator<Item = (Option<SliceData>, Option<SliceData>)> {
+    let mut canary = canary.into_iter().peekable();
+    let mut baseline = baseline.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let take = match (canary.peek(), baseline.peek()) {
+            (Some(c), Some(b)) if c.index == b.index => (true, true),
+            (Some(c), Some(b)) => (c.index < b.index, c.index > b.index),
+            (Some(_), None) => (true, false),
+            (None, Some(_)) => (false, true),
+            (None, None) => return None,
+        };
+        let c = if take.0 { canary.next() } else { None };
+        let b = if take.1 { baseline.next() } else { None };
+        Some((c.map(|s| s.data), b.map(|s| s.data)))
+    })
 }
 
 /// The track to name: a failing one first, a failing dimension over the
