@@ -350,18 +350,14 @@ impl Worker {
         };
         match decode(job.format, &job.payload, &self.options) {
             Ok(decoded) => {
-                let mut recorded = 0;
-                for sample in &decoded.samples {
-                    match self.store.record(sample) {
-                        Ok(()) => recorded += 1,
-                        Err(error) => {
-                            self.metrics
-                                .store_rejected
-                                .get_or_create(&IngestMetrics::reason(store_reason(&error)))
-                                .inc();
-                        }
-                    }
+                let outcome = self.store.record_batch(&decoded.samples);
+                for (_, error) in &outcome.rejected {
+                    self.metrics
+                        .store_rejected
+                        .get_or_create(&IngestMetrics::reason(store_reason(error)))
+                        .inc();
                 }
+                let recorded = outcome.recorded as u64;
                 self.metrics
                     .samples
                     .get_or_create(&IngestMetrics::topic(&job.topic))

@@ -82,20 +82,14 @@ impl OtlpReceiver {
             for sample in &samples {
                 check_sample(sample)?;
             }
-            let mut recorded = 0;
-            for sample in &samples {
-                match this.store.record(sample) {
-                    Ok(()) => recorded += 1,
-                    Err(error) => {
-                        this.metrics
-                            .store_rejected
-                            .get_or_create(&IngestMetrics::reason(crate::consumer::store_reason(
-                                &error,
-                            )))
-                            .inc();
-                    }
-                }
+            let outcome = this.store.record_batch(&samples);
+            for (_, error) in &outcome.rejected {
+                this.metrics
+                    .store_rejected
+                    .get_or_create(&IngestMetrics::reason(crate::consumer::store_reason(error)))
+                    .inc();
             }
+            let recorded = outcome.recorded as u64;
             this.metrics
                 .samples
                 .get_or_create(&IngestMetrics::topic(source))
