@@ -5,6 +5,7 @@
 
 mod bench;
 mod compare;
+mod dev_broker;
 mod events;
 mod input;
 mod replay;
@@ -39,6 +40,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Performance figures, each beside its baseline in the same run.
     Bench(bench::BenchArgs),
+    /// Run a local Kafka-protocol broker with Vigil's topics (for development).
+    DevBroker(dev_broker::DevBrokerArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::DevBroker(args) => dev_broker::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
