@@ -125,9 +125,26 @@ impl Vigil {
         spec: AnalysisSpec,
         origin: &str,
     ) -> Result<Arc<Entry>, CreateError> {
-        let entry = self.analyses.create(id, spec, origin, self.stream_now())?;
+        self.create_from(id, spec, origin, self.stream_now())
+    }
+
+    /// Starts an analysis judging from stream time `start` on (data already
+    /// in the store's window counts).
+    pub fn create_from(
+        &self,
+        id: Option<String>,
+        spec: AnalysisSpec,
+        origin: &str,
+        start: f64,
+    ) -> Result<Arc<Entry>, CreateError> {
+        let entry = self.analyses.create(id, spec, origin, start)?;
         self.update_counts();
         Ok(entry)
+    }
+
+    /// Stream time of the first sample of `version` of `service`.
+    pub fn first_seen(&self, service: &ServiceName, version: &Version) -> Option<f64> {
+        self.ingest.first_seen(service, version)
     }
 
     /// Cancels an analysis and tells watchers.
@@ -207,7 +224,11 @@ impl Vigil {
             return Ok(Some(e));
         }
         let spec = Self::spec_from_template(template, service, Some(baseline), canary)?;
-        match self.create(None, spec, origin) {
+        // Judge from the canary's first sample on.
+        let start = self
+            .first_seen(service, canary)
+            .unwrap_or_else(|| self.stream_now());
+        match self.create_from(None, spec, origin, start) {
             Ok(e) => Ok(Some(e)),
             Err(e) => Err(e.into()),
         }
@@ -251,9 +272,12 @@ impl Vigil {
                 dimensions: rule.dimensions.clone(),
             };
             let baseline = &versions[pos - 1];
+            let start = self
+                .first_seen(&service, &version)
+                .unwrap_or_else(|| self.stream_now());
             match Self::spec_from_template(&template, &service, Some(baseline), &version)
                 .map_err(StartError::from)
-                .and_then(|spec| Ok(self.create(None, spec, "auto")?))
+                .and_then(|spec| Ok(self.create_from(None, spec, "auto", start)?))
             {
                 Ok(_) => {}
                 Err(e) => eprintln!("vigil: auto analysis for {service} {version}: {e}"),

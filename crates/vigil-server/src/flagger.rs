@@ -69,7 +69,10 @@ fn resolve(vigil: &Vigil, p: &Payload) -> Result<Option<Arc<Entry>>, ApiError> {
             }
             let spec = Vigil::spec_from_template(&t, &service, Some(&b), &c)
                 .map_err(|e| ApiError::field(e.field, e.message))?;
-            Ok(Some(vigil.create(None, spec, "flagger")?))
+            let start = vigil
+                .first_seen(&service, &c)
+                .unwrap_or_else(|| vigil.stream_now());
+            Ok(Some(vigil.create_from(None, spec, "flagger", start)?))
         }
         _ => vigil
             .analysis_for_service(&service, &t, "flagger")

@@ -169,6 +169,13 @@ impl Ingestor {
             .unwrap_or_default()
     }
 
+    /// Stream time of the first sample of `version` of `service`.
+    pub fn first_seen(&self, service: &ServiceName, version: &Version) -> Option<f64> {
+        self.seen
+            .get(&(service.clone(), version.clone()))
+            .map(|s| s.first)
+    }
+
     /// Versions of `service` with a sample at or after stream time
     /// `since`, oldest first-seen first.
     pub fn emitting(&self, service: &ServiceName, since: f64) -> Vec<(Version, Seen)> {
