@@ -168,7 +168,7 @@ impl AutoRule {
 pub enum ConfigError {
     /// Merging or decoding failed (names the key).
     #[error("configuration: {0}")]
-    Figment(#[from] Box<figment::Error>),
+    Figment(Box<figment::Error>),
     /// A file named by the configuration cannot be read.
     #[error("reading {path}: {source}")]
     Io {
@@ -204,10 +204,20 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig
-            .merge(Env::prefixed("VIGIL_").split("__"))
-            .merge(Serialized::defaults(overrides));
-        let config: Config = fig.extract().map_err(Box::new)?;
+        // Only variables naming a config key: VIGIL_TOKEN and VIGIL_ADDR
+        // belong to the clients, not to the server.
+        let keys: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let env = Env::prefixed("VIGIL_").split("__").filter(move |k| {
+            let top = k.as_str().split('.').next().unwrap_or("");
+            keys.iter().any(|key| key.eq_ignore_ascii_case(top))
+        });
+        fig = fig.merge(env).merge(Serialized::defaults(overrides));
+        let config: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Figment(Box::new(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -301,6 +311,7 @@ mod tests {
             )?;
             jail.set_env("VIGIL_HTTP_ADDR", "127.0.0.1:9001");
             jail.set_env("VIGIL_AUTH__REQUIRE_ON_READS", "true");
+            jail.set_env("VIGIL_TOKEN", "for the clients");
             let mut flags = serde_json::Map::new();
             flags.insert("grpc_addr".into(), "127.0.0.1:0".into());
             let c = Config::load(Some(Path::new("vigil.toml")), &flags).unwrap();

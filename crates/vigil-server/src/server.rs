@@ -166,10 +166,18 @@ impl Server {
         // gRPC: the service, health, reflection.
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<VigilServiceServer<Service>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(vigil_proto::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Both reflection versions: v1, and v1alpha that many deployed
+        // clients (grpcurl before 1.9) still speak.
+        let reflection_builder = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(vigil_proto::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection = reflection_builder()
             .build_v1()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        let reflection_alpha = reflection_builder()
+            .build_v1alpha()
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
         let limit = vigil.config.max_grpc_message_bytes;
         let service = VigilServiceServer::new(Service::new(vigil.clone()))
@@ -189,6 +197,7 @@ impl Server {
         let grpc = builder
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .add_service(service)
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), {
                 let token = token.clone();
