@@ -4,6 +4,7 @@
 //! print. Errors are `anyhow` here, with context naming what was being done.
 
 use vigil_judge::compare;
+mod bench;
 mod client;
 mod events;
 mod input;
@@ -41,6 +42,19 @@ enum Command {
     Verdict(client::VerdictArgs),
     /// Follow verdict changes live (a client of `vigil serve`).
     Watch(client::WatchArgs),
+    /// Measure the running system against a baseline in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// GetVerdict with 10,000 live analyses beside a hello-world tonic server.
+    Api {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -109,6 +123,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Verdict(args) => client::verdict(&args),
         Command::Watch(args) => client::watch(&args),
+        Command::Bench(BenchCommand::Api { json }) => bench::api::run(json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -149,6 +149,14 @@ impl Metrics {
         }
     }
 
+    /// The latency histogram of one API route, to keep and observe
+    /// without a label lookup per call.
+    pub fn api_histogram(&self, api: &str, route: &str) -> Histogram {
+        self.api_latency
+            .get_or_create(&pairs([("api", api), ("route", route)]))
+            .clone()
+    }
+
     /// Records one API call's latency.
     pub fn observe_api(&self, api: &str, route: &str, seconds: f64) {
         self.api_latency
