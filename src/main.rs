@@ -6,9 +6,11 @@
 use vigil_judge::compare;
 mod bench;
 mod client;
+mod demo;
 mod dev_broker;
 mod events;
 mod input;
+mod produce;
 mod replay;
 mod serve;
 mod simulate;
@@ -44,6 +46,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run a local Kafka-protocol broker with Vigil's topics (for development).
     DevBroker(dev_broker::DevBrokerArgs),
+    /// Vigil's main job in one process: embedded Kafka, traffic, judge, APIs.
+    Demo(demo::DemoArgs),
+    /// Write a scenario's synthetic traffic to Kafka, paced in stream time.
+    Produce(produce::ProduceArgs),
     /// Serve the gRPC and HTTP APIs (analyses, verdicts, ingest).
     Serve(serve::ServeArgs),
     /// Show the current verdict of an analysis (a client of `vigil serve`).
@@ -118,6 +124,8 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::DevBroker(args) => dev_broker::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::Produce(args) => produce::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Verdict(args) => client::verdict(&args),
         Command::Watch(args) => client::watch(&args),
