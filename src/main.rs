@@ -3,10 +3,13 @@
 //! Thin by design: parse arguments, read inputs, call the library crates,
 //! print. Errors are `anyhow` here, with context naming what was being done.
 
+mod bench;
 mod compare;
+mod dev_broker;
 mod events;
 mod input;
 mod replay;
+mod simulate;
 #[cfg(test)]
 mod test_support;
 
@@ -33,6 +36,12 @@ enum Command {
     Compare(CompareArgs),
     /// Run a recorded stream through the judge in stream time.
     Replay(replay::ReplayArgs),
+    /// Seeded replications of a traffic scenario through the judge.
+    Simulate(simulate::SimulateArgs),
+    /// Performance figures, each beside its baseline in the same run.
+    Bench(bench::BenchArgs),
+    /// Run a local Kafka-protocol broker with Vigil's topics (for development).
+    DevBroker(dev_broker::DevBrokerArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -98,6 +107,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compare(args) => run_compare(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::DevBroker(args) => dev_broker::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
