@@ -56,6 +56,30 @@ impl SparseHistogram {
         Self::default()
     }
 
+    /// A histogram of `(bucket index, count)` pairs, as
+    /// [`SparseHistogram::index_counts`] gives them. Pairs already in
+    /// increasing order of index with non-zero counts are taken as they
+    /// are (no search per bucket: how the store rebuilds a slice); others
+    /// are sorted, equal indices merged and zero counts dropped.
+    pub fn from_index_counts(mut buckets: Vec<(u32, u64)>) -> Self {
+        if !buckets.windows(2).all(|w| w[0].0 < w[1].0) {
+            buckets.sort_unstable_by_key(|&(i, _)| i);
+            buckets.dedup_by(|next, kept| {
+                if next.0 == kept.0 {
+                    kept.1 = kept.1.saturating_add(next.1);
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        buckets.retain(|&(_, count)| count > 0);
+        let total = buckets
+            .iter()
+            .fold(0u64, |sum, &(_, count)| sum.saturating_add(count));
+        Self { buckets, total }
+    }
+
     /// Records `count` samples of `value`. O(log buckets) to find the bucket;
     /// a new bucket shifts the (short) tail of the vector.
     pub fn record_n(&mut self, value: u64, count: u64) {
@@ -214,6 +238,27 @@ mod tests {
         let dense = Histogram::from_values(values).unwrap();
         assert!(sparse.buckets().eq(dense.buckets()));
         assert_eq!(BucketCounts::len(&sparse), dense.len());
+    }
+
+    #[test]
+    fn from_index_counts_equals_recording() {
+        let mut recorded = SparseHistogram::new();
+        for (v, n) in [(5u64, 2u64), (3_000, 1), (150_000, 4), (7, 1)] {
+            recorded.record_n(v, n);
+        }
+        let sorted = SparseHistogram::from_index_counts(recorded.index_counts().to_vec());
+        assert_eq!(sorted, recorded);
+        let mut shuffled = recorded.index_counts().to_vec();
+        shuffled.reverse();
+        shuffled.push((bucket_index(5), 0));
+        shuffled.push((bucket_index(7), 3));
+        let mut expected = recorded.clone();
+        expected.record_n(7, 3);
+        assert_eq!(SparseHistogram::from_index_counts(shuffled), expected);
+        assert_eq!(
+            SparseHistogram::from_index_counts(vec![(9, 0)]),
+            SparseHistogram::new()
+        );
     }
 
     #[test]

@@ -25,8 +25,7 @@
 
 use std::collections::VecDeque;
 
-use vigil_stats::sparse::{bucket_index, bucket_low};
-use vigil_stats::{BucketCounts as _, SparseHistogram};
+use vigil_stats::SparseHistogram;
 
 use super::{Slice, SliceData};
 
@@ -181,11 +180,7 @@ impl Open {
 
 /// A histogram of sorted pairs.
 fn histogram(buckets: &[(u32, u64)]) -> SparseHistogram {
-    let mut h = SparseHistogram::new();
-    for &(idx, count) in buckets {
-        h.record_n(bucket_low(idx), count);
-    }
-    h
+    SparseHistogram::from_index_counts(buckets.to_vec())
 }
 
 /// glibc's chunk for a request of `n` bytes: 8 bytes of header, rounded up
@@ -453,7 +448,6 @@ impl Series {
         let mut out = Vec::new();
         let first = self.first_index();
         if to >= first && from < self.open_index {
-            let mut scratch = Vec::new();
             for (k, (_, payload, end)) in self.spans().enumerate() {
                 let index = first + k as i64;
                 if index > to {
@@ -464,9 +458,10 @@ impl Series {
                 }
                 let bytes = self.done.range(payload..end).copied();
                 let data = if self.is_distribution() {
-                    scratch.clear();
-                    decode_buckets(bytes, &mut scratch);
-                    SliceData::Distribution(histogram(&scratch))
+                    // A bucket takes 1 to 3 bytes, most often 2.
+                    let mut buckets = Vec::with_capacity((end - payload) / 2 + 1);
+                    decode_buckets(bytes, &mut buckets);
+                    SliceData::Distribution(SparseHistogram::from_index_counts(buckets))
                 } else {
                     let mut it = bytes;
                     SliceData::Counts {
@@ -495,7 +490,7 @@ impl Series {
             buf.clear();
             match &s.data {
                 SliceData::Distribution(h) => {
-                    buf.extend(h.buckets().map(|b| (bucket_index(b.low), b.count)));
+                    buf.extend_from_slice(h.index_counts());
                 }
                 SliceData::Counts { .. } => {}
             }
