@@ -38,13 +38,12 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use vigil_core::store::Store;
-use vigil_core::CoreError;
 
 use crate::config::IngestConfig;
 use crate::decode::{decode, DecodeOptions, Format};
 use crate::dlq::{DeadLetters, Source};
 use crate::metrics::IngestMetrics;
+use crate::sink::SampleSink;
 
 /// Why the consumer could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -123,16 +122,17 @@ type Stored = Arc<Mutex<HashMap<(Arc<str>, i32), i64>>>;
 #[derive(Debug)]
 pub struct Consumer {
     config: IngestConfig,
-    store: Arc<Store>,
+    sink: Arc<dyn SampleSink>,
     metrics: IngestMetrics,
 }
 
 impl Consumer {
-    /// A consumer that records into `store` and counts into `metrics`.
-    pub fn new(config: IngestConfig, store: Arc<Store>, metrics: IngestMetrics) -> Self {
+    /// A consumer that records into `sink` (the store, or the server's
+    /// ingest path) and counts into `metrics`.
+    pub fn new(config: IngestConfig, sink: Arc<dyn SampleSink>, metrics: IngestMetrics) -> Self {
         Consumer {
             config,
-            store,
+            sink,
             metrics,
         }
     }
@@ -182,7 +182,7 @@ impl Consumer {
             let (tx, rx) = mpsc::channel(config.queue_messages);
             let worker = Worker {
                 consumer: Arc::clone(&consumer),
-                store: Arc::clone(&self.store),
+                sink: Arc::clone(&self.sink),
                 metrics: self.metrics.clone(),
                 dlq: Arc::clone(&dlq),
                 runtime: Handle::current(),
@@ -325,7 +325,7 @@ fn worker_of(topic: &str, partition: i32, n_workers: usize) -> usize {
 /// A decode worker's shared handles.
 struct Worker {
     consumer: Arc<KafkaConsumer>,
-    store: Arc<Store>,
+    sink: Arc<dyn SampleSink>,
     metrics: IngestMetrics,
     dlq: Arc<DeadLetters>,
     runtime: Handle,
@@ -350,14 +350,7 @@ impl Worker {
         };
         match decode(job.format, &job.payload, &self.options) {
             Ok(decoded) => {
-                let outcome = self.store.record_batch(&decoded.samples);
-                for (_, error) in &outcome.rejected {
-                    self.metrics
-                        .store_rejected
-                        .get_or_create(&IngestMetrics::reason(store_reason(error)))
-                        .inc();
-                }
-                let recorded = outcome.recorded as u64;
+                let recorded = self.sink.record_samples(&decoded.samples);
                 self.metrics
                     .samples
                     .get_or_create(&IngestMetrics::topic(&job.topic))
@@ -397,15 +390,6 @@ impl Worker {
             self.metrics.dlq_failed.inc();
             warn!(error = %e, topic = source.topic, partition = source.partition, offset = source.offset, "cannot dead-letter a rejected message");
         }
-    }
-}
-
-pub(crate) fn store_reason(error: &CoreError) -> &'static str {
-    match error {
-        CoreError::TooOld { .. } => "too_old",
-        CoreError::KindMismatch { .. } => "kind_mismatch",
-        CoreError::TooLarge { .. } => "too_large",
-        _ => "invalid",
     }
 }
 

@@ -71,7 +71,7 @@ pub fn start_consumer(broker: &DevBroker, store: &Arc<Store>, group: &str) -> Ru
     ];
     let metrics = IngestMetrics::new(&mut Registry::default());
     let cancel = CancellationToken::new();
-    let consumer = Consumer::new(config, Arc::clone(store), metrics.clone());
+    let consumer = Consumer::new(config, store.clone(), metrics.clone());
     let task = tokio::spawn(consumer.run(cancel.clone()));
     Running {
         metrics,
