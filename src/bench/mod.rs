@@ -5,6 +5,7 @@
 //! in `src/bench/x.rs`: `mod x;` below, and one variant plus one dispatch
 //! line in [`BenchCommand`] / [`run`].
 
+mod ingest;
 mod judge;
 pub mod judge_fixture;
 mod memory;
@@ -36,6 +37,8 @@ enum BenchCommand {
     Judge(judge::JudgeArgs),
     /// Bytes per live series in the store over a 30-minute window.
     Memory(memory::MemoryArgs),
+    /// Kafka ingest (decode + store) beside a raw consumer, same topic.
+    Ingest(ingest::IngestArgs),
 }
 
 /// Runs `vigil bench`.
@@ -44,6 +47,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Stats(a) => stats::run(a),
         BenchCommand::Judge(a) => judge::run(a),
         BenchCommand::Memory(a) => memory::run(a),
+        BenchCommand::Ingest(a) => ingest::run(a),
     }
 }
 
