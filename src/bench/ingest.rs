@@ -10,8 +10,10 @@
 //!   payload (the ceiling for any consumer in this process);
 //! - vigil: `vigil_ingest::Consumer`, decoding and recording into a store.
 //!
-//! Both are timed from their first message to their last (the group join
-//! before it is not ingest work), in samples per second.
+//! Both are timed from their partition assignment to their last message
+//! (the group join before it is the mock coordinator's fixed delay, not
+//! ingest work), so both include fetching from the broker, in samples per
+//! second.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,14 +29,36 @@ use vigil_core::store::{Store, StoreConfig};
 use vigil_ingest::dev::DevBroker;
 use vigil_ingest::{Consumer, Format, IngestConfig, IngestMetrics, TopicConfig};
 
+/// Notes when the raw consumer got its partitions.
+#[derive(Debug, Default)]
+struct AssignedAt(std::sync::Mutex<Option<Instant>>);
+
+impl rdkafka::ClientContext for AssignedAt {}
+
+impl rdkafka::consumer::ConsumerContext for AssignedAt {
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Assign(_) = rebalance {
+            if let Ok(mut at) = self.0.lock() {
+                at.get_or_insert_with(Instant::now);
+            }
+        }
+    }
+}
+
 /// Options of `vigil bench ingest`.
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
     /// Messages to produce and consume.
     #[arg(long, default_value_t = 20_000)]
     messages: u64,
-    /// Partitions of the topic.
-    #[arg(long, default_value_t = 3)]
+    /// Partitions of the topic. The mock cluster keeps about 5 MB per
+    /// partition (older messages are deleted), so the topic needs enough
+    /// of them to hold every message.
+    #[arg(long, default_value_t = 12)]
     partitions: i32,
     /// Message format: samples (SampleBatch, 100 values), events (100 JSON
     /// request events) or otlp_spans (100 server spans).
@@ -58,6 +82,8 @@ struct Report {
     vigil_seconds: f64,
     vigil_samples_per_s: f64,
     ratio: f64,
+    /// Times Vigil's consumer paused because its decode queues were full.
+    vigil_pauses: u64,
 }
 
 /// Gives up on a phase after this long.
@@ -94,6 +120,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
             report.vigil_seconds, report.vigil_samples_per_s
         );
         println!("  ratio vigil / raw:    {:.2}", report.ratio);
+        println!("  consumption pauses:   {}", report.vigil_pauses);
         Ok(())
     }
 }
@@ -218,24 +245,28 @@ async fn measure(args: &IngestArgs, format: Format) -> anyhow::Result<Report> {
     drop(producer);
 
     // Raw consumer: receive and touch every payload.
-    let raw: StreamConsumer = ClientConfig::new()
+    let raw: StreamConsumer<AssignedAt> = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("group.id", "bench-raw")
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
-        .create()?;
+        .create_with_context(AssignedAt::default())?;
     raw.subscribe(&[topic])?;
-    let mut first = None;
     let mut checksum = 0u64;
     for _ in 0..args.messages {
         let m = tokio::time::timeout(PHASE_LIMIT, raw.recv())
             .await
             .context("raw consumer timed out")??;
-        first.get_or_insert_with(Instant::now);
         checksum =
             checksum.wrapping_add(m.payload().map_or(0, |p| p.len() as u64 + u64::from(p[0])));
     }
-    let raw_seconds = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    let raw_end = Instant::now();
+    let raw_start = *raw
+        .context()
+        .0
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let raw_seconds = raw_start.map_or(0.0, |t| (raw_end - t).as_secs_f64());
     std::hint::black_box(checksum);
     drop(raw);
 
@@ -291,5 +322,6 @@ async fn measure(args: &IngestArgs, format: Format) -> anyhow::Result<Report> {
         vigil_seconds,
         vigil_samples_per_s: per_s(vigil_seconds),
         ratio: raw_seconds / vigil_seconds,
+        vigil_pauses: metrics.paused.get(),
     })
 }

@@ -11,10 +11,11 @@
 //! (`enable.auto.offset.store=false`), and on shutdown the consumer drains
 //! the workers and commits synchronously before leaving the group.
 //!
-//! Backpressure: when a worker's queue is full (the store or the machine is
-//! behind), the consumer pauses every assigned partition until the queue
-//! takes the message, so memory is bounded by the queues plus librdkafka's
-//! prefetch (`queued.max.messages.kbytes` per partition).
+//! Backpressure: when a worker's queue is full the consumer stops
+//! receiving; if the queue is still full after a short grace (a burst rather
+//! than a lagging store), it also pauses every assigned partition until the
+//! queue takes the message. Memory is bounded by the queues plus librdkafka's
+//! prefetch (`queued.max.messages.kbytes`).
 //!
 //! Guarantee: at least once (see the crate docs). After a rebalance, the
 //! messages of a revoked partition still queued are recorded but their
@@ -103,6 +104,13 @@ impl ConsumerContext for Context {
 }
 
 type KafkaConsumer = StreamConsumer<Context>;
+
+/// How long a full decode queue may block the consumer before it pauses
+/// fetching.
+/// Messages a worker handles before storing their offsets at the latest.
+const OFFSET_BATCH: usize = 256;
+
+const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// One message, copied out of librdkafka's buffer for a worker.
 struct Job {
@@ -238,6 +246,19 @@ impl Consumer {
             match sender.try_send(job) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(job)) => {
+                    // A burst: wait briefly with librdkafka still prefetching
+                    // (bounded by queued.max.messages.kbytes). Pausing at once
+                    // would drop the prefetched messages and cost a fetch
+                    // round trip per burst.
+                    let job = match tokio::time::timeout(PAUSE_AFTER, sender.reserve()).await {
+                        Ok(Ok(permit)) => {
+                            permit.send(job);
+                            continue;
+                        }
+                        Ok(Err(_)) => break Err(IngestError::WorkerPanicked),
+                        Err(_) => job,
+                    };
+                    // The store is behind: stop fetching until it catches up.
                     self.metrics.paused.inc();
                     let paused = pause(&consumer);
                     let sent = tokio::select! {
@@ -335,9 +356,62 @@ struct Worker {
 
 impl Worker {
     fn run(self, mut jobs: mpsc::Receiver<Job>) {
-        while let Some(job) = jobs.blocking_recv() {
+        // Offsets of handled messages not yet stored, stored in one call per
+        // drained queue (or every OFFSET_BATCH messages) rather than one FFI
+        // call per message.
+        let mut pending: HashMap<(Arc<str>, i32), i64> = HashMap::new();
+        let mut n_pending = 0;
+        loop {
+            let job = match jobs.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    self.store_offsets(&mut pending);
+                    n_pending = 0;
+                    match jobs.blocking_recv() {
+                        Some(job) => job,
+                        None => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
             self.handle(&job);
+            pending.insert((Arc::clone(&job.topic), job.partition), job.offset + 1);
+            n_pending += 1;
+            if n_pending >= OFFSET_BATCH {
+                self.store_offsets(&mut pending);
+                n_pending = 0;
+            }
         }
+        self.store_offsets(&mut pending);
+    }
+
+    /// Stores the next offset of each partition handled, for the next commit.
+    fn store_offsets(&self, pending: &mut HashMap<(Arc<str>, i32), i64>) {
+        if pending.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), &next) in pending.iter() {
+            if let Err(error) = tpl.add_partition_offset(topic, *partition, Offset::Offset(next)) {
+                debug!(%error, "cannot list an offset to store");
+            }
+        }
+        // Partitions revoked meanwhile fail alone; their new owner reads
+        // those messages again.
+        if let Err(error) = self.consumer.store_offsets(&tpl) {
+            debug!(%error, "cannot store some offsets");
+        }
+        let mut stored = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
+        for element in tpl.elements() {
+            if element.error().is_ok() {
+                if let Some(&next) = pending.get(&(Arc::from(element.topic()), element.partition()))
+                {
+                    stored.insert((Arc::from(element.topic()), element.partition()), next);
+                }
+            }
+        }
+        drop(stored);
+        pending.clear();
     }
 
     fn handle(&self, job: &Job) {
@@ -364,19 +438,6 @@ impl Worker {
                 }
             }
             Err(error) => self.dead_letter(&job.payload, &error, source(None)),
-        }
-        match self
-            .consumer
-            .store_offset(&job.topic, job.partition, job.offset)
-        {
-            Ok(()) => {
-                self.stored
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert((Arc::clone(&job.topic), job.partition), job.offset + 1);
-            }
-            // Revoked meanwhile: the new owner reads the message again.
-            Err(error) => debug!(%error, partition = job.partition, "cannot store offset"),
         }
     }
 
