@@ -5,11 +5,13 @@
 //! in `src/bench/x.rs`: `mod x;` below, and one variant plus one dispatch
 //! line in [`BenchCommand`] / [`run`].
 
+pub mod api;
 mod ingest;
 mod judge;
 pub mod judge_fixture;
 mod memory;
 pub mod memory_fixture;
+mod simulate;
 mod stats;
 
 /// Options of `vigil bench`.
@@ -30,6 +32,8 @@ pub struct JsonArg {
 /// Which figure to measure.
 #[derive(Debug, clap::Subcommand)]
 enum BenchCommand {
+    /// GetVerdict with 10,000 live analyses beside a hello-world tonic server.
+    Api(JsonArg),
     /// Mann-Whitney on histograms vs sorting the raw samples (same data).
     Stats(stats::StatsArgs),
     /// One judge tick over 10,000 analyses of 4 metrics, beside recording
@@ -37,6 +41,8 @@ enum BenchCommand {
     Judge(judge::JudgeArgs),
     /// Bytes per live series in the store over a 30-minute window.
     Memory(memory::MemoryArgs),
+    /// `vigil simulate`'s speed goal and where a replication's time goes.
+    Simulate(simulate::SimulateBenchArgs),
     /// Kafka ingest (decode + store) beside a raw consumer, same topic.
     Ingest(ingest::IngestArgs),
 }
@@ -44,9 +50,11 @@ enum BenchCommand {
 /// Runs `vigil bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.what {
+        BenchCommand::Api(a) => api::run(a.json),
         BenchCommand::Stats(a) => stats::run(a),
         BenchCommand::Judge(a) => judge::run(a),
         BenchCommand::Memory(a) => memory::run(a),
+        BenchCommand::Simulate(a) => simulate::run(a),
         BenchCommand::Ingest(a) => ingest::run(a),
     }
 }

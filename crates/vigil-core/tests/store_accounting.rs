@@ -49,7 +49,7 @@ fn accounted_bytes_match_the_heap_held() {
         ..StoreConfig::default()
     };
     let window = i64::from(config.window_secs / config.slice_secs);
-    let services: Vec<ServiceName> = (0..20)
+    let services: Vec<ServiceName> = (0..10)
         .map(|i| ServiceName::new(format!("svc-{i}")).unwrap())
         .collect();
     let versions = [Version::new("v1").unwrap(), Version::new("v2").unwrap()];
@@ -114,7 +114,7 @@ fn accounted_bytes_match_the_heap_held() {
     let blocks = blocks + 1;
     let accounted = store.bytes() as i64;
     let series = store.stats().series as i64;
-    assert_eq!(series, 20 * 2 * (10 * 3 + 1));
+    assert_eq!(series, 10 * 2 * (10 * 3 + 1));
     let ratio = accounted as f64 / heap as f64;
     println!(
         "{series} series: heap {heap} B in {blocks} blocks ({} B and {} blocks per series), accounted {accounted} B ({} per series), ratio {ratio:.3}",
@@ -122,10 +122,11 @@ fn accounted_bytes_match_the_heap_held() {
         blocks / series,
         accounted / series
     );
-    // The accounting adds the allocator's headers and rounding, which the
-    // counting allocator does not see, so it may be a little above.
+    // The accounting adds the allocator's headers and rounding, and an
+    // eighth for the blocks freed as series grew, none of which the
+    // counting allocator sees: it is a little above, never below.
     assert!(
-        (0.95..=1.15).contains(&ratio),
+        (1.0..=1.25).contains(&ratio),
         "accounted {accounted} B vs heap {heap} B: ratio {ratio:.3}"
     );
 }

@@ -165,6 +165,10 @@ pub(crate) struct Track {
     recent_baseline: Cumulative,
     /// Warm-started boundaries of the SLO bound (SLO mode, distributions).
     slo_ranks: Option<FixedQuantileRanks>,
+    /// The assessment of the data fed so far (a function of the track's
+    /// state alone: the spec and judging parameters never change), until
+    /// the next slice.
+    assessed: Option<Assessment>,
 }
 
 /// What a track says now.
@@ -250,6 +254,7 @@ impl Track {
             recent_canary: Cumulative::new(spec.kind),
             recent_baseline: Cumulative::new(spec.kind),
             slo_ranks: None,
+            assessed: None,
         })
     }
 
@@ -260,6 +265,7 @@ impl Track {
         canary: Option<SliceData>,
         baseline: Option<SliceData>,
     ) {
+        self.assessed = None;
         if let Some(c) = &canary {
             self.canary.add(c);
             self.recent_canary.add(c);
@@ -409,7 +415,18 @@ impl Track {
     }
 
     /// What the track says now.
+    /// The same as the last answer while no slice came in since: an
+    /// analysis ticked more often than slices complete re-reads it.
     pub fn assess(&mut self, spec: &MetricSpec, how: Judging, slo_alpha: f64) -> Assessment {
+        if let Some(a) = &self.assessed {
+            return a.clone();
+        }
+        let a = self.assess_now(spec, how, slo_alpha);
+        self.assessed = Some(a.clone());
+        a
+    }
+
+    fn assess_now(&mut self, spec: &MetricSpec, how: Judging, slo_alpha: f64) -> Assessment {
         let mut a = if how.slo_mode {
             self.assess_slo(spec, slo_alpha)
         } else if spec.kind.is_distribution() {

@@ -7,8 +7,8 @@
 //! every new bucket shifts the tail of its vector, and a rank look-up walks
 //! every bucket below the rank. Here the bucket indices of the shared layout
 //! are grouped into blocks of [`BLOCK`] consecutive indices; a block holds
-//! the counts of all its buckets (allocated on its first sample, freed when
-//! it empties) and the blocks' totals sit in one dense vector over the range
+//! the counts of all its buckets (allocated on its first sample, kept while
+//! the block is inside the range in use) and the blocks' totals sit in one dense vector over the range
 //! of blocks in use, so a rank is found by summing totals from the nearer
 //! end and then scanning one block.
 //!
@@ -112,10 +112,10 @@ impl CumulativeHistogram {
         }
         for &(idx, count) in pairs {
             let b = ((idx >> BLOCK_SHIFT) - self.first) as usize;
+            // An emptied block keeps its allocation: a rolling window
+            // refills it within a few slices.
             self.totals[b] -= count;
-            if self.totals[b] == 0 {
-                self.blocks[b] = None;
-            } else if let Some(block) = &mut self.blocks[b] {
+            if let Some(block) = &mut self.blocks[b] {
                 block[idx as usize % BLOCK] -= count;
             }
         }
