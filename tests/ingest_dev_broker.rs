@@ -147,9 +147,8 @@ async fn kcat_produces_to_the_dev_broker_and_vigil_consumes_it() {
     let cancel = CancellationToken::new();
     let mut config = IngestConfig::new(addr.clone());
     config.group_id = "e2e".to_owned();
-    let task = tokio::spawn(
-        Consumer::new(config, Arc::clone(&store), metrics.clone()).run(cancel.clone()),
-    );
+    let task =
+        tokio::spawn(Consumer::new(config, store.clone(), metrics.clone()).run(cancel.clone()));
     let start = Instant::now();
     while store.stats().recorded < 80 || metrics.rejected_count("vigil.events", "bad_json") < 1 {
         assert!(start.elapsed() < DEADLINE, "recorded {:?}", store.stats());

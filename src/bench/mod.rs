@@ -6,6 +6,7 @@
 //! line in [`BenchCommand`] / [`run`].
 
 pub mod api;
+mod ingest;
 mod judge;
 pub mod judge_fixture;
 mod memory;
@@ -42,6 +43,8 @@ enum BenchCommand {
     Memory(memory::MemoryArgs),
     /// `vigil simulate`'s speed goal and where a replication's time goes.
     Simulate(simulate::SimulateBenchArgs),
+    /// Kafka ingest (decode + store) beside a raw consumer, same topic.
+    Ingest(ingest::IngestArgs),
 }
 
 /// Runs `vigil bench`.
@@ -52,6 +55,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Judge(a) => judge::run(a),
         BenchCommand::Memory(a) => memory::run(a),
         BenchCommand::Simulate(a) => simulate::run(a),
+        BenchCommand::Ingest(a) => ingest::run(a),
     }
 }
 

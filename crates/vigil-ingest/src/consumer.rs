@@ -11,10 +11,11 @@
 //! (`enable.auto.offset.store=false`), and on shutdown the consumer drains
 //! the workers and commits synchronously before leaving the group.
 //!
-//! Backpressure: when a worker's queue is full (the store or the machine is
-//! behind), the consumer pauses every assigned partition until the queue
-//! takes the message, so memory is bounded by the queues plus librdkafka's
-//! prefetch (`queued.max.messages.kbytes` per partition).
+//! Backpressure: when a worker's queue is full the consumer stops
+//! receiving; if the queue is still full after a short grace (a burst rather
+//! than a lagging store), it also pauses every assigned partition until the
+//! queue takes the message. Memory is bounded by the queues plus librdkafka's
+//! prefetch (`queued.max.messages.kbytes`).
 //!
 //! Guarantee: at least once (see the crate docs). After a rebalance, the
 //! messages of a revoked partition still queued are recorded but their
@@ -38,13 +39,12 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use vigil_core::store::Store;
-use vigil_core::CoreError;
 
 use crate::config::IngestConfig;
 use crate::decode::{decode, DecodeOptions, Format};
 use crate::dlq::{DeadLetters, Source};
 use crate::metrics::IngestMetrics;
+use crate::sink::SampleSink;
 
 /// Why the consumer could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +105,13 @@ impl ConsumerContext for Context {
 
 type KafkaConsumer = StreamConsumer<Context>;
 
+/// How long a full decode queue may block the consumer before it pauses
+/// fetching.
+/// Messages a worker handles before storing their offsets at the latest.
+const OFFSET_BATCH: usize = 256;
+
+const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// One message, copied out of librdkafka's buffer for a worker.
 struct Job {
     topic: Arc<str>,
@@ -123,16 +130,17 @@ type Stored = Arc<Mutex<HashMap<(Arc<str>, i32), i64>>>;
 #[derive(Debug)]
 pub struct Consumer {
     config: IngestConfig,
-    store: Arc<Store>,
+    sink: Arc<dyn SampleSink>,
     metrics: IngestMetrics,
 }
 
 impl Consumer {
-    /// A consumer that records into `store` and counts into `metrics`.
-    pub fn new(config: IngestConfig, store: Arc<Store>, metrics: IngestMetrics) -> Self {
+    /// A consumer that records into `sink` (the store, or the server's
+    /// ingest path) and counts into `metrics`.
+    pub fn new(config: IngestConfig, sink: Arc<dyn SampleSink>, metrics: IngestMetrics) -> Self {
         Consumer {
             config,
-            store,
+            sink,
             metrics,
         }
     }
@@ -182,7 +190,7 @@ impl Consumer {
             let (tx, rx) = mpsc::channel(config.queue_messages);
             let worker = Worker {
                 consumer: Arc::clone(&consumer),
-                store: Arc::clone(&self.store),
+                sink: Arc::clone(&self.sink),
                 metrics: self.metrics.clone(),
                 dlq: Arc::clone(&dlq),
                 runtime: Handle::current(),
@@ -238,6 +246,19 @@ impl Consumer {
             match sender.try_send(job) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(job)) => {
+                    // A burst: wait briefly with librdkafka still prefetching
+                    // (bounded by queued.max.messages.kbytes). Pausing at once
+                    // would drop the prefetched messages and cost a fetch
+                    // round trip per burst.
+                    let job = match tokio::time::timeout(PAUSE_AFTER, sender.reserve()).await {
+                        Ok(Ok(permit)) => {
+                            permit.send(job);
+                            continue;
+                        }
+                        Ok(Err(_)) => break Err(IngestError::WorkerPanicked),
+                        Err(_) => job,
+                    };
+                    // The store is behind: stop fetching until it catches up.
                     self.metrics.paused.inc();
                     let paused = pause(&consumer);
                     let sent = tokio::select! {
@@ -325,7 +346,7 @@ fn worker_of(topic: &str, partition: i32, n_workers: usize) -> usize {
 /// A decode worker's shared handles.
 struct Worker {
     consumer: Arc<KafkaConsumer>,
-    store: Arc<Store>,
+    sink: Arc<dyn SampleSink>,
     metrics: IngestMetrics,
     dlq: Arc<DeadLetters>,
     runtime: Handle,
@@ -335,9 +356,62 @@ struct Worker {
 
 impl Worker {
     fn run(self, mut jobs: mpsc::Receiver<Job>) {
-        while let Some(job) = jobs.blocking_recv() {
+        // Offsets of handled messages not yet stored, stored in one call per
+        // drained queue (or every OFFSET_BATCH messages) rather than one FFI
+        // call per message.
+        let mut pending: HashMap<(Arc<str>, i32), i64> = HashMap::new();
+        let mut n_pending = 0;
+        loop {
+            let job = match jobs.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    self.store_offsets(&mut pending);
+                    n_pending = 0;
+                    match jobs.blocking_recv() {
+                        Some(job) => job,
+                        None => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
             self.handle(&job);
+            pending.insert((Arc::clone(&job.topic), job.partition), job.offset + 1);
+            n_pending += 1;
+            if n_pending >= OFFSET_BATCH {
+                self.store_offsets(&mut pending);
+                n_pending = 0;
+            }
         }
+        self.store_offsets(&mut pending);
+    }
+
+    /// Stores the next offset of each partition handled, for the next commit.
+    fn store_offsets(&self, pending: &mut HashMap<(Arc<str>, i32), i64>) {
+        if pending.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), &next) in pending.iter() {
+            if let Err(error) = tpl.add_partition_offset(topic, *partition, Offset::Offset(next)) {
+                debug!(%error, "cannot list an offset to store");
+            }
+        }
+        // Partitions revoked meanwhile fail alone; their new owner reads
+        // those messages again.
+        if let Err(error) = self.consumer.store_offsets(&tpl) {
+            debug!(%error, "cannot store some offsets");
+        }
+        let mut stored = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
+        for element in tpl.elements() {
+            if element.error().is_ok() {
+                if let Some(&next) = pending.get(&(Arc::from(element.topic()), element.partition()))
+                {
+                    stored.insert((Arc::from(element.topic()), element.partition()), next);
+                }
+            }
+        }
+        drop(stored);
+        pending.clear();
     }
 
     fn handle(&self, job: &Job) {
@@ -350,14 +424,7 @@ impl Worker {
         };
         match decode(job.format, &job.payload, &self.options) {
             Ok(decoded) => {
-                let outcome = self.store.record_batch(&decoded.samples);
-                for (_, error) in &outcome.rejected {
-                    self.metrics
-                        .store_rejected
-                        .get_or_create(&IngestMetrics::reason(store_reason(error)))
-                        .inc();
-                }
-                let recorded = outcome.recorded as u64;
+                let recorded = self.sink.record_samples(&decoded.samples);
                 self.metrics
                     .samples
                     .get_or_create(&IngestMetrics::topic(&job.topic))
@@ -372,19 +439,6 @@ impl Worker {
             }
             Err(error) => self.dead_letter(&job.payload, &error, source(None)),
         }
-        match self
-            .consumer
-            .store_offset(&job.topic, job.partition, job.offset)
-        {
-            Ok(()) => {
-                self.stored
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert((Arc::clone(&job.topic), job.partition), job.offset + 1);
-            }
-            // Revoked meanwhile: the new owner reads the message again.
-            Err(error) => debug!(%error, partition = job.partition, "cannot store offset"),
-        }
     }
 
     fn dead_letter(&self, payload: &[u8], error: &crate::DecodeError, source: Source<'_>) {
@@ -397,15 +451,6 @@ impl Worker {
             self.metrics.dlq_failed.inc();
             warn!(error = %e, topic = source.topic, partition = source.partition, offset = source.offset, "cannot dead-letter a rejected message");
         }
-    }
-}
-
-pub(crate) fn store_reason(error: &CoreError) -> &'static str {
-    match error {
-        CoreError::TooOld { .. } => "too_old",
-        CoreError::KindMismatch { .. } => "kind_mismatch",
-        CoreError::TooLarge { .. } => "too_large",
-        _ => "invalid",
     }
 }
 

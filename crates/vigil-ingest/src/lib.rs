@@ -12,6 +12,8 @@
 //!   dedicated threads over bounded channels; a worker decodes, records into
 //!   the store, dead-letters rejections, and only then stores the message's
 //!   offset for the next commit.
+//! - [`sink`]: where samples go ([`SampleSink`]: the store, or the server's
+//!   ingest path).
 //! - [`dlq`]: the dead-letter queue producer (`vigil.dlq`).
 //! - [`metrics`]: the consumer's Prometheus metrics and readiness.
 //! - [`otlp_grpc`]: an OTLP/gRPC receiver (trace and metrics export) that
@@ -36,8 +38,10 @@ pub mod dev;
 pub mod dlq;
 pub mod metrics;
 pub mod otlp_grpc;
+pub mod sink;
 
 pub use config::{IngestConfig, TopicConfig};
 pub use consumer::{Consumer, IngestError};
 pub use decode::{DecodeError, DecodeOptions, Format};
 pub use metrics::IngestMetrics;
+pub use sink::SampleSink;

@@ -22,8 +22,6 @@ pub struct IngestMetrics {
     pub samples: Family<Labels, Counter>,
     /// Messages (or JSON lines) rejected and dead-lettered, by topic and reason.
     pub rejected: Family<Labels, Counter>,
-    /// Decoded samples the store refused (too old, kind mismatch), by reason.
-    pub store_rejected: Family<Labels, Counter>,
     /// Dead-letter records that could not be produced.
     pub dlq_failed: Counter,
     /// Times consumption paused because the decode queues were full.
@@ -50,11 +48,6 @@ impl IngestMetrics {
             "rejected",
             "Messages or lines rejected to the dead-letter queue, by reason",
             m.rejected.clone(),
-        );
-        r.register(
-            "store_rejected",
-            "Decoded samples the store refused, by reason",
-            m.store_rejected.clone(),
         );
         r.register(
             "dlq_failed",
@@ -103,10 +96,6 @@ impl IngestMetrics {
             ("topic".to_owned(), topic.to_owned()),
             ("reason".to_owned(), reason.to_owned()),
         ]
-    }
-
-    pub(crate) fn reason(reason: &str) -> Labels {
-        vec![("reason".to_owned(), reason.to_owned())]
     }
 
     pub(crate) fn partition(topic: &str, partition: i32) -> Labels {

@@ -27,12 +27,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use vigil_core::store::Store;
 use vigil_core::Sample;
 
 use crate::decode::otlp::{metrics_to_samples, spans_to_samples};
 use crate::decode::{check_sample, DecodeError, DecodeOptions};
 use crate::metrics::IngestMetrics;
+use crate::sink::SampleSink;
 
 /// OTLP's standard gRPC port.
 pub const DEFAULT_PORT: u16 = 4317;
@@ -44,16 +44,17 @@ const METRICS_SOURCE: &str = "otlp_grpc_metrics";
 /// Records OTLP exports into the store (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct OtlpReceiver {
-    store: Arc<Store>,
+    sink: Arc<dyn SampleSink>,
     metrics: IngestMetrics,
     options: Arc<DecodeOptions>,
 }
 
 impl OtlpReceiver {
-    /// A receiver recording into `store`.
-    pub fn new(store: Arc<Store>, metrics: IngestMetrics, options: DecodeOptions) -> Self {
+    /// A receiver recording into `sink` (the store, or the server's ingest
+    /// path).
+    pub fn new(sink: Arc<dyn SampleSink>, metrics: IngestMetrics, options: DecodeOptions) -> Self {
         OtlpReceiver {
-            store,
+            sink,
             metrics,
             options: Arc::new(options),
         }
@@ -82,14 +83,7 @@ impl OtlpReceiver {
             for sample in &samples {
                 check_sample(sample)?;
             }
-            let outcome = this.store.record_batch(&samples);
-            for (_, error) in &outcome.rejected {
-                this.metrics
-                    .store_rejected
-                    .get_or_create(&IngestMetrics::reason(crate::consumer::store_reason(error)))
-                    .inc();
-            }
-            let recorded = outcome.recorded as u64;
+            let recorded = this.sink.record_samples(&samples);
             this.metrics
                 .samples
                 .get_or_create(&IngestMetrics::topic(source))

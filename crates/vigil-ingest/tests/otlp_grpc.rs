@@ -22,11 +22,7 @@ const METRICS: &[u8] = include_bytes!("data/otlp_metrics.bin");
 async fn exports_are_recorded_and_bad_ones_refused() {
     let store = Arc::new(Store::new(StoreConfig::default()));
     let metrics = IngestMetrics::default();
-    let receiver = OtlpReceiver::new(
-        Arc::clone(&store),
-        metrics.clone(),
-        DecodeOptions::default(),
-    );
+    let receiver = OtlpReceiver::new(store.clone(), metrics.clone(), DecodeOptions::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();

@@ -145,3 +145,104 @@ fn batch_samples(batch: &RecordBatch, samples: &mut Vec<Sample>) -> Result<(), D
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    use arrow_ipc::writer::StreamWriter;
+    use arrow_schema::{Field, Schema};
+
+    use super::*;
+
+    fn stream(columns: Vec<(&str, ArrayRef)>) -> Vec<u8> {
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|(name, a)| Field::new(*name, a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut out, &schema).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        out
+    }
+
+    fn strings(v: &[&str]) -> ArrayRef {
+        Arc::new(StringArray::from(v.to_vec()))
+    }
+
+    #[test]
+    fn rows_become_samples_with_label_columns() {
+        let payload = stream(vec![
+            ("ts", Arc::new(Int64Array::from(vec![100, 101])) as ArrayRef),
+            ("service", strings(&["checkout", "checkout"])),
+            ("version", strings(&["v1", "v2"])),
+            ("metric", strings(&["latency", "latency"])),
+            ("value", Arc::new(Float64Array::from(vec![12.5, 40.0]))),
+            (
+                "endpoint",
+                Arc::new(StringArray::from(vec![Some("/cart"), None])),
+            ),
+        ]);
+        let samples = decode_arrow(&payload).unwrap();
+        assert_eq!(samples.len(), 2);
+        assert_eq!(samples[0].ts, 100.0);
+        assert_eq!(samples[0].version.as_str(), "v1");
+        assert_eq!(samples[0].observation, Observation::Value(12.5));
+        assert_eq!(
+            samples[0].labels,
+            Labels::from_pairs([("endpoint", "/cart")])
+        );
+        assert_eq!(samples[1].version.as_str(), "v2");
+        assert_eq!(samples[1].labels, Labels::empty());
+    }
+
+    #[test]
+    fn a_missing_or_null_required_column_rejects_the_message() {
+        let payload = stream(vec![
+            ("ts", Arc::new(Float64Array::from(vec![1.0])) as ArrayRef),
+            ("service", strings(&["checkout"])),
+            ("metric", strings(&["latency"])),
+            ("value", Arc::new(Float64Array::from(vec![1.0]))),
+        ]);
+        let error = decode_arrow(&payload).unwrap_err();
+        assert!(error.to_string().contains("`version`"), "{error}");
+        assert_eq!(error.reason(), "bad_arrow");
+
+        let payload = stream(vec![
+            ("ts", Arc::new(Float64Array::from(vec![1.0])) as ArrayRef),
+            ("service", Arc::new(StringArray::from(vec![None::<&str>]))),
+            ("version", strings(&["v1"])),
+            ("metric", strings(&["latency"])),
+            ("value", Arc::new(Float64Array::from(vec![1.0]))),
+        ]);
+        assert!(decode_arrow(&payload)
+            .unwrap_err()
+            .to_string()
+            .contains("nulls"));
+    }
+
+    #[test]
+    fn truncated_streams_are_errors_not_panics() {
+        let payload = stream(vec![
+            ("ts", Arc::new(Float64Array::from(vec![1.0])) as ArrayRef),
+            ("service", strings(&["checkout"])),
+            ("version", strings(&["v1"])),
+            ("metric", strings(&["latency"])),
+            ("value", Arc::new(Float64Array::from(vec![1.0]))),
+        ]);
+        for cut in [1, 8, payload.len() / 2, payload.len() - 9] {
+            assert!(decode_arrow(&payload[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}

@@ -402,3 +402,167 @@ fn labels_of(attributes: &[KeyValue]) -> Labels {
         Some((kv.key.clone(), text))
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use opentelemetry_proto::tonic::metrics::v1::{
+        exponential_histogram_data_point::Buckets, ExponentialHistogram, Histogram, Metric,
+        ResourceMetrics, ScopeMetrics, Sum,
+    };
+
+    use super::*;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.to_owned(),
+            key_strindex: 0,
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.to_owned())),
+            }),
+        }
+    }
+
+    fn request(metric: Metric) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", "api"), kv("service.version", "v3")],
+                    ..Resource::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![metric],
+                    ..ScopeMetrics::default()
+                }],
+                ..ResourceMetrics::default()
+            }],
+        }
+    }
+
+    fn metric(name: &str, unit: &str, data: metric::Data) -> Metric {
+        Metric {
+            name: name.to_owned(),
+            unit: unit.to_owned(),
+            data: Some(data),
+            ..Metric::default()
+        }
+    }
+
+    fn decode(m: Metric) -> Result<Vec<Sample>, DecodeError> {
+        metrics_to_samples(&request(m), &DecodeOptions::default())
+    }
+
+    fn histogram(temporality: AggregationTemporality, p: HistogramDataPoint) -> metric::Data {
+        metric::Data::Histogram(Histogram {
+            data_points: vec![p],
+            aggregation_temporality: temporality as i32,
+        })
+    }
+
+    #[test]
+    fn explicit_buckets_map_to_upper_bounds_in_ms() {
+        let p = HistogramDataPoint {
+            time_unix_nano: 2_000_000_000,
+            count: 6,
+            bucket_counts: vec![1, 0, 3, 2],
+            explicit_bounds: vec![0.01, 0.1, 1.0],
+            max: Some(4.0),
+            ..HistogramDataPoint::default()
+        };
+        let samples = decode(metric(
+            "rpc.duration",
+            "s",
+            histogram(AggregationTemporality::Delta, p),
+        ))
+        .unwrap();
+        assert_eq!(samples.len(), 1);
+        assert_eq!(samples[0].ts, 2.0);
+        assert_eq!(
+            samples[0].observation,
+            Observation::Histogram(vec![(10.0, 1), (1000.0, 3), (4000.0, 2)])
+        );
+    }
+
+    #[test]
+    fn inconsistent_or_cumulative_histograms_are_rejected() {
+        let good = HistogramDataPoint {
+            count: 2,
+            bucket_counts: vec![1, 1],
+            explicit_bounds: vec![5.0],
+            ..HistogramDataPoint::default()
+        };
+        let cumulative = decode(metric(
+            "d",
+            "ms",
+            histogram(AggregationTemporality::Cumulative, good.clone()),
+        ))
+        .unwrap_err();
+        assert_eq!(cumulative.reason(), "cumulative_temporality");
+        let mut bad = good.clone();
+        bad.count = 3;
+        let e = decode(metric(
+            "d",
+            "ms",
+            histogram(AggregationTemporality::Delta, bad),
+        ))
+        .unwrap_err();
+        assert_eq!(e.reason(), "invalid_histogram");
+        let mut bad = good;
+        bad.bucket_counts = vec![2];
+        let e = decode(metric(
+            "d",
+            "ms",
+            histogram(AggregationTemporality::Delta, bad),
+        ))
+        .unwrap_err();
+        assert_eq!(e.reason(), "invalid_histogram");
+    }
+
+    #[test]
+    fn exponential_buckets_and_sums() {
+        // Scale 0: base 2, bucket index i holds (2^i, 2^(i+1)].
+        let p = ExponentialHistogramDataPoint {
+            count: 4,
+            scale: 0,
+            zero_count: 1,
+            positive: Some(Buckets {
+                offset: 3,
+                bucket_counts: vec![2, 0, 1],
+            }),
+            ..ExponentialHistogramDataPoint::default()
+        };
+        let data = metric::Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: vec![p.clone()],
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+        });
+        let samples = decode(metric("size", "By", data)).unwrap();
+        assert_eq!(
+            samples[0].observation,
+            Observation::Histogram(vec![(0.0, 1), (16.0, 2), (64.0, 1)])
+        );
+        let mut negative = p;
+        negative.negative = Some(Buckets {
+            offset: 0,
+            bucket_counts: vec![1],
+        });
+        let data = metric::Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: vec![negative],
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+        });
+        assert_eq!(
+            decode(metric("size", "By", data)).unwrap_err().reason(),
+            "invalid_histogram"
+        );
+
+        let sum = metric::Data::Sum(Sum {
+            data_points: vec![opentelemetry_proto::tonic::metrics::v1::NumberDataPoint {
+                value: Some(number_data_point::Value::AsInt(42)),
+                ..Default::default()
+            }],
+            aggregation_temporality: AggregationTemporality::Delta as i32,
+            is_monotonic: true,
+        });
+        let samples = decode(metric("requests", "1", sum)).unwrap();
+        assert_eq!(samples[0].observation, Observation::Value(42.0));
+    }
+}

@@ -63,7 +63,15 @@ impl Running {
 }
 
 pub fn start_consumer(broker: &DevBroker, store: &Arc<Store>, group: &str) -> Running {
-    let mut config = IngestConfig::new(broker.bootstrap_servers());
+    let config = IngestConfig::new(broker.bootstrap_servers());
+    start_consumer_with(config, store.clone(), group)
+}
+
+pub fn start_consumer_with(
+    mut config: IngestConfig,
+    sink: Arc<dyn vigil_ingest::SampleSink>,
+    group: &str,
+) -> Running {
     config.group_id = group.to_owned();
     config.client_properties = vec![
         ("session.timeout.ms".to_owned(), "6000".to_owned()),
@@ -71,7 +79,7 @@ pub fn start_consumer(broker: &DevBroker, store: &Arc<Store>, group: &str) -> Ru
     ];
     let metrics = IngestMetrics::new(&mut Registry::default());
     let cancel = CancellationToken::new();
-    let consumer = Consumer::new(config, Arc::clone(store), metrics.clone());
+    let consumer = Consumer::new(config, sink, metrics.clone());
     let task = tokio::spawn(consumer.run(cancel.clone()));
     Running {
         metrics,

@@ -1,0 +1,26 @@
+//! Where decoded samples go: the store itself, or the server's ingest path
+//! (which also notices new versions and counts by source).
+
+use vigil_core::store::Store;
+use vigil_core::Sample;
+
+/// Records a message's validated samples. Implemented by the store, and by
+/// whatever wraps it (the server's `Ingestor`), so every ingest path can
+/// share one place where samples enter.
+pub trait SampleSink: Send + Sync + 'static {
+    /// Records `samples`; returns how many were recorded. The sink counts
+    /// its own refusals (the store's stats: too old, kind mismatch).
+    fn record_samples(&self, samples: &[Sample]) -> u64;
+}
+
+impl SampleSink for Store {
+    fn record_samples(&self, samples: &[Sample]) -> u64 {
+        self.record_batch(samples).recorded as u64
+    }
+}
+
+impl std::fmt::Debug for dyn SampleSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SampleSink")
+    }
+}
