@@ -16,11 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use vigil_core::{MetricResult, Verdict, VerdictReport};
 use vigil_ingest::dev::DevBroker;
-use vigil_ingest::{Consumer, IngestConfig, IngestMetrics};
 use vigil_server::registry::Entry;
 use vigil_server::{Config, Server};
 use vigil_sim::Scenario;
@@ -100,14 +98,7 @@ async fn demo(args: &DemoArgs, scenarios: Vec<Scenario>) -> anyhow::Result<()> {
     let server_stop = stop.clone();
     let server_task = tokio::spawn(server.run(async move { server_stop.cancelled().await }));
 
-    let mut registry = Registry::default();
-    let consumer = Consumer::new(
-        IngestConfig::new(brokers.clone()),
-        handle.store().clone(),
-        IngestMetrics::new(&mut registry),
-    );
-    let consumer_stop = stop.child_token();
-    let consumer_task = tokio::spawn(consumer.run(consumer_stop));
+    let consumer_task = crate::serve::start_kafka(&handle, &brokers)?;
 
     let origin = produce::wall_now();
     let producer = produce::producer(&brokers)?;
@@ -220,6 +211,7 @@ async fn demo(args: &DemoArgs, scenarios: Vec<Scenario>) -> anyhow::Result<()> {
     };
 
     stop.cancel();
+    handle.shutdown();
     for p in producers {
         match p.await {
             Ok(Ok(())) => {}
@@ -232,7 +224,6 @@ async fn demo(args: &DemoArgs, scenarios: Vec<Scenario>) -> anyhow::Result<()> {
         Ok(Err(e)) => eprintln!("vigil demo: consumer: {e}"),
         Err(e) => eprintln!("vigil demo: consumer task: {e}"),
     }
-    handle.shutdown();
     match server_task.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => eprintln!("vigil demo: server: {e}"),

@@ -3,8 +3,16 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
-use vigil_server::{shutdown_signal, Config, Server};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+use vigil_core::Sample;
+use vigil_ingest::sink::SampleSink;
+use vigil_ingest::{Consumer, IngestConfig, IngestError, IngestMetrics};
+use vigil_server::{shutdown_signal, Config, Handle, Server, Vigil};
 
 /// `vigil serve` arguments; every key is also settable in the config file
 /// and as `VIGIL_*` environment variables.
@@ -55,20 +63,72 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         print!("{}", config.to_toml());
         return Ok(());
     }
-    if !config.kafka_brokers.is_empty() {
-        bail!("kafka_brokers is set, but Kafka ingest is not built into this vigil yet");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let brokers = config.kafka_brokers.join(",");
         let server = Server::bind(config)?;
         // One line each, flushed: scripts and tests read the bound ports.
         println!("vigil: gRPC on {}", server.grpc_addr());
         println!("vigil: HTTP on {}", server.http_addr());
+        let kafka = if brokers.is_empty() {
+            None
+        } else {
+            println!("vigil: consuming Kafka from {brokers}");
+            Some(start_kafka(&server.handle(), &brokers)?)
+        };
         server.run(shutdown_signal()).await?;
+        if let Some(kafka) = kafka {
+            match kafka.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("vigil: Kafka consumer: {e}"),
+                Err(e) => eprintln!("vigil: Kafka consumer task: {e}"),
+            }
+        }
         println!("vigil: stopped");
         anyhow::Ok(())
     })
+}
+
+/// The server's ingest path as the Kafka consumer's sink, so that samples
+/// from Kafka are counted by source and start auto analyses like those from
+/// the APIs.
+struct ServerSink(Arc<Vigil>);
+
+impl SampleSink for ServerSink {
+    fn record_samples(&self, samples: &[Sample]) -> u64 {
+        self.0.ingest.record("kafka", samples).accepted
+    }
+}
+
+/// Starts the Kafka consumer (Vigil's default topics, group `vigil`) into
+/// the server's ingest path, with its metrics in the server's registry and
+/// a `kafka` readiness gate that opens once partitions are assigned. It
+/// stops, committing its offsets, when the server shuts down.
+pub fn start_kafka(
+    handle: &Handle,
+    brokers: &str,
+) -> anyhow::Result<JoinHandle<Result<(), IngestError>>> {
+    let metrics = handle
+        .metrics()
+        .with_registry(IngestMetrics::new)
+        .context("the metrics registry is unusable")?;
+    let gate = handle.readiness_gate("kafka");
+    let ready = metrics.ready_flag();
+    let stop = handle.vigil().shutdown.child_token();
+    let watch = stop.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                () = watch.cancelled() => return,
+                _ = every.tick() => gate.store(ready.load(Ordering::Acquire), Ordering::Release),
+            }
+        }
+    });
+    let sink: Arc<dyn SampleSink> = Arc::new(ServerSink(handle.vigil().clone()));
+    let consumer = Consumer::new(IngestConfig::new(brokers), sink, metrics);
+    Ok(tokio::spawn(consumer.run(stop)))
 }

@@ -6,7 +6,7 @@
 //! `vigil.source.partition`, `vigil.source.offset`, and for a JSON line
 //! `vigil.source.line`. Delivery is awaited before the source offset is
 //! stored; a record that cannot be delivered is logged and counted
-//! (`vigil_ingest_dlq_failed_total`), and consumption goes on.
+//! (`vigil_kafka_dlq_failed_total`), and consumption goes on.
 
 use std::time::Duration;
 

@@ -34,10 +34,11 @@ pub struct IngestMetrics {
 }
 
 impl IngestMetrics {
-    /// Fresh metrics, registered in `registry` under `vigil_ingest_*`.
+    /// Fresh metrics, registered in `registry` under `vigil_kafka_*` (the
+    /// server's own `vigil_ingest_*` counts samples by source).
     pub fn new(registry: &mut Registry) -> Self {
         let m = IngestMetrics::default();
-        let r = registry.sub_registry_with_prefix("vigil_ingest");
+        let r = registry.sub_registry_with_prefix("vigil_kafka");
         r.register("messages", "Kafka messages received", m.messages.clone());
         r.register(
             "samples",

@@ -7,7 +7,7 @@
 //! with [`serve`]. An export is decoded exactly like a message on the
 //! `otlp_spans`/`otlp_metrics` topics: recorded whole, or refused whole with
 //! `INVALID_ARGUMENT` naming the problem (and counted under
-//! `vigil_ingest_rejected_total{topic="otlp_grpc_traces"|"otlp_grpc_metrics"}`).
+//! `vigil_kafka_rejected_total{topic="otlp_grpc_traces"|"otlp_grpc_metrics"}`).
 //! Decoding and recording run on the blocking pool, not the runtime's workers.
 
 use std::net::SocketAddr;

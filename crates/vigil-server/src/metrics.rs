@@ -62,7 +62,10 @@ impl Default for Metrics {
 impl Metrics {
     /// A registry with the server's metrics, prefixed `vigil_`.
     pub fn new() -> Self {
-        let mut r = Registry::with_prefix("vigil");
+        // The root has no prefix so that plug-ins (the Kafka consumer)
+        // register their own `vigil_*` families beside the server's.
+        let mut root = Registry::default();
+        let r = root.sub_registry_with_prefix("vigil");
         let m = Self {
             registry: Arc::new(Mutex::new(Registry::default())),
             ingested: Family::default(),
@@ -119,7 +122,7 @@ impl Metrics {
             m.stream_time.clone(),
         );
         Self {
-            registry: Arc::new(Mutex::new(r)),
+            registry: Arc::new(Mutex::new(root)),
             ..m
         }
     }
@@ -127,8 +130,16 @@ impl Metrics {
     /// Registers another metric (name without the `vigil_` prefix).
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
         if let Ok(mut r) = self.registry.lock() {
-            r.register(name, help, metric);
+            r.sub_registry_with_prefix("vigil")
+                .register(name, help, metric);
         }
+    }
+
+    /// Runs `f` on the root registry (no prefix), for a plug-in that
+    /// registers a family of metrics at once; `None` if the registry's lock
+    /// was poisoned.
+    pub fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> Option<T> {
+        self.registry.lock().ok().map(|mut r| f(&mut r))
     }
 
     /// Counts recorded samples from `source`.
