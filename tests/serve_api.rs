@@ -277,6 +277,30 @@ async fn http_ingest_takes_replay_lines_and_reports_rejections() {
         2
     );
 
+    // A spec file as it is, in YAML; the canary already emits, so the
+    // analysis judges from its first sample on.
+    let yaml = "service: search\nbaseline_version: v1\ncanary_version: v2\nmetrics:\n  - {name: cpu, kind: gauge}\n";
+    let r = http
+        .post(server.url("/v1/analyses"))
+        .header("content-type", "application/yaml")
+        .body(yaml)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = json(r).await["id"].as_str().unwrap().to_owned();
+    let started = server.handle.vigil().analyses.get(&id).unwrap();
+    assert_eq!(started.spec.metrics[0].name.as_str(), "cpu");
+    let r = http
+        .post(server.url("/v1/analyses"))
+        .header("content-type", "application/yaml")
+        .body("service: search\ncanary_version: v2\nmetrics: []\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(json(r).await["field"], "metrics");
+
     // The Compare call gives the one-shot result.
     let mut grpc = server.client().await;
     let slow: Vec<f64> = (0..200).map(|i| 100.0 + f64::from(i % 20)).collect();

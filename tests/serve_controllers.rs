@@ -211,6 +211,22 @@ async fn a_new_version_starts_its_own_analysis() {
     assert_eq!(a["spec"]["baseline_version"], "v1");
     assert_eq!(a["spec"]["canary_version"], "v2");
     assert_eq!(a["spec"]["metrics"].as_array().unwrap().len(), 2);
+    // Argo's web provider reads it by service and canary version.
+    let v = json(
+        http.get(server.url("/v1/services/cart/verdict?canary=v2"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["analysis_id"], a["id"]);
+    assert!(v["verdict"].is_string());
+    let r = http
+        .get(server.url("/v1/services/cart/verdict?canary=v9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     // More data of v2 starts no second analysis.
     ingest(
         &server,

@@ -200,7 +200,9 @@ pub fn run(json: bool) -> anyhow::Result<()> {
                 .set_service_status("", tonic_health::ServingStatus::Serving)
                 .await;
             let incoming = match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => tokio_stream::wrappers::TcpListenerStream::new(l),
+                Ok(l) => {
+                    vigil_server::server::nodelay(tokio_stream::wrappers::TcpListenerStream::new(l))
+                }
                 Err(e) => return eprintln!("baseline listener: {e}"),
             };
             let _ = tonic::transport::Server::builder()
@@ -264,14 +266,30 @@ pub fn run(json: bool) -> anyhow::Result<()> {
         "bench data rejected: {:?}",
         outcome.errors
     );
-    let tick_started = Instant::now();
-    vigil.tick(&mut None);
-    let tick_secs = tick_started.elapsed().as_secs_f64();
     server_rt.spawn(async move {
         if let Err(e) = server.run(std::future::pending()).await {
             eprintln!("vigil server: {e}");
         }
     });
+    // The server's own ticker judges every analysis once; the load starts
+    // after that tick, so it measures reads in steady state.
+    let waited = Instant::now();
+    while vigil.ticks().0 == 0 {
+        anyhow::ensure!(
+            waited.elapsed() < Duration::from_secs(600),
+            "the first judge tick did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tick_secs = vigil.ticks().1.as_secs_f64();
+    let sample = vigil
+        .analyses
+        .get(&ids[0])
+        .map_or(0, |e| prost::Message::encoded_len(&e.published().proto));
+    eprintln!("vigil bench api: a verdict is {sample} bytes on the wire");
+    eprintln!(
+        "vigil bench api: {ANALYSES} analyses judged once ({tick_secs:.3} s); measuring GetVerdict"
+    );
     let ids = Arc::new(ids);
     let ours = client_rt.block_on(async {
         let clients: Vec<_> = channels(vigil_addr)

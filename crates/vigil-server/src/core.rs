@@ -72,6 +72,8 @@ pub struct Vigil {
     /// Kayenta thresholds (pass, marginal) per analysis started by a
     /// Kayenta client.
     pub kayenta_thresholds: dashmap::DashMap<String, (f64, f64)>,
+    ticks: std::sync::atomic::AtomicU64,
+    last_tick_micros: std::sync::atomic::AtomicU64,
     verdicts: broadcast::Sender<Arc<Published>>,
 }
 
@@ -101,6 +103,8 @@ impl Vigil {
             tokens,
             shutdown: CancellationToken::new(),
             kayenta_thresholds: dashmap::DashMap::new(),
+            ticks: Default::default(),
+            last_tick_micros: Default::default(),
             verdicts,
             config,
         })
@@ -125,7 +129,18 @@ impl Vigil {
         spec: AnalysisSpec,
         origin: &str,
     ) -> Result<Arc<Entry>, CreateError> {
-        self.create_from(id, spec, origin, self.stream_now())
+        // A canary already emitting is judged from its first sample on, so
+        // a controller that asks late loses no evidence.
+        let now = self.stream_now();
+        let start = self
+            .first_seen(&spec.service, &spec.canary_version)
+            .filter(|&first| {
+                self.store
+                    .window_start()
+                    .is_some_and(|w| first >= self.store.slice_start(w))
+            })
+            .map_or(now, |first| first.min(now));
+        self.create_from(id, spec, origin, start)
     }
 
     /// Starts an analysis judging from stream time `start` on (data already
@@ -138,7 +153,15 @@ impl Vigil {
         start: f64,
     ) -> Result<Arc<Entry>, CreateError> {
         let entry = self.analyses.create(id, spec, origin, start)?;
-        self.update_counts();
+        // A full recount is O(analyses): the ticker does it; here one more
+        // is running.
+        self.metrics
+            .analyses
+            .get_or_create(&vec![(
+                "state".to_owned(),
+                State::Running.as_str().to_owned(),
+            )])
+            .inc();
         Ok(entry)
     }
 
@@ -316,14 +339,25 @@ impl Vigil {
                 self.announce(p);
             }
         }
-        self.metrics
-            .tick_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        self.metrics.tick_seconds.observe(took.as_secs_f64());
+        self.last_tick_micros
+            .store(took.as_micros() as u64, Ordering::Release);
+        self.ticks.fetch_add(1, Ordering::AcqRel);
         self.metrics.series.set(self.store.series_count() as i64);
         self.metrics.store_bytes.set(self.store.bytes() as i64);
         if changed || moved {
             self.update_counts();
         }
+    }
+
+    /// Judge ticks completed (with stream time present), and the wall time
+    /// of the last one.
+    pub fn ticks(&self) -> (u64, std::time::Duration) {
+        (
+            self.ticks.load(Ordering::Acquire),
+            std::time::Duration::from_micros(self.last_tick_micros.load(Ordering::Acquire)),
+        )
     }
 
     /// Runs the judge ticker until shutdown (on a blocking thread: ticks

@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use vigil_core::events::{EventReader, LineResult};
+use vigil_core::spec::{AnalysisSpec, SpecFormat};
 use vigil_proto::convert::spec_from_json;
 
 use crate::auth::{allowed, Access};
@@ -123,6 +124,7 @@ pub fn router(vigil: Shared) -> Router {
         .route("/v1/analyses", post(create).get(list))
         .route("/v1/analyses/{id}", get(show).delete(cancel))
         .route("/v1/analyses/{id}/verdict", get(verdict))
+        .route("/v1/services/{service}/verdict", get(service_verdict))
         .route("/v1/ingest", post(ingest))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -192,11 +194,28 @@ struct CreateQuery {
 async fn create(
     AxState(vigil): AxState<Shared>,
     Query(q): Query<CreateQuery>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::field("", format!("malformed JSON: {e}")))?;
-    let spec = spec_from_json(value).map_err(|e| ApiError::field(e.field, e.message))?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let spec = if content_type.contains("yaml") || content_type.contains("toml") {
+        // A spec file as it is (YAML or TOML), with the same validation.
+        let text = std::str::from_utf8(&body)
+            .map_err(|e| ApiError::field("", format!("spec is not UTF-8: {e}")))?;
+        let format = if content_type.contains("toml") {
+            SpecFormat::Toml
+        } else {
+            SpecFormat::Yaml
+        };
+        AnalysisSpec::parse(text, format).map_err(|e| ApiError::field(e.field, e.message))?
+    } else {
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::field("", format!("malformed JSON: {e}")))?;
+        spec_from_json(value).map_err(|e| ApiError::field(e.field, e.message))?
+    };
     let entry = vigil.create(q.id, spec, "api")?;
     let mut body = analysis_json(&entry);
     body["id"] = json!(&*entry.id);
@@ -261,13 +280,57 @@ async fn verdict(
     Ok(json_bytes(StatusCode::OK, e.published().json.clone()))
 }
 
+#[derive(Debug, Deserialize)]
+struct ServiceVerdictQuery {
+    canary: Option<String>,
+}
+
+/// The verdict of the newest analysis of a service (optionally of one
+/// canary version): what a controller reads when analyses start
+/// themselves (`auto_analysis`) and it knows no id.
+async fn service_verdict(
+    AxState(vigil): AxState<Shared>,
+    Path(service): Path<String>,
+    Query(q): Query<ServiceVerdictQuery>,
+) -> Result<Response, ApiError> {
+    let canary = q.canary.filter(|c| !c.is_empty());
+    let newest = vigil
+        .analyses
+        .list(Some(&service), None)
+        .into_iter()
+        .rfind(|e| {
+            e.state() != State::Cancelled
+                && canary
+                    .as_deref()
+                    .is_none_or(|c| e.spec.canary_version.as_str() == c)
+        });
+    let e = newest.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            match &canary {
+                Some(c) => format!("no analysis of service {service} with canary {c}"),
+                None => format!("no analysis of service {service}"),
+            },
+        )
+    })?;
+    Ok(json_bytes(StatusCode::OK, e.published().json.clone()))
+}
+
 /// Decodes a JSON lines body (the `vigil replay` format) and records it.
 pub fn ingest_ndjson(vigil: &Vigil, source: &str, body: &[u8]) -> IngestOutcome {
+    // Recorded in chunks: counters and the seen-versions map are touched
+    // once per chunk, not once per line.
+    const CHUNK: usize = 8192;
     let mut outcome = IngestOutcome::default();
+    let mut pending = Vec::with_capacity(CHUNK);
     for item in EventReader::new(body, "request body") {
         match item {
             Ok(LineResult::Samples { samples, .. }) => {
-                outcome.merge(vigil.ingest.record(source, &samples));
+                pending.extend(samples);
+                if pending.len() >= CHUNK {
+                    outcome.merge(vigil.ingest.record(source, &pending));
+                    pending.clear();
+                }
             }
             Ok(LineResult::Rejected { line, error }) => {
                 vigil.ingest.count_rejected(source, "invalid_event", 1);
@@ -280,6 +343,7 @@ pub fn ingest_ndjson(vigil: &Vigil, source: &str, body: &[u8]) -> IngestOutcome 
             }
         }
     }
+    outcome.merge(vigil.ingest.record(source, &pending));
     outcome
 }
 

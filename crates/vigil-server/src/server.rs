@@ -199,7 +199,7 @@ impl Server {
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), {
+            .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(grpc_listener)), {
                 let token = token.clone();
                 async move { token.cancelled().await }
             });
@@ -245,6 +245,20 @@ impl Server {
             .map_err(ServeError::Http)?;
         Ok(())
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: a response written as
+/// several small HTTP/2 frames must not wait for the client's delayed ACK.
+/// (tonic sets this only on listeners it binds itself.)
+pub fn nodelay(
+    incoming: TcpListenerStream,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    incoming.map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
 }
 
 /// Completes on SIGINT or SIGTERM (Ctrl-C elsewhere).
