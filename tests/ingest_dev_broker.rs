@@ -182,3 +182,149 @@ async fn kcat_produces_to_the_dev_broker_and_vigil_consumes_it() {
         "{letter}"
     );
 }
+
+/// Reads lines of `out` until one starts with `prefix`; returns the rest.
+fn line_after(out: &mut impl BufRead, prefix: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "no `{prefix}` line");
+        if let Some(rest) = line.trim().strip_prefix(prefix) {
+            return rest.to_owned();
+        }
+    }
+}
+
+/// The whole path as users run it: kcat produces request events to `vigil
+/// dev-broker`, `vigil serve --kafka-brokers` consumes them into its store,
+/// and the verdict of an analysis created over HTTP turns to ROLLBACK when
+/// the canary's errors jump; `/metrics` counts the samples as from Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_to_the_dev_broker_to_vigil_serve_gives_a_rollback() {
+    if !kcat_available() {
+        return;
+    }
+    let mut broker = Killed(
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["dev-broker", "--port", "0", "--partitions", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut broker_out = BufReader::new(broker.0.stdout.take().unwrap());
+    let addr = line_after(&mut broker_out, "vigil dev-broker: bootstrap ");
+
+    let mut serve = Killed(
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--kafka-brokers",
+                &addr,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut serve_out = BufReader::new(serve.0.stdout.take().unwrap());
+    let http = line_after(&mut serve_out, "vigil: HTTP on ");
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{http}{path}");
+
+    // Ready once the consumer has its partitions.
+    let start = Instant::now();
+    loop {
+        let status = client.get(url("/readyz")).send().await.unwrap().status();
+        if status.is_success() {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "/readyz stayed {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let spec = serde_json::json!({
+        "service": "payment",
+        "baseline_version": "v7",
+        "canary_version": "v8",
+        "metrics": [{"name": "error_rate", "kind": "error_rate", "tolerance_abs": 0.002}],
+        "policy": {"min_samples": 50, "max_duration": "1h"},
+    });
+    let created = client
+        .post(url("/v1/analyses"))
+        .header("content-type", "application/json")
+        .body(spec.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: serde_json::Value = serde_json::from_str(&created.text().await.unwrap()).unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // Two minutes of stream from now: 20 requests a second per version;
+    // the canary fails 30% of its requests, the baseline none.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let mut input = String::new();
+    for i in 0..2400 {
+        let (version, status) = if i % 2 == 0 {
+            ("v7", 200)
+        } else if i % 20 < 6 {
+            ("v8", 503)
+        } else {
+            ("v8", 200)
+        };
+        input.push_str(&format!(
+            "payment|{{\"ts\":{:.3},\"service\":\"payment\",\"version\":\"{version}\",\"latency_ms\":{},\"status\":{status}}}\n",
+            now + f64::from(i) * 0.05,
+            20 + i % 30
+        ));
+    }
+    kcat(
+        &["-P", "-b", &addr, "-t", "vigil.events", "-K", "|"],
+        Some(&input),
+    );
+
+    let start = Instant::now();
+    let verdict = loop {
+        let body = client
+            .get(url(&format!("/v1/analyses/{id}/verdict")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["verdict"] == "ROLLBACK" {
+            break v;
+        }
+        assert!(start.elapsed() < DEADLINE, "last verdict: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = verdict["reason"].as_str().unwrap();
+    assert!(reason.contains("error rate"), "{reason}");
+    assert!(reason.ends_with("roll back"), "{reason}");
+
+    let metrics = client
+        .get(url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("vigil_ingest_samples_total{source=\"kafka\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("vigil_kafka_messages"), "{metrics}");
+    drop(serve);
+    drop(broker);
+}
