@@ -25,6 +25,9 @@
 //! - `VIGIL_BENCH_THREADS`: threads recording (default 1; the data are the
 //!   same for any count; a second thread does not fill faster today, see
 //!   `docs/BENCHMARKS.md`);
+//! - `VIGIL_BENCH_BATCH=1`: record samples with `Store::record_batch`, 4096
+//!   at a time, instead of `Store::record` per sample (same data, same store
+//!   contents);
 //! - `VIGIL_BENCH_BUDGET_BYTES`: the store's memory budget (default:
 //!   unbounded, so that every series stays live and is measured; 2147483648
 //!   is the default budget).
@@ -42,6 +45,7 @@ fn main() {
         slices: env_usize("VIGIL_BENCH_SLICES"),
         threads: env_usize("VIGIL_BENCH_THREADS").unwrap_or(1),
         budget_bytes: env_usize("VIGIL_BENCH_BUDGET_BYTES").unwrap_or(usize::MAX),
+        batched: env_usize("VIGIL_BENCH_BATCH") == Some(1),
     });
     print(&report);
 }

@@ -3,11 +3,14 @@
 //! Thin by design: parse arguments, read inputs, call the library crates,
 //! print. Errors are `anyhow` here, with context naming what was being done.
 
+use vigil_judge::compare;
 mod bench;
-mod compare;
+mod client;
+mod dev_broker;
 mod events;
 mod input;
 mod replay;
+mod serve;
 mod simulate;
 #[cfg(test)]
 mod test_support;
@@ -39,6 +42,14 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Performance figures, each beside its baseline in the same run.
     Bench(bench::BenchArgs),
+    /// Run a local Kafka-protocol broker with Vigil's topics (for development).
+    DevBroker(dev_broker::DevBrokerArgs),
+    /// Serve the gRPC and HTTP APIs (analyses, verdicts, ingest).
+    Serve(serve::ServeArgs),
+    /// Show the current verdict of an analysis (a client of `vigil serve`).
+    Verdict(client::VerdictArgs),
+    /// Follow verdict changes live (a client of `vigil serve`).
+    Watch(client::WatchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -106,6 +117,10 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::DevBroker(args) => dev_broker::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Verdict(args) => client::verdict(&args),
+        Command::Watch(args) => client::watch(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

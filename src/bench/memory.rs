@@ -19,6 +19,10 @@ pub struct MemoryArgs {
     /// Threads recording.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Record with `Store::record_batch` (4096 samples a call) instead of
+    /// one `Store::record` per sample.
+    #[arg(long)]
+    batch: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -33,6 +37,7 @@ pub fn run(args: &MemoryArgs) -> anyhow::Result<()> {
         slices: args.slices,
         threads: args.threads,
         budget_bytes: usize::MAX,
+        batched: args.batch,
     });
     if args.json {
         super::print_json(&report)

@@ -80,6 +80,24 @@ pub struct Params {
     pub threads: usize,
     /// The store's memory budget.
     pub budget_bytes: usize,
+    /// Record with `Store::record_batch`, [`BATCH_SAMPLES`] at a time,
+    /// instead of `Store::record` per sample (same data, same contents).
+    pub batched: bool,
+}
+
+/// Samples per `record_batch` call when [`Params::batched`].
+pub const BATCH_SAMPLES: usize = 4096;
+
+/// Records and empties `batch` (nothing if it is empty).
+fn record_batch(store: &Store, batch: &mut Vec<Sample>) {
+    if batch.is_empty() {
+        return;
+    }
+    let outcome = store.record_batch(black_box(batch));
+    if let Some((_, e)) = outcome.rejected.first() {
+        unreachable!("bench samples are valid: {e}");
+    }
+    batch.clear();
 }
 
 /// What was measured.
@@ -196,6 +214,7 @@ pub fn measure(p: &Params) -> Report {
                 let (store, barrier) = (&store, &barrier);
                 scope.spawn(move || {
                     let mut n_samples = 0u64;
+                    let mut batch = Vec::new();
                     for slice in 0..n_slices {
                         let start = (first_slice + slice as i64) as f64 * SLICE_SECS;
                         for feed in feeds.iter_mut() {
@@ -204,12 +223,18 @@ pub fn measure(p: &Params) -> Report {
                                 feed.sample.ts = start + feed.rng.random::<f64>() * SLICE_SECS;
                                 feed.sample.observation =
                                     Observation::Value(feed.values.sample(&mut feed.rng));
-                                if let Err(e) = store.record(black_box(&feed.sample)) {
+                                if p.batched {
+                                    batch.push(feed.sample.clone());
+                                } else if let Err(e) = store.record(black_box(&feed.sample)) {
                                     unreachable!("bench samples are valid: {e}");
                                 }
                             }
                             n_samples += n as u64;
+                            if batch.len() >= BATCH_SAMPLES {
+                                record_batch(store, &mut batch);
+                            }
                         }
+                        record_batch(store, &mut batch);
                         barrier.wait();
                     }
                     n_samples

@@ -5,6 +5,7 @@
 //! in `src/bench/x.rs`: `mod x;` below, and one variant plus one dispatch
 //! line in [`BenchCommand`] / [`run`].
 
+pub mod api;
 mod judge;
 pub mod judge_fixture;
 mod memory;
@@ -30,6 +31,8 @@ pub struct JsonArg {
 /// Which figure to measure.
 #[derive(Debug, clap::Subcommand)]
 enum BenchCommand {
+    /// GetVerdict with 10,000 live analyses beside a hello-world tonic server.
+    Api(JsonArg),
     /// Mann-Whitney on histograms vs sorting the raw samples (same data).
     Stats(stats::StatsArgs),
     /// One judge tick over 10,000 analyses of 4 metrics, beside recording
@@ -44,6 +47,7 @@ enum BenchCommand {
 /// Runs `vigil bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.what {
+        BenchCommand::Api(a) => api::run(a.json),
         BenchCommand::Stats(a) => stats::run(a),
         BenchCommand::Judge(a) => judge::run(a),
         BenchCommand::Memory(a) => memory::run(a),

@@ -35,6 +35,8 @@ pub struct Analysis {
     created_at: Timestamp,
     next_slice: Option<i64>,
     tracks: Vec<Track>,
+    /// The store keys each track reads, (canary, baseline), built once.
+    keys: Vec<(SeriesKey, Option<SeriesKey>)>,
     overall: Evidence,
     latest: Option<VerdictReport>,
     decided: Option<VerdictReport>,
@@ -62,19 +64,37 @@ impl Analysis {
             .enumerate()
             .map(|(i, m)| Track::new(i, m, None, how))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
+        let mut analysis = Self {
             id: id.into(),
             spec,
             how,
             created_at,
             next_slice: None,
-            tracks,
+            tracks: Vec::new(),
+            keys: Vec::new(),
             overall: Evidence::default(),
             latest: None,
             decided: None,
             timeline: Vec::new(),
             stop_at_terminal: true,
-        })
+        };
+        for track in tracks {
+            analysis.push_track(track);
+        }
+        Ok(analysis)
+    }
+
+    /// Adds a track with the keys it reads.
+    fn push_track(&mut self, track: Track) {
+        let labels = track.dimension.clone().unwrap_or_default();
+        let canary = self.key(&self.spec.canary_version, track.metric, &labels);
+        let baseline = self
+            .spec
+            .baseline_version
+            .as_ref()
+            .map(|v| self.key(v, track.metric, &labels));
+        self.keys.push((canary, baseline));
+        self.tracks.push(track);
     }
 
     /// Keeps judging after a terminal verdict (for replays that show what
@@ -131,21 +151,15 @@ impl Analysis {
         self.discover_dimensions(store);
         let from = self.next_slice.unwrap_or(start);
         if last_complete >= from {
-            for i in 0..self.tracks.len() {
-                let t = &self.tracks[i];
-                let labels = t.dimension.clone().unwrap_or_default();
-                let canary = store.slices(
-                    &self.key(&self.spec.canary_version, t.metric, &labels),
-                    from,
-                    last_complete,
-                );
-                let baseline = match &self.spec.baseline_version {
-                    Some(v) => store.slices(&self.key(v, t.metric, &labels), from, last_complete),
+            for (track, (canary_key, baseline_key)) in self.tracks.iter_mut().zip(&self.keys) {
+                let canary = store.slices(canary_key, from, last_complete);
+                let baseline = match baseline_key {
+                    Some(key) => store.slices(key, from, last_complete),
                     None => Vec::new(),
                 };
-                let spec = &self.spec.metrics[self.tracks[i].metric];
-                for (c, b) in align(&canary, &baseline) {
-                    self.tracks[i].feed(spec, c, b);
+                let spec = &self.spec.metrics[track.metric];
+                for (c, b) in align(canary, baseline) {
+                    track.feed(spec, c, b);
                 }
             }
             self.next_slice = Some(last_complete + 1);
@@ -175,6 +189,7 @@ impl Analysis {
         if self.spec.dimensions.is_empty() {
             return;
         }
+        let mut found = Vec::new();
         for (m, metric) in self.spec.metrics.iter().enumerate() {
             for labels in
                 store.label_sets(&self.spec.service, &self.spec.canary_version, &metric.name)
@@ -185,6 +200,7 @@ impl Analysis {
                 let known = self
                     .tracks
                     .iter()
+                    .chain(&found)
                     .any(|t| t.metric == m && t.dimension.as_ref() == Some(&labels));
                 if known {
                     continue;
@@ -203,13 +219,16 @@ impl Analysis {
                             Some(v) => store.slices(&self.key(v, m, &labels), from, next - 1),
                             None => Vec::new(),
                         };
-                        for (c, b) in align(&canary, &baseline) {
+                        for (c, b) in align(canary, baseline) {
                             track.feed(metric, c, b);
                         }
                     }
-                    self.tracks.push(track);
+                    found.push(track);
                 }
             }
+        }
+        for track in found {
+            self.push_track(track);
         }
     }
 
@@ -226,7 +245,7 @@ impl Analysis {
         let slo_alpha = alpha / n_slo as f64;
         let mut assessed: Vec<Assessment> = self
             .tracks
-            .iter()
+            .iter_mut()
             .map(|t| t.assess(&self.spec.metrics[t.metric], self.how, slo_alpha))
             .collect();
         let ended = now - self.created_at >= policy.max_duration.as_secs_f64();
@@ -547,35 +566,24 @@ impl Analysis {
 }
 
 /// Pairs the canary's and baseline's slices by index, in order.
-fn align<'a>(
-    canary: &'a [Slice],
-    baseline: &'a [Slice],
-) -> Vec<(Option<&'a SliceData>, Option<&'a SliceData>)> {
-    let (mut i, mut j) = (0, 0);
-    let mut out = Vec::with_capacity(canary.len().max(baseline.len()));
-    while i < canary.len() || j < baseline.len() {
-        match (canary.get(i), baseline.get(j)) {
-            (Some(c), Some(b)) if c.index == b.index => {
-                out.push((Some(&c.data), Some(&b.data)));
-                i += 1;
-                j += 1;
-            }
-            (Some(c), Some(b)) if c.index < b.index => {
-                out.push((Some(&c.data), None));
-                i += 1;
-            }
-            (Some(_), Some(b)) | (None, Some(b)) => {
-                out.push((None, Some(&b.data)));
-                j += 1;
-            }
-            (Some(c), None) => {
-                out.push((Some(&c.data), None));
-                i += 1;
-            }
-            (None, None) => break,
-        }
-    }
-    out
+fn align(
+    canary: Vec<Slice>,
+    baseline: Vec<Slice>,
+) -> impl Iterator<Item = (Option<SliceData>, Option<SliceData>)> {
+    let mut canary = canary.into_iter().peekable();
+    let mut baseline = baseline.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let take = match (canary.peek(), baseline.peek()) {
+            (Some(c), Some(b)) if c.index == b.index => (true, true),
+            (Some(c), Some(b)) => (c.index < b.index, c.index > b.index),
+            (Some(_), None) => (true, false),
+            (None, Some(_)) => (false, true),
+            (None, None) => return None,
+        };
+        let c = if take.0 { canary.next() } else { None };
+        let b = if take.1 { baseline.next() } else { None };
+        Some((c.map(|s| s.data), b.map(|s| s.data)))
+    })
 }
 
 /// The track to name: a failing one first, a failing dimension over the

@@ -8,13 +8,14 @@ use vigil_core::{
 };
 use vigil_stats::mann_whitney::{mann_whitney, Alternative};
 use vigil_stats::sequential::counts::{ErrorRateTest, ShareAlternative};
+use vigil_stats::sequential::cumulative::CumulativeHistogram;
 use vigil_stats::sequential::exceedance::QuantileExceedanceTest;
 use vigil_stats::sequential::proportion::proportion_cs;
 use vigil_stats::sequential::quantile::{
-    self, fixed_quantile_bound, QuantileComparison, QuantileDecision, QuantileShiftTest,
+    self, FixedQuantileRanks, QuantileBands, QuantileComparison, QuantileDecision, ShiftRule,
 };
 use vigil_stats::sequential::{EProcess, Evidence};
-use vigil_stats::{hodges_lehmann, normal, BucketCounts, SparseHistogram};
+use vigil_stats::{hodges_lehmann, normal, BucketCounts};
 
 use crate::JudgeError;
 
@@ -27,17 +28,18 @@ fn directions(d: Direction) -> &'static [quantile::Direction] {
     }
 }
 
-/// Cumulative data of one arm since the analysis started.
+/// Cumulative data of one arm since the analysis started (or over the
+/// recent slices).
 #[derive(Debug, Clone)]
 pub(crate) enum Cumulative {
-    Distribution(SparseHistogram),
+    Distribution(CumulativeHistogram),
     Counts { requests: u64, errors: u64 },
 }
 
 impl Cumulative {
     fn new(kind: MetricKind) -> Self {
         if kind.is_distribution() {
-            Cumulative::Distribution(SparseHistogram::new())
+            Cumulative::Distribution(CumulativeHistogram::new())
         } else {
             Cumulative::Counts {
                 requests: 0,
@@ -48,7 +50,7 @@ impl Cumulative {
 
     fn add(&mut self, data: &SliceData) {
         match (self, data) {
-            (Cumulative::Distribution(h), SliceData::Distribution(s)) => h.merge(s),
+            (Cumulative::Distribution(h), SliceData::Distribution(s)) => h.add(s),
             (
                 Cumulative::Counts { requests, errors },
                 SliceData::Counts {
@@ -60,6 +62,28 @@ impl Cumulative {
                 *errors += e;
             }
             _ => {}
+        }
+    }
+
+    /// Takes out a slice added earlier; false (and unchanged) if it was not.
+    fn remove(&mut self, data: &SliceData) -> bool {
+        match (self, data) {
+            (Cumulative::Distribution(h), SliceData::Distribution(s)) => h.subtract(s).is_ok(),
+            (
+                Cumulative::Counts { requests, errors },
+                SliceData::Counts {
+                    requests: r,
+                    errors: e,
+                },
+            ) => {
+                if *requests < *r || *errors < *e {
+                    return false;
+                }
+                *requests -= r;
+                *errors -= e;
+                true
+            }
+            _ => true,
         }
     }
 
@@ -78,7 +102,7 @@ impl Cumulative {
         }
     }
 
-    fn histogram(&self) -> Option<&SparseHistogram> {
+    fn histogram(&self) -> Option<&CumulativeHistogram> {
         match self {
             Cumulative::Distribution(h) => Some(h),
             Cumulative::Counts { .. } => None,
@@ -99,6 +123,26 @@ pub(crate) struct Points {
     pub baseline: Vec<f64>,
 }
 
+/// A slice of each arm (either may be absent).
+type SlicePair = (Option<SliceData>, Option<SliceData>);
+
+/// The fixed-quantile confidence bands of a distribution track (sequential
+/// method): one set of bounds per quantile and arm, judged in each tested
+/// direction.
+#[derive(Debug, Clone)]
+struct Bands {
+    bounds: QuantileBands,
+    /// One rule per tested direction.
+    rules: Vec<ShiftRule>,
+    /// The bands' own arms once they differ from the track's: the bands take
+    /// only slices in which both arms have data, the track every slice.
+    /// `None` while every slice fed had both.
+    paired: Option<(CumulativeHistogram, CumulativeHistogram)>,
+    /// Comparisons per direction and quantile on the data fed so far;
+    /// `None` when data came in since they were computed.
+    latest: Option<Vec<Vec<QuantileComparison>>>,
+}
+
 /// Evidence kept for one track.
 #[derive(Debug, Clone)]
 pub(crate) struct Track {
@@ -107,14 +151,24 @@ pub(crate) struct Track {
     pub canary: Cumulative,
     pub baseline: Cumulative,
     exceedance: Vec<QuantileExceedanceTest>,
-    bands: Vec<QuantileShiftTest>,
+    bands: Option<Bands>,
     errors: Option<ErrorRateTest>,
     /// Running maximum of the track's mean e-value (its anytime p-value).
     evidence: Evidence,
     /// One point per slice and arm (Kayenta method).
     pub points: Points,
     /// The latest slices of each arm, for the recent view.
-    recent: std::collections::VecDeque<(Option<SliceData>, Option<SliceData>)>,
+    recent: std::collections::VecDeque<SlicePair>,
+    /// Those slices summed, per arm: each fed slice is added, the one that
+    /// leaves `recent` subtracted.
+    recent_canary: Cumulative,
+    recent_baseline: Cumulative,
+    /// Warm-started boundaries of the SLO bound (SLO mode, distributions).
+    slo_ranks: Option<FixedQuantileRanks>,
+    /// The assessment of the data fed so far (a function of the track's
+    /// state alone: the spec and judging parameters never change), until
+    /// the next slice.
+    assessed: Option<Assessment>,
 }
 
 /// What a track says now.
@@ -149,10 +203,11 @@ impl Track {
     ) -> Result<Self, JudgeError> {
         let tol_abs_units = spec.tolerance_abs * DISTRIBUTION_SCALE;
         let mut exceedance = Vec::new();
-        let mut bands = Vec::new();
+        let mut bands = None;
         let mut errors = None;
         if how.method == Method::Sequential && !how.slo_mode {
             if spec.kind.is_distribution() {
+                let mut rules = Vec::new();
                 for &d in directions(spec.direction) {
                     for &q in &spec.quantiles {
                         // For `decrease` the bad tail is the low one.
@@ -168,14 +223,14 @@ impl Track {
                             tol_abs_units,
                         )?);
                     }
-                    bands.push(QuantileShiftTest::new(
-                        &spec.quantiles,
-                        how.alpha,
-                        spec.tolerance,
-                        tol_abs_units,
-                        d,
-                    )?);
+                    rules.push(ShiftRule::new(spec.tolerance, tol_abs_units, d)?);
                 }
+                bands = Some(Bands {
+                    bounds: QuantileBands::new(&spec.quantiles, how.alpha)?,
+                    rules,
+                    paired: None,
+                    latest: None,
+                });
             } else {
                 let alternative = if spec.direction == Direction::Either && spec.tolerance == 0.0 {
                     ShareAlternative::Differs
@@ -196,6 +251,10 @@ impl Track {
             evidence: Evidence::default(),
             points: Points::default(),
             recent: std::collections::VecDeque::with_capacity(RECENT_SLICES + 1),
+            recent_canary: Cumulative::new(spec.kind),
+            recent_baseline: Cumulative::new(spec.kind),
+            slo_ranks: None,
+            assessed: None,
         })
     }
 
@@ -203,29 +262,60 @@ impl Track {
     pub fn feed(
         &mut self,
         spec: &MetricSpec,
-        canary: Option<&SliceData>,
-        baseline: Option<&SliceData>,
+        canary: Option<SliceData>,
+        baseline: Option<SliceData>,
     ) {
-        self.recent.push_back((canary.cloned(), baseline.cloned()));
-        if self.recent.len() > RECENT_SLICES {
-            self.recent.pop_front();
-        }
-        if let Some(c) = canary {
+        self.assessed = None;
+        if let Some(c) = &canary {
             self.canary.add(c);
+            self.recent_canary.add(c);
             if let Some(p) = point(spec, c) {
                 self.points.canary.push(p);
             }
         }
-        if let Some(b) = baseline {
+        if let Some(b) = &baseline {
             self.baseline.add(b);
+            self.recent_baseline.add(b);
             if let Some(p) = point(spec, b) {
                 self.points.baseline.push(p);
             }
         }
-        match (canary, baseline) {
+        if let Some(bands) = &mut self.bands {
+            bands.latest = None;
+            let both = matches!(
+                (&canary, &baseline),
+                (
+                    Some(SliceData::Distribution(_)),
+                    Some(SliceData::Distribution(_))
+                )
+            );
+            match (&mut bands.paired, both) {
+                (Some((pc, pb)), true) => {
+                    if let (Some(SliceData::Distribution(c)), Some(SliceData::Distribution(b))) =
+                        (&canary, &baseline)
+                    {
+                        pc.add(c);
+                        pb.add(b);
+                    }
+                }
+                (None, false) if canary.is_some() || baseline.is_some() => {
+                    // The arms part: the bands keep what they had before.
+                    let mut pc = self.canary.histogram().cloned().unwrap_or_default();
+                    let mut pb = self.baseline.histogram().cloned().unwrap_or_default();
+                    if let Some(SliceData::Distribution(c)) = &canary {
+                        let _ = pc.subtract(c);
+                    }
+                    if let Some(SliceData::Distribution(b)) = &baseline {
+                        let _ = pb.subtract(b);
+                    }
+                    bands.paired = Some((pc, pb));
+                }
+                _ => {}
+            }
+        }
+        match (&canary, &baseline) {
             (Some(SliceData::Distribution(c)), Some(SliceData::Distribution(b))) => {
                 self.exceedance.iter_mut().for_each(|t| t.update(c, b));
-                self.bands.iter_mut().for_each(|t| t.update(c, b));
             }
             (
                 Some(SliceData::Counts {
@@ -245,6 +335,66 @@ impl Track {
         }
         let e = self.current_e();
         self.evidence.set(e.max(f64::MIN_POSITIVE).ln());
+        self.recent.push_back((canary, baseline));
+        if self.recent.len() > RECENT_SLICES {
+            if let Some((c, b)) = self.recent.pop_front() {
+                self.expire(c.as_ref(), b.as_ref());
+            }
+        }
+    }
+
+    /// Takes a slice that left the recent view out of its sums.
+    fn expire(&mut self, canary: Option<&SliceData>, baseline: Option<&SliceData>) {
+        let removed = canary.is_none_or(|c| self.recent_canary.remove(c))
+            && baseline.is_none_or(|b| self.recent_baseline.remove(b));
+        if !removed {
+            // Not reachable (every slice in `recent` was added to the sums),
+            // but the sums must stay true: rebuild them.
+            let kind = self.recent_kind();
+            self.recent_canary = Cumulative::new(kind);
+            self.recent_baseline = Cumulative::new(kind);
+            for (c, b) in &self.recent {
+                if let Some(c) = c {
+                    self.recent_canary.add(c);
+                }
+                if let Some(b) = b {
+                    self.recent_baseline.add(b);
+                }
+            }
+        }
+    }
+
+    fn recent_kind(&self) -> MetricKind {
+        match self.canary {
+            Cumulative::Distribution(_) => MetricKind::Latency,
+            Cumulative::Counts { .. } => MetricKind::ErrorRate,
+        }
+    }
+
+    /// The bands' comparisons on the data fed so far, per direction and
+    /// quantile (computed once per change of the data).
+    fn comparisons(&mut self) -> &[Vec<QuantileComparison>] {
+        let Some(bands) = &mut self.bands else {
+            return &[];
+        };
+        if bands.latest.is_none() {
+            let (c, b) = match &bands.paired {
+                Some((c, b)) => (c, b),
+                None => match (self.canary.histogram(), self.baseline.histogram()) {
+                    (Some(c), Some(b)) => (c, b),
+                    _ => return &[],
+                },
+            };
+            let bounds: Vec<_> = bands.bounds.bounds(c, b).collect();
+            bands.latest = Some(
+                bands
+                    .rules
+                    .iter()
+                    .map(|rule| bounds.iter().map(|&(c, b)| rule.decide(c, b)).collect())
+                    .collect(),
+            );
+        }
+        bands.latest.as_deref().unwrap_or_default()
     }
 
     /// Mean e-value of the track's sequential tests (1 when it has none).
@@ -265,7 +415,18 @@ impl Track {
     }
 
     /// What the track says now.
-    pub fn assess(&self, spec: &MetricSpec, how: Judging, slo_alpha: f64) -> Assessment {
+    /// The same as the last answer while no slice came in since: an
+    /// analysis ticked more often than slices complete re-reads it.
+    pub fn assess(&mut self, spec: &MetricSpec, how: Judging, slo_alpha: f64) -> Assessment {
+        if let Some(a) = &self.assessed {
+            return a.clone();
+        }
+        let a = self.assess_now(spec, how, slo_alpha);
+        self.assessed = Some(a.clone());
+        a
+    }
+
+    fn assess_now(&mut self, spec: &MetricSpec, how: Judging, slo_alpha: f64) -> Assessment {
         let mut a = if how.slo_mode {
             self.assess_slo(spec, slo_alpha)
         } else if spec.kind.is_distribution() {
@@ -297,31 +458,31 @@ impl Track {
     /// The last minute of each arm, when both have enough samples in it:
     /// what a person wants to hear about "how much worse" once a regression
     /// started mid-analysis. Falls back to everything since the start.
-    fn view(&self, kind: MetricKind) -> (Cumulative, Cumulative) {
-        let mut c = Cumulative::new(kind);
-        let mut b = Cumulative::new(kind);
-        for (cs, bs) in &self.recent {
-            if let Some(x) = cs {
-                c.add(x);
-            }
-            if let Some(x) = bs {
-                b.add(x);
-            }
-        }
+    fn view(&self) -> (&Cumulative, &Cumulative) {
+        let (c, b) = (&self.recent_canary, &self.recent_baseline);
         if c.n() >= RECENT_MIN_SAMPLES && b.n() >= RECENT_MIN_SAMPLES {
             (c, b)
         } else {
-            (self.canary.clone(), self.baseline.clone())
+            (&self.canary, &self.baseline)
         }
     }
 
-    fn assess_distribution(&self, spec: &MetricSpec, how: Judging) -> Assessment {
+    fn assess_distribution(&mut self, spec: &MetricSpec, how: Judging) -> Assessment {
+        // Each band's comparisons cost a bound computation per quantile and
+        // arm: computed once per change of the data, for both the effect and
+        // the decision.
+        self.comparisons();
+        let comparisons = self
+            .bands
+            .as_ref()
+            .and_then(|b| b.latest.as_deref())
+            .unwrap_or_default();
         let mut r = self.base_result(spec);
         let (Some(c_all), Some(b_all)) = (self.canary.histogram(), self.baseline.histogram())
         else {
             return pending(r);
         };
-        let (view_c, view_b) = self.view(spec.kind);
+        let (view_c, view_b) = self.view();
         let (Some(c), Some(b)) = (view_c.histogram(), view_b.histogram()) else {
             return pending(r);
         };
@@ -354,13 +515,6 @@ impl Track {
             Direction::Decrease => bq - cq > allowed(bq),
             Direction::Either => (cq - bq).abs() > allowed(bq),
         };
-        // Each band's comparisons cost a bound computation per quantile and
-        // arm: compute them once for both the effect and the decision.
-        let comparisons: Vec<Vec<QuantileComparison>> = self
-            .bands
-            .iter()
-            .map(QuantileShiftTest::comparisons)
-            .collect();
         let band = comparisons
             .first()
             .and_then(|c| c.iter().find(|cmp| cmp.canary.quantile == q))
@@ -445,7 +599,7 @@ impl Track {
             }
         };
         let (all_c, all_b) = (ec as f64 / nc as f64, eb as f64 / nb as f64);
-        let (view_c, view_b) = self.view(spec.kind);
+        let (view_c, view_b) = self.view();
         let rate = |x: &Cumulative| {
             let (n, e) = x.counts();
             if n == 0 {
@@ -454,7 +608,7 @@ impl Track {
                 e as f64 / n as f64
             }
         };
-        let (rc, rb) = (rate(&view_c), rate(&view_b));
+        let (rc, rb) = (rate(view_c), rate(view_b));
         let beyond = beyond_at(all_c, all_b) || beyond_at(rc, rb);
         let half = how.alpha / 2.0;
         let cs_c = proportion_cs(ec, nc, half).ok();
@@ -523,7 +677,7 @@ impl Track {
 
     /// SLO mode: the canary against an absolute target, with a time-uniform
     /// bound at `alpha` (already split across the SLO metrics).
-    fn assess_slo(&self, spec: &MetricSpec, alpha: f64) -> Assessment {
+    fn assess_slo(&mut self, spec: &MetricSpec, alpha: f64) -> Assessment {
         let mut r = self.base_result(spec);
         let Some(slo) = spec.slo else {
             return pending(r);
@@ -534,7 +688,10 @@ impl Track {
                 if h.is_empty() {
                     return pending(r);
                 }
-                let bound = fixed_quantile_bound(h, q, alpha);
+                let ranks = self
+                    .slo_ranks
+                    .get_or_insert_with(|| FixedQuantileRanks::new(q, alpha));
+                let bound = ranks.bound(h);
                 let s = DISTRIBUTION_SCALE;
                 (
                     bound.estimate.map_or(0.0, |v| v as f64 / s),

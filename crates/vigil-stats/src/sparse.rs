@@ -150,6 +150,12 @@ impl SparseHistogram {
         Ok(())
     }
 
+    /// The non-empty buckets as (bucket index, count) pairs, in increasing
+    /// order of index.
+    pub fn index_counts(&self) -> &[(u32, u64)] {
+        &self.buckets
+    }
+
     /// Number of non-empty buckets.
     pub fn bucket_count(&self) -> usize {
         self.buckets.len()

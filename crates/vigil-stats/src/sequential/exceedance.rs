@@ -89,16 +89,14 @@ impl QuantileExceedanceTest {
         if n_c == 0 || n_b == 0 {
             return;
         }
-        let mapped_c = self.map_canary(canary);
-        let mapped_b = self.map_baseline(baseline);
-        let threshold = pooled_quantile(&mapped_c, &mapped_b, self.quantile);
-        let x: u64 = mapped_c
-            .iter()
+        let threshold = self.pooled_threshold(canary, baseline);
+        let x: u64 = self
+            .map_canary(canary)
             .filter(|(v, _)| *v > threshold)
             .map(|(_, c)| c)
             .sum();
-        let y: u64 = mapped_b
-            .iter()
+        let y: u64 = self
+            .map_baseline(baseline)
             .filter(|(v, _)| *v > threshold)
             .map(|(_, c)| c)
             .sum();
@@ -108,52 +106,95 @@ impl QuantileExceedanceTest {
     }
 }
 
-/// (value, count) pairs on a scale where larger is worse.
-type Points = Vec<(f64, u64)>;
-
 impl QuantileExceedanceTest {
     fn exact(&self) -> bool {
         self.tolerance == 0.0 && self.tolerance_abs == 0.0
     }
 
     /// The canary's values with the tolerance taken off, at the bucket bound
-    /// that makes it look better. With no tolerance both arms are read at
+    /// that makes it look better, as (value, count) on a scale where larger
+    /// is worse, in bucket order (increasing values for `Increase`,
+    /// decreasing for `Decrease`). With no tolerance both arms are read at
     /// bucket lows, so shared buckets stay ties and labels exchangeable.
-    fn map_canary<C: BucketCounts + ?Sized>(&self, canary: &C) -> Points {
+    fn map_canary<'a, C: BucketCounts + ?Sized>(
+        &self,
+        canary: &'a C,
+    ) -> impl Iterator<Item = (f64, u64)> + 'a {
         let k = 1.0 + self.tolerance;
         let exact = self.exact();
-        canary
-            .buckets()
-            .map(|b| {
-                let v = match (self.direction, exact) {
-                    (Direction::Increase, true) => b.low as f64,
-                    (Direction::Decrease, true) => -(b.low as f64),
-                    (Direction::Increase, false) => (b.low as f64 - self.tolerance_abs) / k,
-                    (Direction::Decrease, false) => -(b.high as f64 + self.tolerance_abs) * k,
-                };
-                (v, b.count)
-            })
-            .collect()
+        let (direction, tolerance_abs) = (self.direction, self.tolerance_abs);
+        canary.buckets().map(move |b| {
+            let v = match (direction, exact) {
+                (Direction::Increase, true) => b.low as f64,
+                (Direction::Decrease, true) => -(b.low as f64),
+                (Direction::Increase, false) => (b.low as f64 - tolerance_abs) / k,
+                (Direction::Decrease, false) => -(b.high as f64 + tolerance_abs) * k,
+            };
+            (v, b.count)
+        })
     }
 
-    fn map_baseline<B: BucketCounts + ?Sized>(&self, baseline: &B) -> Points {
+    /// The baseline's values on the same scale, in bucket order.
+    fn map_baseline<'a, B: BucketCounts + ?Sized>(
+        &self,
+        baseline: &'a B,
+    ) -> impl Iterator<Item = (f64, u64)> + 'a {
         let exact = self.exact();
-        baseline
-            .buckets()
-            .map(|b| {
-                let v = if exact {
-                    b.low as f64
-                } else {
-                    b.value() as f64
-                };
-                let v = if self.direction == Direction::Increase {
-                    v
-                } else {
-                    -v
-                };
-                (v, b.count)
-            })
-            .collect()
+        let direction = self.direction;
+        baseline.buckets().map(move |b| {
+            let v = if exact {
+                b.low as f64
+            } else {
+                b.value() as f64
+            };
+            let v = if direction == Direction::Increase {
+                v
+            } else {
+                -v
+            };
+            (v, b.count)
+        })
+    }
+
+    /// The nearest-rank q-quantile of the pooled mapped values: one merge
+    /// of the two arms' buckets (both sorted on the mapped scale, upwards
+    /// for `Increase` and downwards for `Decrease`), no allocation.
+    fn pooled_threshold<C, B>(&self, canary: &C, baseline: &B) -> f64
+    where
+        C: BucketCounts + ?Sized,
+        B: BucketCounts + ?Sized,
+    {
+        let n: u64 = self.map_canary(canary).map(|(_, c)| c).sum::<u64>()
+            + self.map_baseline(baseline).map(|(_, c)| c).sum::<u64>();
+        let rank = ((self.quantile * n as f64).ceil() as u64).clamp(1, n.max(1));
+        let upwards = self.direction == Direction::Increase;
+        // Walking downwards, the same sample is the (n - rank + 1)-th.
+        let target = if upwards { rank } else { n - rank + 1 };
+        let mut a = self.map_canary(canary).peekable();
+        let mut b = self.map_baseline(baseline).peekable();
+        let mut seen = 0;
+        loop {
+            let take_a = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => {
+                    if upwards {
+                        x.0 <= y.0
+                    } else {
+                        x.0 >= y.0
+                    }
+                }
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => return f64::INFINITY,
+            };
+            let next = if take_a { a.next() } else { b.next() };
+            let Some((v, c)) = next else {
+                return f64::INFINITY;
+            };
+            seen += c;
+            if seen >= target {
+                return v;
+            }
+        }
     }
 }
 
@@ -161,22 +202,6 @@ impl EProcess for QuantileExceedanceTest {
     fn evidence(&self) -> Evidence {
         self.inner.evidence()
     }
-}
-
-/// The nearest-rank q-quantile of the pooled (value, count) pairs.
-fn pooled_quantile(a: &[(f64, u64)], b: &[(f64, u64)], q: f64) -> f64 {
-    let mut all: Vec<(f64, u64)> = a.iter().chain(b).copied().collect();
-    all.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let n: u64 = all.iter().map(|(_, c)| c).sum();
-    let rank = ((q * n as f64).ceil() as u64).clamp(1, n.max(1));
-    let mut seen = 0;
-    for (v, c) in &all {
-        seen += c;
-        if seen >= rank {
-            return *v;
-        }
-    }
-    f64::INFINITY
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! - [`counts`]: Dirichlet-multinomial / beta-binomial mixture e-values for
 //!   error counts.
 //! - [`quantile`]: time-uniform quantile bands, a sequential test on p50, p99...
+//! - [`cumulative`]: the histogram a test's cumulative (or rolling) arm
+//!   is kept in: slices added and removed in O(their buckets).
 //! - [`exceedance`]: per-slice tail exceedances of the pooled q-quantile, a
 //!   drift-robust sequential test of one quantile.
 //! - [`proportion`]: a time-uniform confidence sequence for an error rate.
@@ -15,6 +17,7 @@
 pub mod batch_rank;
 pub mod combine;
 pub mod counts;
+pub mod cumulative;
 pub mod exceedance;
 pub mod proportion;
 pub mod quantile;

@@ -36,10 +36,17 @@ pub fn proportion_cs(successes: u64, n: u64, alpha: f64) -> Result<(f64, f64), S
     let bisect = |mut inside: f64, mut outside: f64| {
         for _ in 0..100 {
             let mid = 0.5 * (inside + outside);
+            let before = (inside.to_bits(), outside.to_bits());
             if f(mid) < 0.0 {
                 inside = mid;
             } else {
                 outside = mid;
+            }
+            // Each step is a function of (inside, outside) alone: once a
+            // step changes neither (the ends are adjacent doubles, after
+            // about 60 steps), the remaining ones would not either.
+            if (inside.to_bits(), outside.to_bits()) == before {
+                break;
             }
         }
         inside

@@ -28,9 +28,9 @@
 
 use serde::Serialize;
 
+use super::cumulative::CumulativeHistogram;
 use crate::error::check_tolerance;
 use crate::histogram::{BucketCounts, RankIndex};
-use crate::sparse::SparseHistogram;
 use crate::{check_alpha, StatsError};
 
 /// Half-width, in probability, of the time-uniform band after `t` samples.
@@ -118,7 +118,6 @@ pub fn fixed_quantile_bound<H: BucketCounts + ?Sized>(
 
 /// As [`fixed_quantile_bound`], on a prepared [`RankIndex`].
 pub fn fixed_quantile_bound_indexed(index: &RankIndex, q: f64, alpha: f64) -> QuantileBound {
-    use super::counts::{ln_share_e_value, ShareAlternative};
     let n = index.len();
     let estimate = if n == 0 {
         None
@@ -135,6 +134,29 @@ pub fn fixed_quantile_bound_indexed(index: &RankIndex, q: f64, alpha: f64) -> Qu
             high: None,
         };
     }
+    let (s_min, s_max) = bisection_ranks(n, q, alpha);
+    let high = if s_max < n {
+        index.at_rank(s_max + 1).map(|b| b.high)
+    } else {
+        None
+    };
+    let low = if s_min >= 1 {
+        index.at_rank(s_min).map_or(0, |b| b.low)
+    } else {
+        0
+    };
+    QuantileBound {
+        quantile: q,
+        estimate,
+        low,
+        high,
+    }
+}
+
+/// The count boundaries (s_min, s_max) of [`fixed_quantile_bound`] at
+/// sample size `n` >= 1, by bisection from scratch.
+fn bisection_ranks(n: u64, q: f64, alpha: f64) -> (u64, u64) {
+    use super::counts::{ln_share_e_value, ShareAlternative};
     let threshold = (1.0 / alpha).ln();
     // Convex in s with its minimum (below 0) near n q.
     let e = |s: u64| {
@@ -178,21 +200,235 @@ pub fn fixed_quantile_bound_indexed(index: &RankIndex, q: f64, alpha: f64) -> Qu
         }
         ok
     };
-    let high = if s_max < n {
-        index.at_rank(s_max + 1).map(|b| b.high)
-    } else {
-        None
-    };
-    let low = if s_min >= 1 {
-        index.at_rank(s_min).map_or(0, |b| b.low)
-    } else {
-        0
-    };
-    QuantileBound {
-        quantile: q,
-        estimate,
-        low,
-        high,
+    (s_min, s_max)
+}
+
+/// The count boundaries [`fixed_quantile_bound`] computes for one quantile
+/// and level, kept from one look to the next: as the sample size grows the
+/// search for the new boundaries starts from the old ones (scaled), so a look
+/// costs a few e-value evaluations instead of two bisections over the whole
+/// sample. The boundaries are exactly those of [`fixed_quantile_bound`] (the
+/// e-value is convex in the count, so the boundary the bisection finds is the
+/// only crossing of the threshold on its side, whichever way it is reached).
+#[derive(Debug, Clone)]
+pub struct FixedQuantileRanks {
+    q: f64,
+    threshold: f64,
+    a: f64,
+    b: f64,
+    ln_q: f64,
+    ln_not_q: f64,
+    ln_beta_prior: f64,
+    /// The last (n, s_min, s_max).
+    last: Option<(u64, u64, u64)>,
+    /// The last argument of the log-gamma of the posterior total and its
+    /// value: the same for every count at one sample size (almost always).
+    total_lgamma: (f64, f64),
+}
+
+impl FixedQuantileRanks {
+    /// Boundaries for quantile `q` in (0, 1) at level 1 - `alpha`.
+    pub fn new(q: f64, alpha: f64) -> Self {
+        let (a, b) = (COUNT_PRIOR * q, COUNT_PRIOR * (1.0 - q));
+        Self {
+            q,
+            threshold: (1.0 / alpha).ln(),
+            a,
+            b,
+            ln_q: q.ln(),
+            ln_not_q: (1.0 - q).ln(),
+            ln_beta_prior: crate::special::ln_beta(a, b),
+            last: None,
+            total_lgamma: (f64::NAN, f64::NAN),
+        }
+    }
+
+    /// The quantile.
+    pub fn quantile(&self) -> f64 {
+        self.q
+    }
+
+    /// Whether count `s` of `n` is inside the boundaries: the two-sided
+    /// beta-binomial e-value of `fixed_quantile_bound`, term for term.
+    fn inside(&mut self, s: u64, n: u64) -> bool {
+        use crate::special::ln_gamma;
+        let (x, y) = (s as f64, (n - s) as f64);
+        let ln_null = x * self.ln_q + y * self.ln_not_q;
+        let (ax, by) = (self.a + x, self.b + y);
+        let sum = ax + by;
+        if sum.to_bits() != self.total_lgamma.0.to_bits() {
+            self.total_lgamma = (sum, ln_gamma(sum));
+        }
+        let ln_mix = ln_gamma(ax) + ln_gamma(by) - self.total_lgamma.1 - self.ln_beta_prior;
+        ln_mix - ln_null < self.threshold
+    }
+
+    /// (s_min, s_max) at sample size `n` >= 1.
+    pub fn ranks(&mut self, n: u64) -> (u64, u64) {
+        let centre = ((self.q * n as f64).round() as u64).min(n);
+        let guess = |s: u64| -> u64 {
+            match self.last {
+                Some((n0, ..)) if n0 > 0 => {
+                    let shift = (s as f64 - self.q * n0 as f64) * (n as f64 / n0 as f64).sqrt();
+                    (self.q * n as f64 + shift).round().max(0.0) as u64
+                }
+                _ => centre,
+            }
+        };
+        let (g_min, g_max) = match self.last {
+            Some((_, s_min, s_max)) => (guess(s_min), guess(s_max)),
+            None => (centre, centre),
+        };
+        let s_max = self.search_max(n, centre, g_max);
+        let s_min = self.search_min(n, centre, g_min);
+        self.last = Some((n, s_min, s_max));
+        (s_min, s_max)
+    }
+
+    /// n if n itself is inside, else the last s >= centre inside (centre
+    /// taken as inside, as the bisection takes it).
+    fn search_max(&mut self, n: u64, centre: u64, guess: u64) -> u64 {
+        if centre >= n {
+            return n;
+        }
+        let g = guess.clamp(centre, n - 1);
+        let (mut ok, mut bad);
+        if self.inside(g, n) {
+            ok = g;
+            let mut step = 1;
+            loop {
+                let s = ok + step;
+                if s >= n {
+                    if self.inside(n, n) {
+                        return n;
+                    }
+                    bad = n;
+                    break;
+                }
+                if self.inside(s, n) {
+                    ok = s;
+                    step *= 2;
+                } else {
+                    bad = s;
+                    break;
+                }
+            }
+        } else {
+            bad = g;
+            let mut step = 1;
+            loop {
+                if bad - centre <= step {
+                    ok = centre;
+                    break;
+                }
+                let s = bad - step;
+                if self.inside(s, n) {
+                    ok = s;
+                    break;
+                }
+                bad = s;
+                step *= 2;
+            }
+        }
+        while bad - ok > 1 {
+            let mid = ok + (bad - ok) / 2;
+            if self.inside(mid, n) {
+                ok = mid;
+            } else {
+                bad = mid;
+            }
+        }
+        ok
+    }
+
+    /// 0 if 0 is inside, else the first s <= centre inside.
+    fn search_min(&mut self, n: u64, centre: u64, guess: u64) -> u64 {
+        if centre == 0 {
+            return 0;
+        }
+        let g = guess.clamp(1, centre);
+        let (mut bad, mut ok);
+        if self.inside(g, n) {
+            ok = g;
+            let mut step = 1;
+            loop {
+                if ok <= step {
+                    if self.inside(0, n) {
+                        return 0;
+                    }
+                    bad = 0;
+                    break;
+                }
+                let s = ok - step;
+                if self.inside(s, n) {
+                    ok = s;
+                    step *= 2;
+                } else {
+                    bad = s;
+                    break;
+                }
+            }
+        } else {
+            bad = g;
+            let mut step = 1;
+            loop {
+                let s = bad + step;
+                if s >= centre {
+                    ok = centre;
+                    break;
+                }
+                if self.inside(s, n) {
+                    ok = s;
+                    break;
+                }
+                bad = s;
+                step *= 2;
+            }
+        }
+        while ok - bad > 1 {
+            let mid = bad + (ok - bad) / 2;
+            if self.inside(mid, n) {
+                ok = mid;
+            } else {
+                bad = mid;
+            }
+        }
+        ok
+    }
+
+    /// [`fixed_quantile_bound`] of `hist`, with the boundaries found from
+    /// the previous look's.
+    pub fn bound<H: BucketCounts + ?Sized>(&mut self, hist: &H) -> QuantileBound {
+        let q = self.q;
+        let n = hist.len();
+        if n == 0 {
+            return QuantileBound {
+                quantile: q,
+                estimate: None,
+                low: 0,
+                high: None,
+            };
+        }
+        let estimate = hist
+            .bucket_at_rank(((q * n as f64).ceil() as u64).clamp(1, n))
+            .map(|b| b.value());
+        let (s_min, s_max) = self.ranks(n);
+        let high = if s_max < n {
+            hist.bucket_at_rank(s_max + 1).map(|b| b.high)
+        } else {
+            None
+        };
+        let low = if s_min >= 1 {
+            hist.bucket_at_rank(s_min).map_or(0, |b| b.low)
+        } else {
+            0
+        };
+        QuantileBound {
+            quantile: q,
+            estimate,
+            low,
+            high,
+        }
     }
 }
 
@@ -229,90 +465,37 @@ pub struct QuantileComparison {
     pub decision: QuantileDecision,
 }
 
-/// Sequential test of "canary's quantile q is worse than the baseline's by
-/// more than the tolerance", for several quantiles, from cumulative
-/// histograms of each arm.
-#[derive(Debug, Clone)]
-pub struct QuantileShiftTest {
-    quantiles: Vec<f64>,
-    alpha: f64,
+/// How two quantile bounds decide: the canary may be worse than the
+/// baseline by a factor `1 + tolerance` plus `tolerance_abs` (histogram
+/// units) before it counts as a regression.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShiftRule {
     tolerance: f64,
     tolerance_abs: f64,
     direction: Direction,
-    canary: SparseHistogram,
-    baseline: SparseHistogram,
-    canary_index: RankIndex,
-    baseline_index: RankIndex,
-    ever_regressed: bool,
 }
 
-impl QuantileShiftTest {
-    /// A test of `quantiles` at level `alpha`; the canary may be worse by a
-    /// factor `tolerance` (0.1 = 10%) plus `tolerance_abs` (histogram units)
-    /// before it counts as a regression.
+impl ShiftRule {
+    /// A rule tolerating `tolerance` (0.1 = 10%) plus `tolerance_abs`.
     pub fn new(
-        quantiles: &[f64],
-        alpha: f64,
         tolerance: f64,
         tolerance_abs: f64,
         direction: Direction,
     ) -> Result<Self, StatsError> {
-        check_alpha("alpha", alpha)?;
-        if quantiles.is_empty() || quantiles.iter().any(|&q| !(q > 0.0 && q < 1.0)) {
-            return Err(StatsError::InvalidParameter {
-                name: "quantiles",
-                reason: "each must be in (0, 1)".into(),
-            });
-        }
         check_tolerance("tolerance", tolerance)?;
         check_tolerance("tolerance_abs", tolerance_abs)?;
         Ok(Self {
-            quantiles: quantiles.to_vec(),
-            alpha,
             tolerance,
             tolerance_abs,
             direction,
-            canary: SparseHistogram::new(),
-            baseline: SparseHistogram::new(),
-            canary_index: RankIndex::default(),
-            baseline_index: RankIndex::default(),
-            ever_regressed: false,
         })
     }
 
-    /// Adds new samples of each arm.
-    pub fn update<C, B>(&mut self, canary: &C, baseline: &B)
-    where
-        C: BucketCounts + ?Sized,
-        B: BucketCounts + ?Sized,
-    {
-        for b in canary.buckets() {
-            self.canary.record_n(b.low, b.count);
-        }
-        for b in baseline.buckets() {
-            self.baseline.record_n(b.low, b.count);
-        }
-        self.canary_index = self.canary.rank_index();
-        self.baseline_index = self.baseline.rank_index();
-        let alpha = self.alpha;
-        self.ever_regressed |= self
-            .quantiles
-            .iter()
-            .any(|&q| self.decide(q, alpha).decision == QuantileDecision::Regressed);
-    }
-
-    /// The samples seen so far, canary then baseline.
-    pub fn arms(&self) -> (&SparseHistogram, &SparseHistogram) {
-        (&self.canary, &self.baseline)
-    }
-
-    /// Whether the bands at level `alpha` separate for quantile `q`.
-    fn decide(&self, q: f64, alpha: f64) -> QuantileComparison {
-        // Each arm and quantile gets alpha / (2 m): a union bound over the
-        // 2 m statements, each holding at every look.
-        let share = alpha / (2.0 * self.quantiles.len() as f64);
-        let c = fixed_quantile_bound_indexed(&self.canary_index, q, share);
-        let b = fixed_quantile_bound_indexed(&self.baseline_index, q, share);
+    /// Whether the bands separate: a regression when the canary's lower
+    /// bound exceeds the tolerated multiple of the baseline's upper bound,
+    /// within tolerance when the canary's upper bound lies below the
+    /// tolerated multiple of the baseline's lower bound.
+    pub fn decide(&self, c: QuantileBound, b: QuantileBound) -> QuantileComparison {
         let (k, abs) = (1.0 + self.tolerance, self.tolerance_abs);
         let decision = match self.direction {
             Direction::Increase => {
@@ -347,13 +530,148 @@ impl QuantileShiftTest {
             decision,
         }
     }
+}
+
+fn check_quantiles(quantiles: &[f64]) -> Result<(), StatsError> {
+    if quantiles.is_empty() || quantiles.iter().any(|&q| !(q > 0.0 && q < 1.0)) {
+        return Err(StatsError::InvalidParameter {
+            name: "quantiles",
+            reason: "each must be in (0, 1)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The bounds a [`QuantileShiftTest`] compares, for arms the caller keeps:
+/// each arm and quantile at alpha / (2 m), every look's boundary search
+/// started from the previous look's ([`FixedQuantileRanks`]).
+#[derive(Debug, Clone)]
+pub struct QuantileBands {
+    canary: Vec<FixedQuantileRanks>,
+    baseline: Vec<FixedQuantileRanks>,
+}
+
+impl QuantileBands {
+    /// Bands for `quantiles`, simultaneously at level 1 - `alpha`.
+    pub fn new(quantiles: &[f64], alpha: f64) -> Result<Self, StatsError> {
+        check_alpha("alpha", alpha)?;
+        check_quantiles(quantiles)?;
+        // A union bound over the 2 m statements, each holding at every look.
+        let share = alpha / (2.0 * quantiles.len() as f64);
+        let ranks: Vec<_> = quantiles
+            .iter()
+            .map(|&q| FixedQuantileRanks::new(q, share))
+            .collect();
+        Ok(Self {
+            canary: ranks.clone(),
+            baseline: ranks,
+        })
+    }
+
+    /// The (canary, baseline) bounds of each quantile, in order.
+    pub fn bounds<'a, C, B>(
+        &'a mut self,
+        canary: &'a C,
+        baseline: &'a B,
+    ) -> impl Iterator<Item = (QuantileBound, QuantileBound)> + 'a
+    where
+        C: BucketCounts + ?Sized,
+        B: BucketCounts + ?Sized,
+    {
+        self.canary
+            .iter_mut()
+            .zip(self.baseline.iter_mut())
+            .map(|(c, b)| (c.bound(canary), b.bound(baseline)))
+    }
+}
+
+/// Sequential test of "canary's quantile q is worse than the baseline's by
+/// more than the tolerance", for several quantiles, from cumulative
+/// histograms of each arm.
+#[derive(Debug, Clone)]
+pub struct QuantileShiftTest {
+    quantiles: Vec<f64>,
+    rule: ShiftRule,
+    canary: CumulativeHistogram,
+    baseline: CumulativeHistogram,
+    bands: QuantileBands,
+    /// The comparisons on the data seen so far.
+    latest: Vec<QuantileComparison>,
+    ever_regressed: bool,
+}
+
+impl QuantileShiftTest {
+    /// A test of `quantiles` at level `alpha`; the canary may be worse by a
+    /// factor `tolerance` (0.1 = 10%) plus `tolerance_abs` (histogram units)
+    /// before it counts as a regression.
+    pub fn new(
+        quantiles: &[f64],
+        alpha: f64,
+        tolerance: f64,
+        tolerance_abs: f64,
+        direction: Direction,
+    ) -> Result<Self, StatsError> {
+        let bands = QuantileBands::new(quantiles, alpha)?;
+        let rule = ShiftRule::new(tolerance, tolerance_abs, direction)?;
+        let mut test = Self {
+            quantiles: quantiles.to_vec(),
+            rule,
+            canary: CumulativeHistogram::new(),
+            baseline: CumulativeHistogram::new(),
+            bands,
+            latest: Vec::new(),
+            ever_regressed: false,
+        };
+        test.look();
+        Ok(test)
+    }
+
+    /// Adds new samples of each arm.
+    pub fn update<C, B>(&mut self, canary: &C, baseline: &B)
+    where
+        C: BucketCounts + ?Sized,
+        B: BucketCounts + ?Sized,
+    {
+        for b in canary.buckets() {
+            self.canary.record_n(b.low, b.count);
+        }
+        for b in baseline.buckets() {
+            self.baseline.record_n(b.low, b.count);
+        }
+        self.look();
+        self.ever_regressed |= self
+            .latest
+            .iter()
+            .any(|c| c.decision == QuantileDecision::Regressed);
+    }
+
+    fn look(&mut self) {
+        let rule = self.rule;
+        self.latest = self
+            .bands
+            .bounds(&self.canary, &self.baseline)
+            .map(|(c, b)| rule.decide(c, b))
+            .collect();
+    }
+
+    /// The samples seen so far, canary then baseline.
+    pub fn arms(&self) -> (&CumulativeHistogram, &CumulativeHistogram) {
+        (&self.canary, &self.baseline)
+    }
+
+    /// Whether the bands at level `alpha` separate for quantile `q`.
+    fn decide(&self, q: f64, alpha: f64) -> QuantileComparison {
+        // Each arm and quantile gets alpha / (2 m): a union bound over the
+        // 2 m statements, each holding at every look.
+        let share = alpha / (2.0 * self.quantiles.len() as f64);
+        let c = fixed_quantile_bound(&self.canary, q, share);
+        let b = fixed_quantile_bound(&self.baseline, q, share);
+        self.rule.decide(c, b)
+    }
 
     /// The comparison of every quantile at the test's alpha.
     pub fn comparisons(&self) -> Vec<QuantileComparison> {
-        self.quantiles
-            .iter()
-            .map(|&q| self.decide(q, self.alpha))
-            .collect()
+        self.latest.clone()
     }
 
     /// Whether some quantile regressed at the test's alpha, now or at an
@@ -434,6 +752,42 @@ mod tests {
         let fixed = fixed_quantile_bound(&h, 0.99, 0.01);
         assert!(fixed.high.is_some(), "{fixed:?}");
         assert!(quantile_bound(&h, 0.99, 0.01).high.is_none());
+    }
+
+    #[test]
+    fn warm_started_ranks_equal_the_bisection() {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = |m: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % m
+        };
+        for q in [0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999] {
+            for alpha in [1e-9, 0.0025, 0.01, 0.1, 0.45] {
+                // Every n up to 600, then growing by random steps (as slices
+                // arrive) with an occasional long jump (a catch-up).
+                let mut ranks = FixedQuantileRanks::new(q, alpha);
+                let mut n = 0;
+                while n < 400_000 {
+                    n += if n < 600 {
+                        1
+                    } else if next(50) == 0 {
+                        next(50_000) + 1
+                    } else {
+                        next(300) + 1
+                    };
+                    assert_eq!(
+                        ranks.ranks(n),
+                        bisection_ranks(n, q, alpha),
+                        "q {q} alpha {alpha} n {n}"
+                    );
+                }
+                // A fresh search (no previous look) at a large n.
+                let mut cold = FixedQuantileRanks::new(q, alpha);
+                assert_eq!(cold.ranks(123_457), bisection_ranks(123_457, q, alpha));
+            }
+        }
     }
 
     #[test]
