@@ -8,6 +8,8 @@
 #   scripts/simulate_library.sh                   # 1,000 runs each, seed 1
 #   RUNS=100 scripts/simulate_library.sh          # a quicker look
 #   PEER_RUNS=200 scripts/simulate_library.sh     # fewer for the other methods
+#   METHODS=sequential scripts/simulate_library.sh  # only some methods
+#   SCENARIOS="aa tail" scripts/simulate_library.sh  # only some scenarios
 #
 # JSON per scenario and method lands in target/sim/. Needs python3 for the
 # table only.
@@ -16,11 +18,12 @@ cd "$(dirname "$0")/.."
 RUNS="${RUNS:-1000}"
 PEER_RUNS="${PEER_RUNS:-$RUNS}"
 SEED="${SEED:-1}"
+METHODS="${METHODS:-sequential fixed-horizon kayenta}"
 OUT="${OUT:-target/sim}"
 cargo build --release --quiet
 mkdir -p "$OUT"
 target/release/vigil simulate --list > "$OUT/list.txt"
-scenarios=$(awk '{print $1}' "$OUT/list.txt")
+scenarios="${SCENARIOS:-$(awk '{print $1}' "$OUT/list.txt")}"
 run() { # scenario method runs
   local start
   start=$(date +%s)
@@ -28,9 +31,12 @@ run() { # scenario method runs
     --json > "$OUT/$1.$2.json"
   echo "$1 $2 $3 runs: $(( $(date +%s) - start )) s" >&2
 }
-for s in $scenarios; do run "$s" sequential "$RUNS"; done
+has() { [[ " $METHODS " == *" $1 "* ]]; }
+if has sequential; then
+  for s in $scenarios; do run "$s" sequential "$RUNS"; done
+fi
 for s in $scenarios; do
-  run "$s" fixed-horizon "$PEER_RUNS"
-  run "$s" kayenta "$PEER_RUNS"
+  if has fixed-horizon; then run "$s" fixed-horizon "$PEER_RUNS"; fi
+  if has kayenta; then run "$s" kayenta "$PEER_RUNS"; fi
 done
 python3 scripts/simulate_table.py "$OUT"
