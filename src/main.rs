@@ -3,10 +3,15 @@
 //! Thin by design: parse arguments, read inputs, call the library crates,
 //! print. Errors are `anyhow` here, with context naming what was being done.
 
-mod compare;
+use vigil_judge::compare;
+mod bench;
+mod client;
+mod dev_broker;
 mod events;
 mod input;
 mod replay;
+mod serve;
+mod simulate;
 #[cfg(test)]
 mod test_support;
 
@@ -33,6 +38,18 @@ enum Command {
     Compare(CompareArgs),
     /// Run a recorded stream through the judge in stream time.
     Replay(replay::ReplayArgs),
+    /// Seeded replications of a traffic scenario through the judge.
+    Simulate(simulate::SimulateArgs),
+    /// Performance figures, each beside its baseline in the same run.
+    Bench(bench::BenchArgs),
+    /// Run a local Kafka-protocol broker with Vigil's topics (for development).
+    DevBroker(dev_broker::DevBrokerArgs),
+    /// Serve the gRPC and HTTP APIs (analyses, verdicts, ingest).
+    Serve(serve::ServeArgs),
+    /// Show the current verdict of an analysis (a client of `vigil serve`).
+    Verdict(client::VerdictArgs),
+    /// Follow verdict changes live (a client of `vigil serve`).
+    Watch(client::WatchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -98,6 +115,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compare(args) => run_compare(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::DevBroker(args) => dev_broker::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Verdict(args) => client::verdict(&args),
+        Command::Watch(args) => client::watch(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,11 +9,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{bail, Context as _};
 use serde::Serialize;
 use vigil_core::store::{Store, StoreConfig};
-use vigil_core::{AnalysisSpec, CoreError, MetricResult, SpecFormat, Timestamp, Verdict};
+use vigil_core::{
+    AnalysisSpec, CoreError, MetricResult, Sample, ServiceName, SpecFormat, Timestamp, Verdict,
+};
 use vigil_judge::{Analysis, TimelineEntry};
 
 use crate::events;
-use vigil_core::events::{LineResult, ReadError};
+use vigil_core::events::{EventError, LineOutcome, ReadError};
 
 /// Lines decoded per message to the judging thread, and messages in flight.
 const BATCH_LINES: usize = 1024;
@@ -24,15 +26,68 @@ enum Batch {
     /// The input opened under this display name.
     Opened(String),
     /// Decoded lines, in order.
-    Items(Vec<Result<LineResult, ReadError>>),
-    /// The input could not be opened or read; nothing follows.
+    Lines(Decoded),
+    /// The input could not be opened; nothing follows.
+    Failed(ReadError),
+}
+
+/// Consecutive decoded lines, their samples of the replayed service in one
+/// vector that the store records in slices of it. The judging thread sends
+/// a spent batch back, so that its samples are freed (and its vectors
+/// reused) on the decoding thread, which allocated them: the names they
+/// share are reference-counted, and counting up and down on one core is
+/// cheaper than on two.
+#[derive(Default)]
+struct Decoded {
+    entries: Vec<Entry>,
+    /// Samples of the replayed service, in order.
+    samples: Vec<Sample>,
+    /// The line of each sample.
+    lines: Vec<u64>,
+}
+
+impl Decoded {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.samples.clear();
+        self.lines.clear();
+    }
+}
+
+/// One line's worth of a [`Decoded`] batch.
+enum Entry {
+    /// A line's samples: `n` of the replayed service, from `start` in
+    /// [`Decoded::samples`], and `other` of other services (dropped).
+    Line {
+        n_events: usize,
+        start: usize,
+        n: usize,
+        other: u64,
+    },
+    /// A rejected line, or one rejected event of a line's array.
+    Rejected { line: u64, error: EventError },
+    /// Reading failed; nothing follows.
     Failed(ReadError),
 }
 
 /// Reads and decodes the input, sending batches until the input ends, an
-/// IO error stops it, or the receiver hangs up.
-fn decode(path: &std::path::Path, tx: &std::sync::mpsc::SyncSender<Batch>) {
-    let input = match events::open_input(path, std::io::stdin()) {
+/// IO error stops it, or the receiver hangs up. Keeps the samples of
+/// `service` only; spent batches come back on `spent`.
+fn decode(
+    path: &std::path::Path,
+    service: &ServiceName,
+    tx: &std::sync::mpsc::SyncSender<Batch>,
+    spent: &std::sync::mpsc::Receiver<Decoded>,
+) {
+    // A file is read and unpacked a few chunks ahead on a thread of its
+    // own; standard input is read here (a pipe's producer, zcat or a
+    // collector, already works in a process of its own).
+    let input = if path == std::path::Path::new("-") {
+        events::open_input(path, std::io::stdin())
+    } else {
+        events::open_input_prefetched(path, std::io::empty())
+    };
+    let input = match input {
         Ok(input) => input,
         Err(e) => {
             let _ = tx.send(Batch::Failed(e));
@@ -42,23 +97,91 @@ fn decode(path: &std::path::Path, tx: &std::sync::mpsc::SyncSender<Batch>) {
     if tx.send(Batch::Opened(input.name().to_owned())).is_err() {
         return;
     }
-    let mut batch = Vec::with_capacity(BATCH_LINES);
-    for item in input.events() {
-        batch.push(item);
-        if batch.len() == BATCH_LINES {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_LINES));
-            if tx.send(Batch::Items(full)).is_err() {
+    let next_batch = || match spent.try_recv() {
+        Ok(mut d) => {
+            d.clear();
+            d
+        }
+        Err(_) => Decoded::default(),
+    };
+    let mut batch = next_batch();
+    let mut reader = input.events();
+    loop {
+        // Samples are decoded straight into the batch.
+        let start = batch.samples.len();
+        let Some(item) = reader.next_into(&mut batch.samples) else {
+            break;
+        };
+        match item {
+            Ok(LineOutcome::Samples { line, n_events, .. }) => {
+                let n_decoded = batch.samples.len() - start;
+                let mut kept = start;
+                for i in start..batch.samples.len() {
+                    if batch.samples[i].service == *service {
+                        batch.samples.swap(kept, i);
+                        kept += 1;
+                    }
+                }
+                batch.samples.truncate(kept);
+                batch.lines.resize(kept, line);
+                batch.entries.push(Entry::Line {
+                    n_events,
+                    start,
+                    n: kept - start,
+                    other: (n_decoded - (kept - start)) as u64,
+                });
+            }
+            Ok(LineOutcome::Rejected { line, error }) => {
+                batch.entries.push(Entry::Rejected { line, error });
+            }
+            Err(e) => batch.entries.push(Entry::Failed(e)),
+        }
+        if batch.entries.len() >= BATCH_LINES {
+            let full = std::mem::replace(&mut batch, next_batch());
+            if tx.send(Batch::Lines(full)).is_err() {
                 return;
             }
         }
     }
-    if !batch.is_empty() {
-        let _ = tx.send(Batch::Items(batch));
+    if !batch.entries.is_empty() {
+        let _ = tx.send(Batch::Lines(batch));
     }
 }
 
 /// Malformed lines shown with their errors; the rest are only counted.
 const SHOWN_ERRORS: usize = 5;
+
+/// Records `d.samples[range]` as one batch and counts what the store
+/// refused, noting the first few invalid values with their lines.
+fn record(
+    store: &Store,
+    d: &Decoded,
+    range: std::ops::Range<usize>,
+    stats: &mut InputStats,
+    first_errors: &mut Vec<Rejection>,
+) {
+    if range.is_empty() {
+        return;
+    }
+    let base = range.start;
+    let outcome = store.record_batch(&d.samples[range]);
+    stats.samples_rejected += outcome.rejected.len() as u64;
+    for (i, error) in outcome.rejected {
+        // Older than the window or of the wrong kind is the stream's
+        // doing, not the line's: counted only.
+        if matches!(
+            error,
+            CoreError::TooOld { .. } | CoreError::KindMismatch { .. }
+        ) || first_errors.len() >= SHOWN_ERRORS
+        {
+            continue;
+        }
+        first_errors.push(Rejection {
+            line: d.lines[base + i],
+            error: error.to_string(),
+        });
+    }
+}
 
 /// Options of `vigil replay`.
 #[derive(Debug, clap::Args)]
@@ -139,12 +262,14 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     // and judging: the two halves of a replay cost about the same, and the
     // channel's bound keeps memory flat however large the input.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(CHANNEL_BATCHES);
+    let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Decoded>();
     let path = args.input.clone();
-    let decoder = std::thread::spawn(move || decode(&path, &tx));
+    let service = spec.service.clone();
+    let decoder = std::thread::spawn(move || decode(&path, &service, &tx, &spent_rx));
     let input_name = match rx.recv() {
         Ok(Batch::Opened(name)) => name,
         Ok(Batch::Failed(e)) => return Err(anyhow::Error::new(e).context("opening the events")),
-        Ok(Batch::Items(_)) | Err(_) => bail!(
+        Ok(Batch::Lines(_)) | Err(_) => bail!(
             "the event decoder stopped before opening {}",
             args.input.display()
         ),
@@ -153,85 +278,114 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let mut analysis: Option<Analysis> = None;
     let mut next_tick = f64::NEG_INFINITY;
     let mut stopped = false;
+    // The store's first refusals worth showing, noted by recorded batch.
+    let mut store_errors = Vec::new();
 
-    let items = rx.iter().flat_map(|batch| match batch {
-        Batch::Items(items) => items,
-        Batch::Failed(e) => vec![Err(e)],
-        Batch::Opened(_) => Vec::new(),
-    });
-    for item in items {
-        let item = item.context("reading the events")?;
-        match item {
-            LineResult::Rejected { line, error } => {
-                stats.lines_rejected += 1;
-                if stats.first_errors.len() < SHOWN_ERRORS {
-                    stats.first_errors.push(Rejection {
-                        line,
-                        error: error.to_string(),
-                    });
+    for batch in rx.iter() {
+        let d = match batch {
+            Batch::Lines(d) => d,
+            Batch::Failed(e) => return Err(anyhow::Error::new(e).context("reading the events")),
+            Batch::Opened(_) => continue,
+        };
+        // Samples from `unrecorded` on wait to be recorded as one batch,
+        // before the next tick or at the end of this one: the store groups
+        // a batch by series and slice, several times cheaper than sample
+        // by sample, and the judge only reads complete slices.
+        let mut unrecorded = 0;
+        let mut read_failed = false;
+        for entry in &d.entries {
+            match entry {
+                Entry::Failed(_) => {
+                    read_failed = true;
+                    break;
                 }
-            }
-            LineResult::Samples {
-                line,
-                n_events,
-                samples,
-            } => {
-                stats.events += n_events as u64;
-                for sample in samples {
-                    stats.samples += 1;
-                    if sample.service != spec.service {
-                        stats.other_services += 1;
-                        continue;
+                Entry::Rejected { line, error } => {
+                    stats.lines_rejected += 1;
+                    if stats.first_errors.len() < SHOWN_ERRORS {
+                        stats.first_errors.push(Rejection {
+                            line: *line,
+                            error: error.to_string(),
+                        });
                     }
-                    let ts = sample.ts;
-                    stats.stream_start = Some(stats.stream_start.map_or(ts, |s: f64| s.min(ts)));
-                    stats.stream_end = Some(stats.stream_end.map_or(ts, |e: f64| e.max(ts)));
-                    // Tick at each slice boundary the stream crosses, before
-                    // recording the sample that crossed it.
-                    let a = match &mut analysis {
-                        Some(a) => a,
-                        None => {
-                            let mut a = Analysis::new("replay", spec.clone(), ts)?;
-                            if args.keep_going {
-                                a.keep_judging_after_decision();
+                }
+                Entry::Line {
+                    n_events,
+                    start,
+                    n,
+                    other,
+                } => {
+                    stats.events += *n_events as u64;
+                    // Counted as met, as the stream is judged (an early
+                    // stop leaves the rest of the line uncounted).
+                    stats.samples += other;
+                    stats.other_services += other;
+                    for i in *start..start + n {
+                        stats.samples += 1;
+                        let ts = d.samples[i].ts;
+                        stats.stream_start =
+                            Some(stats.stream_start.map_or(ts, |s: f64| s.min(ts)));
+                        stats.stream_end = Some(stats.stream_end.map_or(ts, |e: f64| e.max(ts)));
+                        // Tick at each slice boundary the stream crosses,
+                        // after recording the samples before it and before
+                        // recording the sample that crossed it.
+                        let a = match &mut analysis {
+                            Some(a) => a,
+                            None => {
+                                let mut a = Analysis::new("replay", spec.clone(), ts)?;
+                                if args.keep_going {
+                                    a.keep_judging_after_decision();
+                                }
+                                next_tick = ((ts / slice).floor() + 1.0) * slice;
+                                analysis.insert(a)
                             }
-                            next_tick = ((ts / slice).floor() + 1.0) * slice;
-                            analysis.insert(a)
+                        };
+                        if ts >= next_tick {
+                            record(&store, &d, unrecorded..i, &mut stats, &mut store_errors);
+                            unrecorded = i;
                         }
-                    };
-                    while ts >= next_tick {
-                        let report = a.tick(&store, next_tick);
-                        next_tick += slice;
-                        if report.verdict.is_terminal() && !args.keep_going {
-                            stopped = true;
+                        while ts >= next_tick {
+                            let report = a.tick(&store, next_tick);
+                            next_tick += slice;
+                            if report.verdict.is_terminal() && !args.keep_going {
+                                stopped = true;
+                                break;
+                            }
+                        }
+                        if stopped {
                             break;
                         }
                     }
-                    if stopped {
-                        break;
-                    }
-                    match store.record(&sample) {
-                        Ok(()) => {}
-                        Err(CoreError::TooOld { .. } | CoreError::KindMismatch { .. }) => {
-                            stats.samples_rejected += 1
-                        }
-                        Err(e) => {
-                            stats.samples_rejected += 1;
-                            if stats.first_errors.len() < SHOWN_ERRORS {
-                                stats.first_errors.push(Rejection {
-                                    line,
-                                    error: e.to_string(),
-                                });
-                            }
-                        }
-                    }
                 }
             }
+            if stopped {
+                break;
+            }
         }
+        if read_failed {
+            if let Some(Entry::Failed(e)) = d
+                .entries
+                .into_iter()
+                .find(|e| matches!(e, Entry::Failed(_)))
+            {
+                return Err(anyhow::Error::new(e).context("reading the events"));
+            }
+            bail!("reading the events failed");
+        }
+        if !stopped {
+            let end = d.samples.len();
+            record(&store, &d, unrecorded..end, &mut stats, &mut store_errors);
+        }
+        // Back to the decoder to be freed there; gone if it has finished.
+        let _ = spent_tx.send(d);
         if stopped {
             break;
         }
     }
+    // Errors were noted from lines as read and from the store by batch:
+    // keep the first few by line.
+    stats.first_errors.append(&mut store_errors);
+    stats.first_errors.sort_by_key(|r| r.line);
+    stats.first_errors.truncate(SHOWN_ERRORS);
 
     // Dropping the receiver stops a decoder still reading (early stop).
     drop(rx);

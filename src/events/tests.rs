@@ -12,6 +12,17 @@ fn read_all(content: &[u8]) -> Vec<Result<LineResult, ReadError>> {
         .collect()
 }
 
+/// Opens a file as the replay does: directly, or read and unpacked ahead
+/// on a thread of its own. Both must read the same.
+type Opener = fn(&Path) -> Result<Input<'static>, ReadError>;
+
+const OPENERS: [(&str, Opener); 2] = [
+    ("direct", |path| open_input(path, io::empty())),
+    ("prefetched", |path| {
+        open_input_prefetched(path, io::empty())
+    }),
+];
+
 #[test]
 fn gzip_is_unpacked_from_files_and_stdin() {
     let event = |ts: u32| {
@@ -23,13 +34,16 @@ fn gzip_is_unpacked_from_files_and_stdin() {
     packed.extend(gzip(event(1000).as_bytes()));
 
     let dir = TempDir::new();
-    for (name, content) in [
+    for ((name, content), (how, open)) in [
         ("a.jsonl", plain.as_bytes()),
         ("a.jsonl.gz", &packed),
         ("gz-without-suffix", &packed),
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|file| OPENERS.map(|opener| (file, opener)))
+    {
         let path = dir.write(name, content);
-        let input = open_input(&path, io::empty()).unwrap();
+        let input = open(&path).unwrap();
         assert_eq!(input.name(), path.display().to_string());
         let results: Vec<_> = input.events().collect::<Result<_, _>>().unwrap();
         let n_samples: usize = results
@@ -40,7 +54,7 @@ fn gzip_is_unpacked_from_files_and_stdin() {
             })
             .sum();
         let expected = if name == "a.jsonl" { 2000 } else { 2002 };
-        assert_eq!(n_samples, expected, "{name}");
+        assert_eq!(n_samples, expected, "{name} {how}");
     }
     assert_eq!(read_all(&packed).len(), 1001);
     assert_eq!(
@@ -60,13 +74,17 @@ fn truncated_gzip_is_a_read_error_naming_the_file() {
         .collect();
     let packed = gzip(content.as_bytes());
     let dir = TempDir::new();
-    for (name, bytes) in [
+    for ((name, bytes), (how, open)) in [
         ("truncated.jsonl.gz", &packed[..packed.len() / 2]),
         ("corrupt-header.jsonl.gz", &b"\x1f\x8b\x08garbage"[..]),
         ("no-trailer.jsonl.gz", &packed[..packed.len() - 4]),
-    ] {
-        let path = dir.write(name, bytes);
-        let results: Vec<_> = open_input(&path, io::empty()).unwrap().events().collect();
+    ]
+    .into_iter()
+    .flat_map(|file| OPENERS.map(|opener| (file, opener)))
+    {
+        let name = format!("{how}-{name}");
+        let path = dir.write(&name, bytes);
+        let results: Vec<_> = open(&path).unwrap().events().collect();
         let (last, before) = results.split_last().unwrap();
         assert!(
             before
@@ -91,9 +109,11 @@ fn truncated_gzip_is_a_read_error_naming_the_file() {
 fn missing_file_is_an_open_error() {
     let dir = TempDir::new();
     let path = dir.path.join("nope.jsonl");
-    let error = open_input(&path, io::empty()).unwrap_err();
-    assert_eq!(error.to_string(), format!("cannot open {}", path.display()));
-    assert!(std::error::Error::source(&error).is_some());
+    for (_, open) in OPENERS {
+        let error = open(&path).unwrap_err();
+        assert_eq!(error.to_string(), format!("cannot open {}", path.display()));
+        assert!(std::error::Error::source(&error).is_some());
+    }
 }
 
 /// A gzipped stream cut anywhere ends in samples, rejections or one read

@@ -360,12 +360,37 @@ enum LineRead {
     End,
 }
 
-impl<R: BufRead> Iterator for EventReader<R> {
-    type Item = Result<LineResult, ReadError>;
+/// What [`EventReader::next_into`] read: like [`LineResult`], with the
+/// samples appended to the caller's vector.
+#[derive(Debug)]
+pub enum LineOutcome {
+    /// A line's valid events gave `n_samples` samples (at least one), now
+    /// at the end of the caller's vector.
+    Samples {
+        /// 1-based line number.
+        line: u64,
+        /// How many events the samples came from.
+        n_events: usize,
+        /// How many samples were appended.
+        n_samples: usize,
+    },
+    /// A rejected line, or one rejected event of a line's array.
+    Rejected {
+        /// 1-based line number.
+        line: u64,
+        /// Why.
+        error: EventError,
+    },
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
+impl<R: BufRead> EventReader<R> {
+    /// The next result, as [`Iterator::next`] gives it, with the line's
+    /// samples appended to `out` rather than in a vector of their own: a
+    /// reader of many lines keeps one vector and allocates nothing per
+    /// line.
+    pub fn next_into(&mut self, out: &mut Vec<Sample>) -> Option<Result<LineOutcome, ReadError>> {
         if let Some(error) = self.pending.pop_front() {
-            return Some(Ok(LineResult::Rejected {
+            return Some(Ok(LineOutcome::Rejected {
                 line: self.line,
                 error,
             }));
@@ -383,7 +408,7 @@ impl<R: BufRead> Iterator for EventReader<R> {
                     return None;
                 }
                 Ok(LineRead::TooLong) => {
-                    return Some(Ok(LineResult::Rejected {
+                    return Some(Ok(LineOutcome::Rejected {
                         line,
                         error: EventError::LineTooLong {
                             max: MAX_LINE_BYTES,
@@ -407,7 +432,7 @@ impl<R: BufRead> Iterator for EventReader<R> {
             let text = match std::str::from_utf8(bytes) {
                 Ok(text) => text.trim(),
                 Err(error) => {
-                    return Some(Ok(LineResult::Rejected {
+                    return Some(Ok(LineOutcome::Rejected {
                         line,
                         error: EventError::InvalidUtf8 {
                             valid_up_to: error.valid_up_to(),
@@ -418,28 +443,44 @@ impl<R: BufRead> Iterator for EventReader<R> {
             if text.is_empty() || text.starts_with('#') {
                 continue;
             }
-            // Most lines hold one request event, which gives two samples.
-            let mut samples = Vec::with_capacity(2);
-            match self
-                .decoder
-                .decode_line(text, &mut samples, &mut self.pending)
-            {
-                Err(error) => return Some(Ok(LineResult::Rejected { line, error })),
-                Ok(n_events) if !samples.is_empty() => {
-                    return Some(Ok(LineResult::Samples {
+            let before = out.len();
+            match self.decoder.decode_line(text, out, &mut self.pending) {
+                Err(error) => {
+                    out.truncate(before);
+                    return Some(Ok(LineOutcome::Rejected { line, error }));
+                }
+                Ok(n_events) if out.len() > before => {
+                    return Some(Ok(LineOutcome::Samples {
                         line,
                         n_events,
-                        samples,
+                        n_samples: out.len() - before,
                     }))
                 }
                 Ok(_) => {
                     if let Some(error) = self.pending.pop_front() {
-                        return Some(Ok(LineResult::Rejected { line, error }));
+                        return Some(Ok(LineOutcome::Rejected { line, error }));
                     }
                     // An empty array: nothing to report, like a blank line.
                 }
             }
         }
+    }
+}
+
+impl<R: BufRead> Iterator for EventReader<R> {
+    type Item = Result<LineResult, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // Most lines hold one request event, which gives two samples.
+        let mut samples = Vec::with_capacity(2);
+        Some(self.next_into(&mut samples)?.map(|outcome| match outcome {
+            LineOutcome::Samples { line, n_events, .. } => LineResult::Samples {
+                line,
+                n_events,
+                samples,
+            },
+            LineOutcome::Rejected { line, error } => LineResult::Rejected { line, error },
+        }))
     }
 }
 

@@ -4,13 +4,18 @@
 //! slices (`slice_secs` long, 10 s by default) covering `window_secs` of
 //! stream time. The judge compares arms slice by slice (within the same
 //! slice both arms saw the same load), and old slices expire as stream time
-//! advances. Distribution slices are [`SparseHistogram`]s: only non-empty
-//! buckets, a few hundred bytes for a typical 10-second slice.
+//! advances. Readers get distribution slices as [`SparseHistogram`]s (only
+//! non-empty buckets); inside, a series keeps its completed slices
+//! delta-encoded in one byte ring, about 2 bytes per non-empty bucket, and
+//! only the newest slice as plain pairs (see `store/series.rs`). A series
+//! of 180 slices of 5 to 20 samples takes about 6 KB.
 //!
 //! Concurrency: series live in a `DashMap` (sharded locks), so ingest
 //! writers and judge readers contend only on the shard of the series they
 //! touch; recording a sample is a hash lookup plus a bucket increment in
-//! the newest slice. No lock is held across calls.
+//! the newest slice. [`Store::record_batch`] groups a batch by series and
+//! slice first, so a group takes its series' lock once. No lock is held
+//! across calls.
 //!
 //! Bounds: labels outside the allow-list are dropped; past
 //! `max_label_sets_per_service` distinct label sets a service's new label
@@ -21,18 +26,23 @@
 //! Every labelled sample is also recorded into the series' aggregate (no
 //! labels), so the metric as a whole is read without merging its labels.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
+use vigil_stats::sparse::bucket_index;
 use vigil_stats::{BucketCounts, SparseHistogram};
 
 use crate::event::{Observation, Sample, Timestamp};
 use crate::metric::DISTRIBUTION_SCALE;
 use crate::names::{Labels, MetricName, SeriesKey, ServiceName, Version};
 use crate::CoreError;
+
+mod series;
+
+use series::{Delta, Scratch, Series};
 
 /// Label value that samples over the cardinality limit fold into.
 pub const OTHER: &str = "other";
@@ -87,19 +97,6 @@ pub enum SliceData {
 }
 
 impl SliceData {
-    fn heap_bytes(&self) -> usize {
-        match self {
-            SliceData::Distribution(h) => h.heap_bytes(),
-            SliceData::Counts { .. } => 0,
-        }
-    }
-
-    fn shrink_to_fit(&mut self) {
-        if let SliceData::Distribution(h) = self {
-            h.shrink_to_fit();
-        }
-    }
-
     /// Samples (or requests) in the slice.
     pub fn count(&self) -> u64 {
         match self {
@@ -135,35 +132,6 @@ pub struct Slice {
     pub index: i64,
     /// What was recorded in it.
     pub data: SliceData,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Series {
-    slices: VecDeque<Slice>,
-    /// Logical time of the last update, for least-recently-updated eviction.
-    touched: u64,
-    /// Derived from the slices (recomputed on restore), so not serialised:
-    /// snapshots of the same data are byte-identical.
-    #[serde(skip)]
-    bytes: usize,
-}
-
-/// Fixed overhead per series, in bytes, on top of its slices' heap (key,
-/// map entry, ring): measured, see the store benchmark.
-const SERIES_OVERHEAD: usize = 160;
-const SLICE_OVERHEAD: usize = std::mem::size_of::<Slice>();
-
-impl Series {
-    fn recompute_bytes(&mut self) -> usize {
-        self.bytes = SERIES_OVERHEAD
-            + self.slices.capacity() * SLICE_OVERHEAD
-            + self
-                .slices
-                .iter()
-                .map(|s| s.data.heap_bytes())
-                .sum::<usize>();
-        self.bytes
-    }
 }
 
 /// Counters of what the store did with its input.
@@ -285,20 +253,27 @@ impl Store {
             Ok(()) => {
                 self.stats.recorded.fetch_add(1, Ordering::Relaxed);
             }
-            Err(CoreError::TooOld { .. }) => {
-                self.stats.too_old.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(CoreError::KindMismatch { .. }) => {
-                self.stats.kind_mismatch.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.stats.invalid.fetch_add(1, Ordering::Relaxed);
-            }
+            Err(e) => self.count_rejection(e),
         }
         result
     }
 
-    fn record_inner(&self, sample: &Sample) -> Result<(), CoreError> {
+    fn count_rejection(&self, error: &CoreError) {
+        let counter = match error {
+            CoreError::TooOld { .. } => &self.stats.too_old,
+            CoreError::KindMismatch { .. } => &self.stats.kind_mismatch,
+            _ => &self.stats.invalid,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Validates a sample: its contribution and slice, and the window's
+    /// oldest slice given the high-water mark `high` (updated).
+    fn place(
+        &self,
+        sample: &Sample,
+        high: &mut i64,
+    ) -> Result<(Contribution, i64, i64), CoreError> {
         if !sample.ts.is_finite() {
             return Err(CoreError::NotFinite {
                 what: "timestamp",
@@ -307,165 +282,268 @@ impl Store {
         }
         let data = contribution(&sample.observation)?;
         let slice = self.slice_of(sample.ts);
-        let high = self
-            .high_water
-            .fetch_max(slice, Ordering::AcqRel)
-            .max(slice);
-        let oldest = high - self.config.window_slices() + 1;
+        *high = (*high).max(slice);
+        let oldest = *high - self.config.window_slices() + 1;
         if slice < oldest {
             return Err(CoreError::TooOld {
                 ts: sample.ts,
                 window_start: self.slice_start(oldest),
             });
         }
-        let labels = self.kept_labels(&sample.service, &sample.labels);
-        let aggregate = SeriesKey {
+        Ok((data, slice, oldest))
+    }
+
+    fn record_inner(&self, sample: &Sample) -> Result<(), CoreError> {
+        let mut high = self.high_water.load(Ordering::Acquire);
+        let (data, slice, _) = self.place(sample, &mut high)?;
+        let high = self
+            .high_water
+            .fetch_max(slice, Ordering::AcqRel)
+            .max(slice);
+        let oldest = high - self.config.window_slices() + 1;
+        let (labels, _) = self.kept_labels(&sample.service, &sample.labels);
+        let mut key = SeriesKey {
             service: sample.service.clone(),
             version: sample.version.clone(),
             metric: sample.metric.clone(),
             labels: Labels::empty(),
         };
+        let delta = data.delta();
+        let delta = delta.as_delta();
         // Check the kind before writing anything, so a mismatch leaves no
         // half-recorded sample behind.
-        self.check_kind(&aggregate, &data)?;
+        self.check_kind(&key, delta)?;
+        let mut scratch = Scratch::default();
         if !labels.is_empty() {
-            let labelled = SeriesKey {
-                labels: labels.clone(),
-                ..aggregate.clone()
-            };
-            self.check_kind(&labelled, &data)?;
+            let aggregate = std::mem::replace(&mut key.labels, labels);
+            self.check_kind(&key, delta)?;
             // The index only changes when a labelled series is created.
-            if self.add(labelled, slice, oldest, &data) {
-                self.index
-                    .entry((
-                        sample.service.clone(),
-                        sample.version.clone(),
-                        sample.metric.clone(),
-                    ))
-                    .or_default()
-                    .insert(labels);
+            if self.add(&key, slice, oldest, delta, &mut scratch) {
+                self.index_label_set(&key);
             }
+            key.labels = aggregate;
         }
-        self.add(aggregate, slice, oldest, &data);
+        self.add(&key, slice, oldest, delta, &mut scratch);
         if self.bytes.load(Ordering::Relaxed) > self.config.memory_budget_bytes {
             self.evict();
         }
         Ok(())
     }
 
-    fn check_kind(&self, key: &SeriesKey, data: &Contribution) -> Result<(), CoreError> {
-        let Some(series) = self.series.get(key) else {
-            return Ok(());
-        };
-        let Some(existing) = series.slices.back() else {
-            return Ok(());
-        };
-        let same = matches!(
-            (&existing.data, data),
-            (
-                SliceData::Distribution(_),
-                Contribution::Value(_) | Contribution::Histogram(_)
-            ) | (SliceData::Counts { .. }, Contribution::Counts { .. })
-        );
-        if same {
-            Ok(())
-        } else {
-            let (kind, observation) = match existing.data {
-                SliceData::Distribution(_) => (crate::MetricKind::Latency, "counter"),
-                SliceData::Counts { .. } => (crate::MetricKind::ErrorRate, "value"),
+    /// Records a batch of samples: the same result as recording them one by
+    /// one with [`Store::record`] (with a single writer; concurrent writers
+    /// interleave by batch), at a fraction of the cost. Samples are grouped
+    /// by series and slice, and each group takes its series' lock once.
+    ///
+    /// Refused samples are returned with their index in `samples` and the
+    /// error [`Store::record`] would have given, and counted in
+    /// [`StoreStats`]; the others are recorded.
+    pub fn record_batch(&self, samples: &[Sample]) -> BatchOutcome {
+        let mut outcome = BatchOutcome::default();
+        let mut batch = Batch::default();
+        let mut high = self.high_water.load(Ordering::Acquire);
+        for (i, sample) in samples.iter().enumerate() {
+            if let Err(error) = self.batch_one(sample, &mut high, &mut batch) {
+                self.count_rejection(&error);
+                outcome.rejected.push((i, error));
+            }
+        }
+        outcome.recorded = samples.len() - outcome.rejected.len();
+        // Stream time moves even if the samples that moved it were refused
+        // later (for their kind), as one by one.
+        let high = self.high_water.fetch_max(high, Ordering::AcqRel).max(high);
+        if batch.groups.is_empty() {
+            return outcome;
+        }
+        let window_oldest = high - self.config.window_slices() + 1;
+        let mut scratch = Scratch::default();
+        for group in &mut batch.groups {
+            let labels = &batch.kept[group.labels];
+            let mut key = SeriesKey {
+                service: group.service.clone(),
+                version: group.version.clone(),
+                metric: group.metric.clone(),
+                labels: Labels::empty(),
             };
-            Err(CoreError::KindMismatch {
-                metric: key.metric.to_string(),
-                kind,
-                observation,
-            })
+            let slice = group.slice;
+            let delta = group.delta();
+            // A slice that fell out of the window during the batch is still
+            // applied (and hidden from readers), as one by one.
+            let oldest = window_oldest.min(slice);
+            if !labels.is_empty() {
+                let aggregate = std::mem::replace(&mut key.labels, labels.clone());
+                if self.add(&key, slice, oldest, delta, &mut scratch) {
+                    self.index_label_set(&key);
+                }
+                key.labels = aggregate;
+            }
+            self.add(&key, slice, oldest, delta, &mut scratch);
+            if self.bytes.load(Ordering::Relaxed) > self.config.memory_budget_bytes {
+                self.evict();
+            }
+        }
+        self.stats
+            .recorded
+            .fetch_add(outcome.recorded as u64, Ordering::Relaxed);
+        outcome
+    }
+
+    /// Validates one sample of a batch and adds it to its group.
+    fn batch_one<'s>(
+        &self,
+        sample: &'s Sample,
+        high: &mut i64,
+        batch: &mut Batch<'s>,
+    ) -> Result<(), CoreError> {
+        let (data, slice, _) = self.place(sample, high)?;
+        let labels = batch.kept_labels(self, &sample.service, &sample.labels);
+        let names = batch.name_ids(sample);
+        let delta = data.delta();
+        let delta = delta.as_delta();
+        let is_distribution = matches!(delta, Delta::Buckets(_));
+        // Kinds as one by one: the aggregate's, then the labelled series'.
+        let mut series = [(names, NO_LABELS), (names, labels)];
+        let n_series = if batch.kept[labels].is_empty() { 1 } else { 2 };
+        for &(names, labels) in &series[..n_series] {
+            let kind = match batch.kinds.get(&(names, labels)) {
+                Some(&kind) => kind,
+                None => {
+                    let key = SeriesKey {
+                        service: sample.service.clone(),
+                        version: sample.version.clone(),
+                        metric: sample.metric.clone(),
+                        labels: batch.kept[labels].clone(),
+                    };
+                    let kind = self.series.get(&key).map(|s| s.is_distribution());
+                    batch.kinds.insert((names, labels), kind);
+                    kind
+                }
+            };
+            if let Some(kind) = kind {
+                if kind != is_distribution {
+                    return Err(kind_mismatch(&sample.metric, kind));
+                }
+            }
+        }
+        for (names, labels) in &mut series[..n_series] {
+            batch.kinds.insert((*names, *labels), Some(is_distribution));
+        }
+        let group = match batch.group_of.get(&(names, labels, slice)) {
+            Some(&g) => g,
+            None => {
+                batch.groups.push(Group {
+                    service: sample.service.clone(),
+                    version: sample.version.clone(),
+                    metric: sample.metric.clone(),
+                    labels,
+                    slice,
+                    buckets: Vec::new(),
+                    requests: 0,
+                    errors: 0,
+                    is_distribution,
+                });
+                batch
+                    .group_of
+                    .insert((names, labels, slice), batch.groups.len() - 1);
+                batch.groups.len() - 1
+            }
+        };
+        let group = &mut batch.groups[group];
+        match delta {
+            Delta::Buckets(b) => group.buckets.extend_from_slice(b),
+            Delta::Counts { requests, errors } => {
+                group.requests += requests;
+                group.errors += errors;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_kind(&self, key: &SeriesKey, delta: Delta<'_>) -> Result<(), CoreError> {
+        match self.series.get(key) {
+            Some(series) if !series.accepts(delta) => {
+                Err(kind_mismatch(&key.metric, series.is_distribution()))
+            }
+            _ => Ok(()),
         }
     }
 
-    fn kept_labels(&self, service: &ServiceName, labels: &Labels) -> Labels {
+    /// The labels of a sample the store keeps, and whether they folded
+    /// into `other` (counted).
+    fn kept_labels(&self, service: &ServiceName, labels: &Labels) -> (Labels, bool) {
         let allow = &self.config.label_allow_list;
-        let kept: Vec<(&str, &str)> = labels
-            .iter()
-            .filter(|(k, _)| allow.iter().any(|a| a == k))
-            .collect();
+        let kept = if labels.iter().all(|(k, _)| allow.iter().any(|a| a == k)) {
+            // Usually every label is on the allow-list: no new label set.
+            labels.clone()
+        } else {
+            let kept: Vec<(&str, &str)> = labels
+                .iter()
+                .filter(|(k, _)| allow.iter().any(|a| a == k))
+                .collect();
+            if kept.is_empty() {
+                return (Labels::empty(), false);
+            }
+            Labels::from_pairs(kept)
+        };
         if kept.is_empty() {
-            return Labels::empty();
+            return (kept, false);
         }
-        let kept = Labels::from_pairs(kept);
         // Fast path under a read lock: a label set seen before.
         if self
             .label_sets
             .get(service)
             .is_some_and(|sets| sets.contains(&kept))
         {
-            return kept;
+            return (kept, false);
         }
         let mut sets = self.label_sets.entry(service.clone()).or_default();
         if sets.contains(&kept) {
-            return kept;
+            return (kept, false);
         }
         if sets.len() < self.config.max_label_sets_per_service {
             sets.insert(kept.clone());
-            return kept;
+            return (kept, false);
         }
         self.stats.folded_into_other.fetch_add(1, Ordering::Relaxed);
         let other = Labels::from_pairs(kept.iter().map(|(k, _)| (k, OTHER)));
         sets.insert(other.clone());
-        other
+        (other, true)
+    }
+
+    /// Notes a new labelled series in the per-metric index of label sets.
+    fn index_label_set(&self, key: &SeriesKey) {
+        self.index
+            .entry((key.service.clone(), key.version.clone(), key.metric.clone()))
+            .or_default()
+            .insert(key.labels.clone());
     }
 
     /// Adds a slice contribution to a series; returns whether the series
-    /// was created by it.
-    fn add(&self, key: SeriesKey, slice: i64, oldest: i64, data: &Contribution) -> bool {
+    /// was created by it. One lookup with a borrowed key when the series
+    /// exists; the key is cloned only to create it.
+    fn add(
+        &self,
+        key: &SeriesKey,
+        slice: i64,
+        oldest: i64,
+        delta: Delta<'_>,
+        scratch: &mut Scratch,
+    ) -> bool {
         let touched = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut created = false;
-        let mut series = self.series.entry(key).or_insert_with(|| {
-            created = true;
-            Series {
-                slices: VecDeque::new(),
-                touched,
-                bytes: 0,
-            }
-        });
-        // Account bytes incrementally: only the touched and expired slices
-        // change, and recording must stay O(1) in the number of slices.
+        let mut series = match self.series.get_mut(key) {
+            Some(series) => series,
+            None => self.series.entry(key.clone()).or_insert_with(|| {
+                created = true;
+                Series::new(slice, delta, touched)
+            }),
+        };
+        // Account bytes incrementally: only this series changed, and
+        // recording must stay O(1) in the number of slices.
         let before = series.bytes;
-        let mut bytes = if created { SERIES_OVERHEAD } else { before };
-        while series.slices.front().is_some_and(|s| s.index < oldest) {
-            if let Some(old) = series.slices.pop_front() {
-                bytes = bytes.saturating_sub(SLICE_OVERHEAD + old.data.heap_bytes());
-            }
-        }
-        match series.slices.binary_search_by_key(&slice, |s| s.index) {
-            Ok(pos) => {
-                let data_before = series.slices[pos].data.heap_bytes();
-                data.apply(&mut series.slices[pos].data);
-                bytes = bytes.saturating_sub(data_before) + series.slices[pos].data.heap_bytes();
-            }
-            Err(pos) => {
-                // A new newest slice means the previous one is complete:
-                // give back its vector's spare capacity (a third of it on
-                // average), which is most of a long window's memory.
-                if pos == series.slices.len() {
-                    if let Some(prev) = series.slices.back_mut() {
-                        let before_shrink = prev.data.heap_bytes();
-                        prev.data.shrink_to_fit();
-                        bytes = bytes.saturating_sub(before_shrink) + prev.data.heap_bytes();
-                    }
-                }
-                let new = data.to_slice_data();
-                bytes += SLICE_OVERHEAD + new.heap_bytes();
-                series.slices.insert(
-                    pos,
-                    Slice {
-                        index: slice,
-                        data: new,
-                    },
-                );
-            }
-        }
+        series.add(slice, oldest, self.config.window_slices(), delta, scratch);
         series.touched = touched;
-        series.bytes = bytes;
+        let bytes = series.account();
         drop(series);
         if bytes >= before {
             self.bytes.fetch_add(bytes - before, Ordering::Relaxed);
@@ -511,13 +589,7 @@ impl Store {
         let oldest = self.window_start().unwrap_or(i64::MIN);
         self.series
             .get(key)
-            .map(|s| {
-                s.slices
-                    .iter()
-                    .filter(|sl| sl.index >= from.max(oldest) && sl.index <= to)
-                    .cloned()
-                    .collect()
-            })
+            .map(|s| s.slices(from.max(oldest), to))
             .unwrap_or_default()
     }
 
@@ -581,52 +653,60 @@ impl Store {
     }
 }
 
-/// What one observation adds to a slice, validated: a value (already in
-/// thousandths of its unit), a pre-aggregated histogram, or counters.
-/// Applied in place, so recording a sample into an existing slice allocates
-/// nothing.
+/// What one observation adds to a slice, validated: a value's bucket (its
+/// value already in thousandths of its unit), a pre-aggregated histogram's
+/// buckets, or counters.
 #[derive(Debug, Clone)]
 enum Contribution {
     Value(u64),
-    Histogram(SparseHistogram),
+    Histogram(Vec<(u32, u64)>),
     Counts { requests: u64, errors: u64 },
 }
 
-impl Contribution {
-    /// Adds to a slice of the same kind (kinds are checked before).
-    fn apply(&self, data: &mut SliceData) {
-        match (self, data) {
-            (Contribution::Value(v), SliceData::Distribution(h)) => h.record(*v),
-            (Contribution::Histogram(other), SliceData::Distribution(h)) => h.merge(other),
-            (
-                Contribution::Counts { requests, errors },
-                SliceData::Counts {
-                    requests: r,
-                    errors: e,
-                },
-            ) => {
-                *r += requests;
-                *e += errors;
-            }
-            _ => {}
-        }
-    }
+/// A [`Contribution`] in the form series take it.
+enum OwnedDelta<'a> {
+    One([(u32, u64); 1]),
+    Many(&'a [(u32, u64)]),
+    Counts { requests: u64, errors: u64 },
+}
 
-    /// A new slice holding just this.
-    fn to_slice_data(&self) -> SliceData {
+impl OwnedDelta<'_> {
+    fn as_delta(&self) -> Delta<'_> {
         match self {
-            Contribution::Value(v) => {
-                let mut h = SparseHistogram::new();
-                h.record(*v);
-                SliceData::Distribution(h)
-            }
-            Contribution::Histogram(h) => SliceData::Distribution(h.clone()),
-            Contribution::Counts { requests, errors } => SliceData::Counts {
+            OwnedDelta::One(b) => Delta::Buckets(b),
+            OwnedDelta::Many(b) => Delta::Buckets(b),
+            OwnedDelta::Counts { requests, errors } => Delta::Counts {
                 requests: *requests,
                 errors: *errors,
             },
         }
     }
+}
+
+impl Contribution {
+    fn delta(&self) -> OwnedDelta<'_> {
+        match self {
+            Contribution::Value(v) => OwnedDelta::One([(bucket_index(*v), 1)]),
+            Contribution::Histogram(b) => OwnedDelta::Many(b),
+            Contribution::Counts { requests, errors } => OwnedDelta::Counts {
+                requests: *requests,
+                errors: *errors,
+            },
+        }
+    }
+}
+
+/// Sorts `(bucket, count)` pairs and sums the counts of equal buckets.
+fn sort_buckets(buckets: &mut Vec<(u32, u64)>) {
+    buckets.sort_unstable_by_key(|&(i, _)| i);
+    buckets.dedup_by(|next, kept| {
+        if next.0 == kept.0 {
+            kept.1 += next.1;
+            true
+        } else {
+            false
+        }
+    });
 }
 
 /// The slice contribution of one observation, validated.
@@ -636,15 +716,18 @@ fn contribution(observation: &Observation) -> Result<Contribution, CoreError> {
         Observation::Histogram(ref pairs) => {
             // All pairs are checked before any is kept: a histogram is
             // recorded whole or not at all.
-            let mut h = SparseHistogram::new();
+            let mut buckets = Vec::with_capacity(pairs.len());
             for &(v, count) in pairs {
                 let scaled = scaled_value(v)?;
-                h.record_n(scaled, count);
+                if count > 0 {
+                    buckets.push((bucket_index(scaled), count));
+                }
             }
-            if h.len() == 0 {
+            if buckets.is_empty() {
                 return Err(CoreError::EmptyHistogram);
             }
-            Ok(Contribution::Histogram(h))
+            sort_buckets(&mut buckets);
+            Ok(Contribution::Histogram(buckets))
         }
         Observation::Outcome { error } => Ok(Contribution::Counts {
             requests: 1,
@@ -655,6 +738,158 @@ fn contribution(observation: &Observation) -> Result<Contribution, CoreError> {
                 return Err(CoreError::ErrorsExceedRequests { requests, errors });
             }
             Ok(Contribution::Counts { requests, errors })
+        }
+    }
+}
+
+fn kind_mismatch(metric: &MetricName, is_distribution: bool) -> CoreError {
+    let (kind, observation) = if is_distribution {
+        (crate::MetricKind::Latency, "counter")
+    } else {
+        (crate::MetricKind::ErrorRate, "value")
+    };
+    CoreError::KindMismatch {
+        metric: metric.to_string(),
+        kind,
+        observation,
+    }
+}
+
+/// What [`Store::record_batch`] did with a batch.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Samples recorded.
+    pub recorded: usize,
+    /// Samples refused, in order: their index in the batch and why (the
+    /// error [`Store::record`] gives).
+    pub rejected: Vec<(usize, CoreError)>,
+}
+
+/// Slot of the empty label set in [`Batch::kept`].
+const NO_LABELS: usize = 0;
+
+/// A sample's service, version and metric, numbered by value within a
+/// batch.
+type NameIds = (u32, u32, u32);
+
+/// A batch being grouped by (series, slice).
+struct Batch<'s> {
+    /// Names by the addresses of their shared text (the samples of a
+    /// stream share their names, so this is one cheap lookup per sample),
+    /// and each name by value, on a miss.
+    by_address: HashMap<(usize, usize, usize), NameIds, RandomState>,
+    by_value: [HashMap<&'s str, u32, RandomState>; 3],
+    /// Distinct kept label sets; `NO_LABELS` is the empty one.
+    kept: Vec<Labels>,
+    /// (service, sample labels) -> (slot in `kept`, folded into `other`).
+    label_cache: Vec<(ServiceName, Labels, usize, bool)>,
+    /// Kind of each series touched (true: distribution), `None` for a
+    /// series that does not exist yet.
+    kinds: HashMap<(NameIds, usize), Option<bool>, RandomState>,
+    group_of: HashMap<(NameIds, usize, i64), usize, RandomState>,
+    groups: Vec<Group>,
+}
+
+impl Default for Batch<'_> {
+    fn default() -> Self {
+        Batch {
+            by_address: HashMap::default(),
+            by_value: Default::default(),
+            kept: vec![Labels::empty()],
+            label_cache: Vec::new(),
+            kinds: HashMap::default(),
+            group_of: HashMap::default(),
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// Label sets cached per batch; past this many the rest are computed per
+/// sample (still correct, only slower).
+const LABEL_CACHE: usize = 64;
+
+impl<'s> Batch<'s> {
+    fn name_ids(&mut self, sample: &'s Sample) -> NameIds {
+        let names = [
+            sample.service.as_str(),
+            sample.version.as_str(),
+            sample.metric.as_str(),
+        ];
+        let address = names.map(|n| n.as_ptr() as usize);
+        let address = (address[0], address[1], address[2]);
+        if let Some(&ids) = self.by_address.get(&address) {
+            return ids;
+        }
+        let mut ids = [0u32; 3];
+        for ((id, name), by_value) in ids.iter_mut().zip(names).zip(&mut self.by_value) {
+            let next = by_value.len() as u32;
+            *id = *by_value.entry(name).or_insert(next);
+        }
+        let ids = (ids[0], ids[1], ids[2]);
+        self.by_address.insert(address, ids);
+        ids
+    }
+
+    /// Slot of the kept labels of a sample, as [`Store::kept_labels`]
+    /// (which counts folding into `other`) gives them.
+    fn kept_labels(&mut self, store: &Store, service: &ServiceName, labels: &Labels) -> usize {
+        if labels.is_empty() {
+            return NO_LABELS;
+        }
+        if let Some(&(_, _, slot, folded)) = self
+            .label_cache
+            .iter()
+            .find(|(s, l, _, _)| l == labels && s == service)
+        {
+            if folded {
+                store
+                    .stats
+                    .folded_into_other
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            return slot;
+        }
+        let (kept, folded) = store.kept_labels(service, labels);
+        let slot = match self.kept.iter().position(|k| *k == kept) {
+            Some(slot) => slot,
+            None => {
+                self.kept.push(kept);
+                self.kept.len() - 1
+            }
+        };
+        if self.label_cache.len() < LABEL_CACHE {
+            self.label_cache
+                .push((service.clone(), labels.clone(), slot, folded));
+        }
+        slot
+    }
+}
+
+/// The samples of a batch for one series (and its aggregate) and slice.
+struct Group {
+    service: ServiceName,
+    version: Version,
+    metric: MetricName,
+    /// Slot in [`Batch::kept`].
+    labels: usize,
+    slice: i64,
+    is_distribution: bool,
+    /// Unsorted until [`Group::delta`].
+    buckets: Vec<(u32, u64)>,
+    requests: u64,
+    errors: u64,
+}
+
+impl Group {
+    fn delta(&mut self) -> Delta<'_> {
+        if self.is_distribution {
+            sort_buckets(&mut self.buckets);
+            Delta::Buckets(&self.buckets)
+        } else {
+            Delta::Counts {
+                requests: self.requests,
+                errors: self.errors,
+            }
         }
     }
 }
@@ -693,17 +928,32 @@ const SNAPSHOT_VERSION: u32 = 1;
 struct SnapshotBody {
     config: StoreConfig,
     high_water: i64,
-    series: Vec<(SeriesKey, Series)>,
+    series: Vec<(SeriesKey, SnapshotSeries)>,
     label_sets: Vec<(ServiceName, Vec<Labels>)>,
+}
+
+/// A series in a snapshot: its slices that hold data, oldest first, and
+/// when it was last updated. The same encoding as version 1 wrote (the
+/// in-memory layout changed, the snapshot did not).
+#[derive(Serialize, Deserialize)]
+struct SnapshotSeries {
+    slices: Vec<Slice>,
+    touched: u64,
 }
 
 impl Store {
     /// Serialises the whole store (series, label sets, stream time).
     pub fn snapshot(&self) -> Result<Vec<u8>, CoreError> {
-        let mut series: Vec<(SeriesKey, Series)> = self
+        let mut series: Vec<(SeriesKey, SnapshotSeries)> = self
             .series
             .iter()
-            .map(|e| (e.key().clone(), e.value().clone()))
+            .map(|e| {
+                let snap = SnapshotSeries {
+                    slices: e.value().slices(i64::MIN, i64::MAX),
+                    touched: e.value().touched,
+                };
+                (e.key().clone(), snap)
+            })
             .collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
         let mut label_sets: Vec<(ServiceName, Vec<Labels>)> = self
@@ -771,8 +1021,17 @@ impl Store {
         let store = Store::new(body.config);
         store.high_water.store(body.high_water, Ordering::Release);
         let mut total = 0;
-        for (key, mut series) in body.series {
-            total += series.recompute_bytes();
+        for (key, snap) in body.series {
+            if snap.slices.windows(2).any(|w| w[0].index >= w[1].index) {
+                return Err(bad("a series' slices are out of order"));
+            }
+            let Some(series) = Series::from_slices(&snap.slices, snap.touched) else {
+                if snap.slices.is_empty() {
+                    continue;
+                }
+                return Err(bad("a series mixes distribution and counter slices"));
+            };
+            total += series.bytes;
             if !key.labels.is_empty() {
                 store
                     .index
@@ -800,7 +1059,7 @@ impl Store {
             other
                 .series
                 .get(e.key())
-                .is_some_and(|o| o.slices == e.slices)
+                .is_some_and(|o| o.slices(i64::MIN, i64::MAX) == e.slices(i64::MIN, i64::MAX))
         })
     }
 }

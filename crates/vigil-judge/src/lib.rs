@@ -7,6 +7,8 @@
 //!   returns the current [`VerdictReport`](vigil_core::VerdictReport).
 //! - `track`: one metric in one dimension: its tests and what they say.
 //! - [`kayenta`]: Kayenta's NetflixACAJudge semantics.
+//! - [`compare`]: the one-shot comparison of two fixed sample sets
+//!   (`vigil compare` and the gRPC `Compare` call).
 //!
 //! Methods (`policy.method`):
 //! - `sequential` (default): per time slice, anytime-valid tests (quantile
@@ -23,6 +25,7 @@
 //! Pure: stream time is a parameter, no IO, no clock, no async.
 
 pub mod analysis;
+pub mod compare;
 pub mod kayenta;
 mod kayenta_method;
 mod track;

@@ -549,3 +549,52 @@ fn garbage_never_panics() {
         .iter()
         .any(|r| matches!(r, Ok(LineResult::Samples { .. }))));
 }
+
+/// `next_into` gives what iterating gives, with every line's samples in
+/// one vector, in order.
+#[test]
+fn next_into_appends_what_next_yields() {
+    let content = concat!(
+        "{\"ts\": 1, \"service\": \"s\", \"version\": \"v\", \"latency_ms\": 1}\n",
+        "not json\n",
+        "\n",
+        "[{\"ts\": 2, \"service\": \"s\", \"version\": \"v\", \"error\": true}, 5, ",
+        "{\"ts\": 3, \"service\": \"s\", \"version\": \"v\", \"metric\": \"m\", \"value\": 2}]\n",
+        "{\"ts\": 4, \"service\": \"s\", \"version\": \"v\", \"latency_ms\": -1}\n",
+        "{\"ts\": 5, \"service\": \"s\", \"version\": \"v\", \"status\": 503}\n",
+    )
+    .as_bytes();
+    let mut expected_samples = Vec::new();
+    let mut expected = Vec::new();
+    for result in read_all(content) {
+        match result.unwrap() {
+            LineResult::Samples {
+                line,
+                n_events,
+                samples,
+            } => {
+                expected.push(format!("{line}: {n_events} events, {}", samples.len()));
+                expected_samples.extend(samples);
+            }
+            LineResult::Rejected { line, error } => expected.push(format!("{line}: {error}")),
+        }
+    }
+    let mut reader = EventReader::new(content, "<stdin>");
+    let mut samples = vec![sample(0.0, "v0", "m", &[], Observation::Value(0.0))];
+    let mut got = Vec::new();
+    while let Some(result) = reader.next_into(&mut samples) {
+        match result.unwrap() {
+            LineOutcome::Samples {
+                line,
+                n_events,
+                n_samples,
+            } => got.push(format!("{line}: {n_events} events, {n_samples}")),
+            LineOutcome::Rejected { line, error } => got.push(format!("{line}: {error}")),
+        }
+    }
+    assert_eq!(got, expected);
+    assert_eq!(expected.len(), 6, "{expected:?}");
+    // What was in the vector stays; the samples follow it.
+    assert_eq!(samples.len(), 1 + expected_samples.len());
+    assert_eq!(samples[1..], expected_samples[..]);
+}

@@ -443,3 +443,143 @@ proptest! {
         prop_assert!(slices.windows(2).all(|w| w[0].index < w[1].index));
     }
 }
+
+/// A sample for the batch tests, drawn from a small space so that series,
+/// slices, kinds and label sets collide often.
+fn arbitrary_sample() -> impl Strategy<Value = Sample> {
+    let observation = prop_oneof![
+        4 => (0.0f64..5_000.0).prop_map(Observation::Value),
+        3 => any::<bool>().prop_map(|error| Observation::Outcome { error }),
+        1 => (0u64..5, 0u64..7).prop_map(|(errors, requests)| Observation::Counts { requests, errors }),
+        1 => prop::collection::vec((0.0f64..100.0, 0u64..3), 0..4).prop_map(Observation::Histogram),
+        1 => Just(Observation::Value(-1.0)),
+    ];
+    (
+        0u32..400,
+        prop::sample::select(vec!["v1", "v2"]),
+        prop::sample::select(vec!["latency", "errors"]),
+        prop::sample::select(vec![None, Some("/a"), Some("/b"), Some("/c")]),
+        observation,
+    )
+        .prop_map(|(t, version, metric, endpoint, observation)| {
+            sample(f64::from(t) * 0.5, version, metric, endpoint, observation)
+        })
+}
+
+/// Slices per series, label sets per metric, versions.
+type Visible = (Vec<(String, Vec<Slice>)>, Vec<Vec<Labels>>, Vec<Version>);
+
+/// Everything a reader can see of a store, for the keys the batch tests use.
+fn visible(store: &Store) -> Visible {
+    let mut slices = Vec::new();
+    let mut sets = Vec::new();
+    for version in ["v1", "v2"] {
+        for metric in ["latency", "errors"] {
+            for endpoint in [None, Some("/a"), Some("/b"), Some("/c"), Some(OTHER)] {
+                let k = key(version, metric, endpoint);
+                slices.push((
+                    format!("{version} {metric} {endpoint:?}"),
+                    store.slices(&k, i64::MIN, i64::MAX),
+                ));
+            }
+            let k = key(version, metric, None);
+            sets.push(store.label_sets(&k.service, &k.version, &k.metric));
+        }
+    }
+    let versions = store.versions(&ServiceName::new("payment").unwrap());
+    (slices, sets, versions)
+}
+
+fn counters(store: &Store) -> StatsSnapshot {
+    StatsSnapshot {
+        bytes: 0,
+        ..store.stats()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
+
+    /// A batch records exactly what the same samples recorded one by one
+    /// do: the same refusals with the same errors, the same counters, the
+    /// same slices, label sets and versions; in batches of any size.
+    #[test]
+    fn a_batch_equals_its_samples_one_by_one(
+        samples in prop::collection::vec(arbitrary_sample(), 1..200),
+        batch_len in 1usize..80,
+    ) {
+        let config = StoreConfig {
+            slice_secs: 10,
+            window_secs: 60,
+            max_label_sets_per_service: 2,
+            ..StoreConfig::default()
+        };
+        let one_by_one = Store::new(config.clone());
+        let expected: Vec<Option<String>> = samples
+            .iter()
+            .map(|s| one_by_one.record(s).err().map(|e| e.to_string()))
+            .collect();
+        let batched = Store::new(config);
+        let mut got = vec![None; samples.len()];
+        for (n, chunk) in samples.chunks(batch_len).enumerate() {
+            let outcome = batched.record_batch(chunk);
+            prop_assert_eq!(outcome.recorded + outcome.rejected.len(), chunk.len());
+            for (i, error) in outcome.rejected {
+                got[n * batch_len + i] = Some(error.to_string());
+            }
+        }
+        prop_assert_eq!(got, expected);
+        prop_assert_eq!(counters(&batched), counters(&one_by_one));
+        prop_assert_eq!(visible(&batched), visible(&one_by_one));
+    }
+}
+
+#[test]
+fn late_samples_reach_completed_and_older_slices() {
+    let store = Store::new(StoreConfig {
+        slice_secs: 10,
+        window_secs: 100,
+        ..StoreConfig::default()
+    });
+    let k = key("v1", "latency", None);
+    // Newest first: every sample after the first is late.
+    for t in [55.0, 31.0, 54.0, 12.0, 33.0, 12.5, 99.0, 0.0] {
+        store
+            .record(&sample(t, "v1", "latency", None, Observation::Value(t)))
+            .unwrap();
+    }
+    let slices = store.slices(&k, i64::MIN, i64::MAX);
+    assert_eq!(
+        slices
+            .iter()
+            .map(|s| (s.index, s.data.count()))
+            .collect::<Vec<_>>(),
+        vec![(0, 1), (1, 2), (3, 2), (5, 2), (9, 1)]
+    );
+    // Expiry drops the oldest; a later sample into a gap still lands.
+    store
+        .record(&sample(
+            125.0,
+            "v1",
+            "latency",
+            None,
+            Observation::Value(1.0),
+        ))
+        .unwrap();
+    store
+        .record(&sample(
+            71.0,
+            "v1",
+            "latency",
+            None,
+            Observation::Value(1.0),
+        ))
+        .unwrap();
+    let slices = store.slices(&k, i64::MIN, i64::MAX);
+    assert_eq!(
+        slices.iter().map(|s| s.index).collect::<Vec<_>>(),
+        vec![3, 5, 7, 9, 12]
+    );
+    let bytes = store.snapshot().unwrap();
+    assert!(Store::restore(&bytes).unwrap().same_data(&store));
+}

@@ -341,6 +341,7 @@ pub fn render_table(r: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn h(v: impl IntoIterator<Item = u64>) -> Histogram {

@@ -1,0 +1,348 @@
+//! Bytes of one Kafka message in, validated [`Sample`]s out.
+//!
+//! A message is the unit of rejection: a message that cannot be decoded, or
+//! that holds one invalid sample, is rejected whole and none of its samples
+//! are recorded, so re-driving it from the dead-letter queue after a fix
+//! cannot count anything twice. The one exception is JSON lines, whose unit
+//! is the line (as in `vigil replay`): the valid lines of a message are
+//! recorded and each rejected line is dead-lettered on its own.
+
+mod arrow;
+pub mod otlp;
+
+use std::fmt;
+use std::str::FromStr;
+
+use prost::Message;
+use vigil_core::events::{EventReader, LineResult};
+use vigil_core::{CoreError, Observation, Sample};
+
+pub use self::arrow::decode_arrow;
+pub use self::otlp::{decode_otlp_metrics, decode_otlp_spans};
+
+/// The resource attribute that names a span's or metric's version unless
+/// configured otherwise.
+pub const DEFAULT_VERSION_ATTRIBUTE: &str = "service.version";
+
+/// How a topic's messages are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `vigil.v1.SampleBatch` protobuf (the gRPC `Ingest` message).
+    Samples,
+    /// JSON lines in the `vigil replay` format.
+    Events,
+    /// OTLP `ExportTraceServiceRequest` (`otlp_proto`).
+    OtlpSpans,
+    /// OTLP `ExportMetricsServiceRequest` (`otlp_proto`).
+    OtlpMetrics,
+    /// An Arrow IPC stream.
+    Arrow,
+}
+
+impl Format {
+    /// Every format, for help texts and errors.
+    pub const ALL: [Format; 5] = [
+        Format::Samples,
+        Format::Events,
+        Format::OtlpSpans,
+        Format::OtlpMetrics,
+        Format::Arrow,
+    ];
+
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Samples => "samples",
+            Format::Events => "events",
+            Format::OtlpSpans => "otlp_spans",
+            Format::OtlpMetrics => "otlp_metrics",
+            Format::Arrow => "arrow",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A format name that is not one of [`Format::ALL`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown format `{0}` (expected samples, events, otlp_spans, otlp_metrics or arrow)")]
+pub struct UnknownFormat(String);
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| UnknownFormat(s.to_owned()))
+    }
+}
+
+/// Why a message (or, for JSON lines, a line) was rejected. Each variant is
+/// counted under its own `reason` label ([`DecodeError::reason`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes are not a valid protobuf message of the topic's type.
+    #[error("invalid protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    /// The bytes are not a valid Arrow IPC stream.
+    #[error("invalid arrow ipc stream: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// An Arrow stream without a required column, or with one of the
+    /// wrong type.
+    #[error("arrow column `{column}`: {problem}")]
+    ArrowColumn {
+        /// The column.
+        column: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A JSON line that is not a valid event.
+    #[error("line {line}: {source}")]
+    Event {
+        /// 1-based line number within the message.
+        line: u64,
+        /// Why.
+        #[source]
+        source: vigil_core::events::EventError,
+    },
+    /// A resource, batch or row without a service name.
+    #[error("missing service name ({0})")]
+    MissingService(&'static str),
+    /// A resource, batch or row without a version.
+    #[error("missing version (attribute `{0}`)")]
+    MissingVersion(String),
+    /// A span that ends before it starts.
+    #[error("span `{span}` ends before it starts")]
+    NegativeDuration {
+        /// The span's name.
+        span: String,
+    },
+    /// Cumulative OTLP temporality, which would count every export's
+    /// running total again.
+    #[error("metric `{metric}` has cumulative temporality; send delta (the Collector's cumulativetodelta processor)")]
+    CumulativeTemporality {
+        /// The metric.
+        metric: String,
+    },
+    /// A histogram with inconsistent buckets.
+    #[error("metric `{metric}`: {problem}")]
+    InvalidHistogram {
+        /// The metric.
+        metric: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// A `SampleBatch` point that `vigil-proto` rejects.
+    #[error("invalid point: {0}")]
+    InvalidPoint(vigil_proto::PointError),
+    /// A sample the store would refuse (a name, a NaN or negative value).
+    #[error("invalid sample: {0}")]
+    InvalidSample(#[from] CoreError),
+}
+
+impl DecodeError {
+    /// The bounded label this rejection is counted under.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Protobuf(_) => "bad_protobuf",
+            DecodeError::Arrow(_) | DecodeError::ArrowColumn { .. } => "bad_arrow",
+            DecodeError::Event { source, .. } => match source {
+                vigil_core::events::EventError::Json(_)
+                | vigil_core::events::EventError::InvalidUtf8 { .. }
+                | vigil_core::events::EventError::LineTooLong { .. }
+                | vigil_core::events::EventError::NotAnObject { .. } => "bad_json",
+                _ => "invalid_event",
+            },
+            DecodeError::InvalidPoint(e) => e.reason.as_str(),
+            DecodeError::MissingService(_) => "missing_service",
+            DecodeError::MissingVersion(_) => "missing_version",
+            DecodeError::NegativeDuration { .. } => "negative_value",
+            DecodeError::CumulativeTemporality { .. } => "cumulative_temporality",
+            DecodeError::InvalidHistogram { .. } => "invalid_histogram",
+            DecodeError::InvalidSample(e) => match e {
+                CoreError::NotFinite { .. } => "not_finite",
+                CoreError::Negative { .. } => "negative_value",
+                CoreError::InvalidName { .. } => "invalid_name",
+                _ => "invalid_sample",
+            },
+        }
+    }
+}
+
+/// One rejected line of a JSON lines message.
+#[derive(Debug)]
+pub struct RejectedLine {
+    /// The line's bytes (what goes to the dead-letter queue).
+    pub payload: Vec<u8>,
+    /// Why.
+    pub error: DecodeError,
+}
+
+/// What a message gave.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// Validated samples, ready for the store.
+    pub samples: Vec<Sample>,
+    /// JSON lines rejected one by one (always empty for other formats).
+    pub rejected_lines: Vec<RejectedLine>,
+}
+
+/// Decoding settings shared by all topics.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    /// The OTLP resource attribute that holds the version.
+    pub version_attribute: String,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            version_attribute: DEFAULT_VERSION_ATTRIBUTE.to_owned(),
+        }
+    }
+}
+
+/// Decodes one message of the given format.
+///
+/// # Errors
+///
+/// A [`DecodeError`] when the message as a whole is rejected.
+pub fn decode(
+    format: Format,
+    payload: &[u8],
+    options: &DecodeOptions,
+) -> Result<Decoded, DecodeError> {
+    let samples = match format {
+        Format::Events => return Ok(decode_events(payload)),
+        Format::Samples => decode_samples(payload)?,
+        Format::OtlpSpans => decode_otlp_spans(payload, options)?,
+        Format::OtlpMetrics => decode_otlp_metrics(payload, options)?,
+        Format::Arrow => decode_arrow(payload)?,
+    };
+    for sample in &samples {
+        check_sample(sample)?;
+    }
+    Ok(Decoded {
+        samples,
+        rejected_lines: Vec::new(),
+    })
+}
+
+/// `vigil.v1.SampleBatch`: one batch per message, all points or none.
+fn decode_samples(payload: &[u8]) -> Result<Vec<Sample>, DecodeError> {
+    let batch = vigil_proto::v1::SampleBatch::decode(payload)?;
+    let decoded = vigil_proto::samples_from_batch(&batch);
+    match decoded.rejected.into_iter().next() {
+        Some(error) => Err(DecodeError::InvalidPoint(error)),
+        None => Ok(decoded.samples),
+    }
+}
+
+/// JSON lines: the valid lines' samples, and each invalid line on its own.
+fn decode_events(payload: &[u8]) -> Decoded {
+    let mut decoded = Decoded::default();
+    let lines: Vec<&[u8]> = payload.split(|&b| b == b'\n').collect();
+    for result in EventReader::new(payload, "message") {
+        match result {
+            Ok(LineResult::Samples { samples, .. }) => decoded.samples.extend(samples),
+            Ok(LineResult::Rejected { line, error }) => {
+                let index = usize::try_from(line.saturating_sub(1)).unwrap_or(usize::MAX);
+                let text = lines.get(index).copied().unwrap_or_default();
+                decoded.rejected_lines.push(RejectedLine {
+                    payload: text.strip_suffix(b"\r").unwrap_or(text).to_vec(),
+                    error: DecodeError::Event {
+                        line,
+                        source: error,
+                    },
+                });
+            }
+            // Reading from a byte slice cannot fail.
+            Err(_) => break,
+        }
+    }
+    decoded
+}
+
+/// The checks the store makes on an observation, made before any sample of
+/// the message is recorded, so a message is recorded whole or not at all.
+pub fn check_sample(sample: &Sample) -> Result<(), DecodeError> {
+    if !sample.ts.is_finite() {
+        return Err(CoreError::NotFinite {
+            what: "timestamp",
+            value: sample.ts,
+        }
+        .into());
+    }
+    let check_value = |v: f64| -> Result<(), DecodeError> {
+        if !v.is_finite() {
+            return Err(CoreError::NotFinite {
+                what: "value",
+                value: v,
+            }
+            .into());
+        }
+        if v < 0.0 {
+            return Err(CoreError::Negative {
+                what: "value",
+                value: v,
+            }
+            .into());
+        }
+        Ok(())
+    };
+    match &sample.observation {
+        Observation::Value(v) => check_value(*v),
+        Observation::Histogram(pairs) => {
+            for &(v, _) in pairs {
+                check_value(v)?;
+            }
+            if pairs.iter().all(|&(_, n)| n == 0) {
+                return Err(CoreError::EmptyHistogram.into());
+            }
+            Ok(())
+        }
+        Observation::Outcome { .. } => Ok(()),
+        Observation::Counts { requests, errors } => {
+            if errors > requests {
+                return Err(CoreError::ErrorsExceedRequests {
+                    requests: *requests,
+                    errors: *errors,
+                }
+                .into());
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn format_names_round_trip() {
+        for f in Format::ALL {
+            assert_eq!(f.as_str().parse::<Format>().unwrap(), f);
+        }
+        assert!("json".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn events_keep_good_lines_and_reject_bad_ones() {
+        let payload = b"{\"ts\":1,\"service\":\"a\",\"version\":\"v1\",\"latency_ms\":5}\nnot json\n{\"ts\":2,\"service\":\"a\",\"version\":\"v1\",\"latency_ms\":-1}\n";
+        let d = decode(Format::Events, payload, &DecodeOptions::default()).unwrap();
+        // One request event feeds latency and error_rate.
+        assert_eq!(d.samples.len(), 2);
+        assert_eq!(d.rejected_lines.len(), 2);
+        assert_eq!(d.rejected_lines[0].payload, b"not json");
+        assert_eq!(d.rejected_lines[0].error.reason(), "bad_json");
+        assert_eq!(d.rejected_lines[1].error.reason(), "invalid_event");
+        assert!(d.rejected_lines[1].payload.starts_with(b"{\"ts\":2"));
+    }
+}

@@ -1,0 +1,343 @@
+//! `SampleBatch` -> samples, each point validated on its own.
+//!
+//! A batch names one series (service, version, metric, labels) and carries
+//! any mix of point lists. A bad batch header (an invalid name, too many
+//! labels) rejects every point in it; a bad point (a non-finite timestamp,
+//! a value without a timestamp) rejects only itself. Values themselves
+//! (negative latencies, errors over requests...) are checked by
+//! `Store::record`, which counts its own rejections; every point here is
+//! either returned as a sample or as exactly one [`PointError`], so nothing
+//! is lost or counted twice.
+
+use vigil_core::events::MAX_LABELS;
+use vigil_core::{CoreError, Labels, MetricName, Observation, Sample, ServiceName, Version};
+
+use crate::v1::SampleBatch;
+
+/// Why a point was rejected; also the `reason` label of rejection counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// Service, version, metric or a label is not a valid name.
+    InvalidName,
+    /// More labels than [`MAX_LABELS`].
+    TooManyLabels,
+    /// `timestamps` and `values` differ in length.
+    LengthMismatch,
+    /// A timestamp that is NaN, infinite or negative.
+    InvalidTimestamp,
+}
+
+impl RejectReason {
+    /// A short, stable name for metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InvalidName => "invalid_name",
+            RejectReason::TooManyLabels => "too_many_labels",
+            RejectReason::LengthMismatch => "length_mismatch",
+            RejectReason::InvalidTimestamp => "invalid_timestamp",
+        }
+    }
+}
+
+/// One rejected point (or a whole batch's points, when `points` > 1).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct PointError {
+    /// Where: `service`, `values[3]`, `histograms[0].ts`...
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// How many points this rejects.
+    pub points: u64,
+    /// The counter label.
+    pub reason: RejectReason,
+}
+
+/// What a batch decodes to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchSamples {
+    /// The well-formed points, in batch order per list.
+    pub samples: Vec<Sample>,
+    /// The rejected ones.
+    pub rejected: Vec<PointError>,
+}
+
+impl BatchSamples {
+    /// Points rejected in total.
+    pub fn rejected_points(&self) -> u64 {
+        self.rejected.iter().map(|e| e.points).sum()
+    }
+}
+
+/// Points in a batch: every entry of every list (a value without a
+/// timestamp, or the reverse, is a point too).
+pub fn point_count(batch: &SampleBatch) -> u64 {
+    let pairs = batch.timestamps.len().max(batch.values.len());
+    (pairs + batch.histograms.len() + batch.counts.len() + batch.outcomes.len()) as u64
+}
+
+fn name_error(field: &str, e: CoreError, points: u64) -> PointError {
+    PointError {
+        field: field.to_owned(),
+        message: e.to_string(),
+        points,
+        reason: RejectReason::InvalidName,
+    }
+}
+
+fn check_ts(field: impl FnOnce() -> String, ts: f64) -> Result<f64, PointError> {
+    if ts.is_finite() && ts >= 0.0 {
+        Ok(ts)
+    } else {
+        Err(PointError {
+            field: field(),
+            message: format!("must be finite epoch seconds >= 0, got {ts}"),
+            points: 1,
+            reason: RejectReason::InvalidTimestamp,
+        })
+    }
+}
+
+/// Decodes one batch.
+pub fn samples_from_batch(batch: &SampleBatch) -> BatchSamples {
+    let mut out = BatchSamples::default();
+    let total = point_count(batch);
+    if total == 0 {
+        return out;
+    }
+    let header = (|| {
+        let service =
+            ServiceName::new(&batch.service).map_err(|e| name_error("service", e, total))?;
+        let version = Version::new(&batch.version).map_err(|e| name_error("version", e, total))?;
+        let metric = MetricName::new(&batch.metric).map_err(|e| name_error("metric", e, total))?;
+        if batch.labels.len() > MAX_LABELS {
+            return Err(PointError {
+                field: "labels".into(),
+                message: format!(
+                    "{} labels, at most {MAX_LABELS} are accepted",
+                    batch.labels.len()
+                ),
+                points: total,
+                reason: RejectReason::TooManyLabels,
+            });
+        }
+        for (k, v) in &batch.labels {
+            for (what, s) in [("key", k), ("value", v)] {
+                if s.is_empty()
+                    || s.chars().any(char::is_control)
+                    || s.len() > vigil_core::names::MAX_NAME_BYTES
+                {
+                    return Err(PointError {
+                        field: format!("labels[{k:?}]"),
+                        message: format!(
+                            "label {what} must be non-empty printable text of at most {} bytes",
+                            vigil_core::names::MAX_NAME_BYTES
+                        ),
+                        points: total,
+                        reason: RejectReason::InvalidName,
+                    });
+                }
+            }
+        }
+        Ok((
+            service,
+            version,
+            metric,
+            Labels::from_pairs(batch.labels.iter()),
+        ))
+    })();
+    let (service, version, metric, labels) = match header {
+        Ok(h) => h,
+        Err(e) => {
+            out.rejected.push(e);
+            return out;
+        }
+    };
+    let mut push = |ts: f64, observation: Observation| {
+        out.samples.push(Sample {
+            ts,
+            service: service.clone(),
+            version: version.clone(),
+            metric: metric.clone(),
+            labels: labels.clone(),
+            observation,
+        });
+    };
+    let mut rejected = Vec::new();
+    let pairs = batch.timestamps.len().max(batch.values.len());
+    for i in 0..pairs {
+        match (batch.timestamps.get(i), batch.values.get(i)) {
+            (Some(&ts), Some(&v)) => match check_ts(|| format!("timestamps[{i}]"), ts) {
+                Ok(ts) => push(ts, Observation::Value(v)),
+                Err(e) => rejected.push(e),
+            },
+            _ => rejected.push(PointError {
+                field: if batch.timestamps.len() > batch.values.len() {
+                    format!("timestamps[{i}]")
+                } else {
+                    format!("values[{i}]")
+                },
+                message: format!(
+                    "timestamps ({}) and values ({}) must have the same length",
+                    batch.timestamps.len(),
+                    batch.values.len()
+                ),
+                points: 1,
+                reason: RejectReason::LengthMismatch,
+            }),
+        }
+    }
+    for (i, h) in batch.histograms.iter().enumerate() {
+        match check_ts(|| format!("histograms[{i}].ts"), h.ts) {
+            Ok(ts) => push(
+                ts,
+                Observation::Histogram(h.buckets.iter().map(|b| (b.value, b.count)).collect()),
+            ),
+            Err(e) => rejected.push(e),
+        }
+    }
+    for (i, c) in batch.counts.iter().enumerate() {
+        match check_ts(|| format!("counts[{i}].ts"), c.ts) {
+            Ok(ts) => push(
+                ts,
+                Observation::Counts {
+                    requests: c.requests,
+                    errors: c.errors,
+                },
+            ),
+            Err(e) => rejected.push(e),
+        }
+    }
+    for (i, o) in batch.outcomes.iter().enumerate() {
+        match check_ts(|| format!("outcomes[{i}].ts"), o.ts) {
+            Ok(ts) => push(ts, Observation::Outcome { error: o.error }),
+            Err(e) => rejected.push(e),
+        }
+    }
+    out.rejected = rejected;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1::{Bucket, CountsPoint, HistogramPoint, OutcomePoint};
+
+    fn batch() -> SampleBatch {
+        SampleBatch {
+            service: "payment".into(),
+            version: "v8".into(),
+            metric: "latency".into(),
+            labels: [("endpoint".to_owned(), "/charge".to_owned())]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_point_list_becomes_samples() {
+        let mut b = batch();
+        b.timestamps = vec![10.0, 11.0];
+        b.values = vec![80.5, 90.0];
+        b.histograms = vec![HistogramPoint {
+            ts: 12.0,
+            buckets: vec![Bucket {
+                value: 5.0,
+                count: 3,
+            }],
+        }];
+        b.counts = vec![CountsPoint {
+            ts: 13.0,
+            requests: 100,
+            errors: 2,
+        }];
+        b.outcomes = vec![OutcomePoint {
+            ts: 14.0,
+            error: true,
+        }];
+        let out = samples_from_batch(&b);
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        let obs: Vec<_> = out
+            .samples
+            .iter()
+            .map(|s| (s.ts, s.observation.clone()))
+            .collect();
+        assert_eq!(
+            obs,
+            vec![
+                (10.0, Observation::Value(80.5)),
+                (11.0, Observation::Value(90.0)),
+                (12.0, Observation::Histogram(vec![(5.0, 3)])),
+                (
+                    13.0,
+                    Observation::Counts {
+                        requests: 100,
+                        errors: 2
+                    }
+                ),
+                (14.0, Observation::Outcome { error: true }),
+            ]
+        );
+        let s = &out.samples[0];
+        assert_eq!(s.service.as_str(), "payment");
+        assert_eq!(s.labels.get("endpoint"), Some("/charge"));
+    }
+
+    #[test]
+    fn a_bad_point_rejects_only_itself() {
+        let mut b = batch();
+        b.timestamps = vec![10.0, f64::NAN, 12.0];
+        b.values = vec![1.0, 2.0, 3.0, 4.0];
+        b.counts = vec![CountsPoint {
+            ts: -1.0,
+            requests: 1,
+            errors: 0,
+        }];
+        let out = samples_from_batch(&b);
+        assert_eq!(out.samples.len(), 2);
+        let fields: Vec<_> = out
+            .rejected
+            .iter()
+            .map(|e| (e.field.as_str(), e.reason))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("timestamps[1]", RejectReason::InvalidTimestamp),
+                ("values[3]", RejectReason::LengthMismatch),
+                ("counts[0].ts", RejectReason::InvalidTimestamp),
+            ]
+        );
+        assert_eq!(
+            out.samples.len() as u64 + out.rejected_points(),
+            point_count(&b)
+        );
+    }
+
+    #[test]
+    fn a_bad_header_rejects_every_point_once() {
+        let mut b = batch();
+        b.version = String::new();
+        b.timestamps = vec![1.0, 2.0];
+        b.values = vec![1.0, 2.0];
+        b.outcomes = vec![OutcomePoint {
+            ts: 1.0,
+            error: false,
+        }];
+        let out = samples_from_batch(&b);
+        assert!(out.samples.is_empty());
+        assert_eq!(out.rejected.len(), 1);
+        assert_eq!(out.rejected[0].field, "version");
+        assert_eq!(out.rejected_points(), 3);
+
+        let mut b = batch();
+        b.labels.insert("bad".into(), "a\nb".into());
+        b.outcomes = vec![OutcomePoint {
+            ts: 1.0,
+            error: false,
+        }];
+        let out = samples_from_batch(&b);
+        assert_eq!(out.rejected[0].reason, RejectReason::InvalidName);
+    }
+}

@@ -1,0 +1,352 @@
+//! The server's shared state ([`Vigil`]) and the judge ticker.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use vigil_core::spec::AnalysisSpec;
+use vigil_core::store::Store;
+use vigil_core::{ServiceName, Version};
+
+use crate::config::{Config, Template};
+use crate::ingest::Ingestor;
+use crate::metrics::Metrics;
+use crate::registry::{CreateError, Entry, Published, Registry, State};
+
+/// Verdict changes buffered per watcher before it is told it lagged.
+const WATCH_BUFFER: usize = 4096;
+
+/// Named readiness gates: `/readyz` answers 200 when all are open. The
+/// Kafka consumer adds one that opens on partition assignment.
+#[derive(Debug, Default, Clone)]
+pub struct Readiness {
+    gates: Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>,
+}
+
+impl Readiness {
+    /// Adds a closed gate named `name` (or returns the existing one).
+    pub fn gate(&self, name: &str) -> Arc<AtomicBool> {
+        match self.gates.lock() {
+            Ok(mut g) => g.entry(name.to_owned()).or_default().clone(),
+            Err(_) => Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Names of closed gates (empty: ready).
+    pub fn waiting_for(&self) -> Vec<String> {
+        let mut v: Vec<String> = match self.gates.lock() {
+            Ok(g) => g
+                .iter()
+                .filter(|(_, open)| !open.load(Ordering::Acquire))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            Err(_) => vec!["readiness".to_owned()],
+        };
+        v.sort();
+        v
+    }
+}
+
+/// Everything the APIs, the ticker and plug-ins (Kafka) share.
+#[derive(Debug)]
+pub struct Vigil {
+    /// The effective configuration.
+    pub config: Config,
+    /// The store every ingest path records into.
+    pub store: Arc<Store>,
+    /// The one ingest path.
+    pub ingest: Ingestor,
+    /// Analyses.
+    pub analyses: Registry,
+    /// Metrics (one registry for the process).
+    pub metrics: Metrics,
+    /// Readiness gates.
+    pub readiness: Readiness,
+    /// Accepted bearer tokens (empty: no auth).
+    pub tokens: Vec<String>,
+    /// Cancelled on shutdown: watch streams end, the ticker stops.
+    pub shutdown: CancellationToken,
+    /// Kayenta thresholds (pass, marginal) per analysis started by a
+    /// Kayenta client.
+    pub kayenta_thresholds: dashmap::DashMap<String, (f64, f64)>,
+    verdicts: broadcast::Sender<Arc<Published>>,
+}
+
+/// Why an analysis could not be started for a service.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The spec built from a template is invalid.
+    #[error(transparent)]
+    Spec(#[from] vigil_core::SpecError),
+    /// The registry refused it.
+    #[error(transparent)]
+    Create(#[from] CreateError),
+}
+
+impl Vigil {
+    /// Shared state for `config`, with accepted `tokens`.
+    pub fn new(config: Config, tokens: Vec<String>) -> Arc<Self> {
+        let metrics = Metrics::new();
+        let store = Arc::new(Store::new(config.store.clone()));
+        let (verdicts, _) = broadcast::channel(WATCH_BUFFER);
+        Arc::new(Self {
+            ingest: Ingestor::new(store.clone(), metrics.clone()),
+            store,
+            analyses: Registry::default(),
+            metrics,
+            readiness: Readiness::default(),
+            tokens,
+            shutdown: CancellationToken::new(),
+            kayenta_thresholds: dashmap::DashMap::new(),
+            verdicts,
+            config,
+        })
+    }
+
+    /// Stream time now: the start of the newest slice seen, or the wall
+    /// clock before any data (stream time follows the wall clock in
+    /// production; only replays differ, and they have data first).
+    pub fn stream_now(&self) -> f64 {
+        match self.store.high_water() {
+            Some(h) => self.store.slice_start(h),
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        }
+    }
+
+    /// Starts an analysis.
+    pub fn create(
+        &self,
+        id: Option<String>,
+        spec: AnalysisSpec,
+        origin: &str,
+    ) -> Result<Arc<Entry>, CreateError> {
+        self.create_from(id, spec, origin, self.stream_now())
+    }
+
+    /// Starts an analysis judging from stream time `start` on (data already
+    /// in the store's window counts).
+    pub fn create_from(
+        &self,
+        id: Option<String>,
+        spec: AnalysisSpec,
+        origin: &str,
+        start: f64,
+    ) -> Result<Arc<Entry>, CreateError> {
+        let entry = self.analyses.create(id, spec, origin, start)?;
+        self.update_counts();
+        Ok(entry)
+    }
+
+    /// Stream time of the first sample of `version` of `service`.
+    pub fn first_seen(&self, service: &ServiceName, version: &Version) -> Option<f64> {
+        self.ingest.first_seen(service, version)
+    }
+
+    /// Cancels an analysis and tells watchers.
+    pub fn cancel(&self, id: &str) -> Option<Arc<Entry>> {
+        let (entry, news) = self.analyses.cancel(id)?;
+        if let Some(p) = news {
+            self.announce(p);
+        }
+        self.update_counts();
+        Some(entry)
+    }
+
+    /// A receiver of every verdict change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.verdicts.subscribe()
+    }
+
+    fn announce(&self, p: Arc<Published>) {
+        self.metrics.count_verdict(p.report.verdict.as_str());
+        // No receiver is fine: nobody is watching.
+        let _ = self.verdicts.send(p);
+    }
+
+    fn update_counts(&self) {
+        for (state, n) in self.analyses.counts() {
+            self.metrics.set_analyses(state.as_str(), n);
+        }
+    }
+
+    /// The spec a template gives for `service` from `baseline` to `canary`.
+    pub fn spec_from_template(
+        template: &Template,
+        service: &ServiceName,
+        baseline: Option<&Version>,
+        canary: &Version,
+    ) -> Result<AnalysisSpec, vigil_core::SpecError> {
+        let spec = AnalysisSpec {
+            service: service.clone(),
+            baseline_version: baseline.cloned(),
+            canary_version: canary.clone(),
+            metrics: template.metrics.clone(),
+            policy: template.policy.clone(),
+            dimensions: template.dimensions.clone(),
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Versions of `service` emitting now, oldest first.
+    pub fn emitting(&self, service: &ServiceName) -> Vec<Version> {
+        let since = match self.store.high_water() {
+            Some(h) => self.store.slice_start(h) - self.config.emitting_within.as_secs_f64(),
+            None => return Vec::new(),
+        };
+        self.ingest
+            .emitting(service, since)
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect()
+    }
+
+    /// The analysis judging the newest emitting version of `service`
+    /// against the one before it, started from `template` when there is
+    /// none (`origin` says by whom). `None` while fewer than two versions
+    /// emit.
+    pub fn analysis_for_service(
+        &self,
+        service: &ServiceName,
+        template: &Template,
+        origin: &str,
+    ) -> Result<Option<Arc<Entry>>, StartError> {
+        let versions = self.emitting(service);
+        let [.., baseline, canary] = versions.as_slice() else {
+            return Ok(None);
+        };
+        if let Some(e) = self.analyses.has_canary(service.as_str(), canary.as_str()) {
+            return Ok(Some(e));
+        }
+        let spec = Self::spec_from_template(template, service, Some(baseline), canary)?;
+        // Judge from the canary's first sample on.
+        let start = self
+            .first_seen(service, canary)
+            .unwrap_or_else(|| self.stream_now());
+        match self.create_from(None, spec, origin, start) {
+            Ok(e) => Ok(Some(e)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts auto analyses for versions first seen since the last call.
+    fn start_auto_analyses(&self) {
+        let new = self.ingest.take_new_versions();
+        if self.config.auto_analysis.is_empty() {
+            return;
+        }
+        for (service, version) in new {
+            let Some(rule) = self
+                .config
+                .auto_analysis
+                .iter()
+                .find(|r| r.matches(service.as_str()))
+            else {
+                continue;
+            };
+            let versions = self.emitting(&service);
+            // The new version must be the newest, with an older one still emitting.
+            let Some(pos) = versions.iter().position(|v| v == &version) else {
+                continue;
+            };
+            if pos == 0 || pos + 1 != versions.len() {
+                continue;
+            }
+            if self
+                .analyses
+                .has_canary(service.as_str(), version.as_str())
+                .is_some()
+            {
+                continue;
+            }
+            let template = Template {
+                name: "auto".to_owned(),
+                service: Some(service.to_string()),
+                metrics: rule.metrics.clone(),
+                policy: rule.policy.clone(),
+                dimensions: rule.dimensions.clone(),
+            };
+            let baseline = &versions[pos - 1];
+            let start = self
+                .first_seen(&service, &version)
+                .unwrap_or_else(|| self.stream_now());
+            match Self::spec_from_template(&template, &service, Some(baseline), &version)
+                .map_err(StartError::from)
+                .and_then(|spec| Ok(self.create_from(None, spec, "auto", start)?))
+            {
+                Ok(_) => {}
+                Err(e) => eprintln!("vigil: auto analysis for {service} {version}: {e}"),
+            }
+        }
+    }
+
+    /// One judge tick: starts auto analyses, then brings every running
+    /// analysis up to stream time (all of them when stream time moved,
+    /// otherwise only those never ticked), publishing changes.
+    pub fn tick(&self, last_high_water: &mut Option<i64>) {
+        self.start_auto_analyses();
+        let Some(hw) = self.store.high_water() else {
+            return;
+        };
+        let moved = *last_high_water != Some(hw);
+        *last_high_water = Some(hw);
+        let now = self.store.slice_start(hw);
+        self.metrics.stream_time.set(now);
+        let started = Instant::now();
+        let mut changed = false;
+        for entry in self.analyses.running() {
+            if !moved && entry.ticked.load(Ordering::Acquire) {
+                continue;
+            }
+            let Ok(mut analysis) = entry.analysis.lock() else {
+                continue;
+            };
+            if entry.is_cancelled() {
+                continue;
+            }
+            let report = analysis.tick(&self.store, now);
+            entry.ticked.store(true, Ordering::Release);
+            if let Some(p) = entry.publish(report) {
+                changed |= p.state != State::Running;
+                self.announce(p);
+            }
+        }
+        self.metrics
+            .tick_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.series.set(self.store.series_count() as i64);
+        self.metrics.store_bytes.set(self.store.bytes() as i64);
+        if changed || moved {
+            self.update_counts();
+        }
+    }
+
+    /// Runs the judge ticker until shutdown (on a blocking thread: ticks
+    /// are CPU work).
+    pub async fn run_ticker(self: Arc<Self>) {
+        let mut interval = tokio::time::interval(self.config.tick_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = None;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            let me = self.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                me.tick(&mut last);
+                last
+            })
+            .await;
+            match result {
+                Ok(l) => last = l,
+                Err(e) => eprintln!("vigil: judge tick failed: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! `vigil bench`: Vigil's performance figures, each measured beside its
+//! baseline in the same run, as a table or as JSON (`--json`).
+//!
+//! Adding a benchmark `x` with `pub fn run(json: bool) -> anyhow::Result<()>`
+//! in `src/bench/x.rs`: `mod x;` below, and one variant plus one dispatch
+//! line in [`BenchCommand`] / [`run`].
+
+pub mod api;
+mod judge;
+pub mod judge_fixture;
+mod memory;
+pub mod memory_fixture;
+mod simulate;
+mod stats;
+
+/// Options of `vigil bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchCommand,
+}
+
+/// Print one JSON object instead of a table.
+#[derive(Debug, clap::Args)]
+pub struct JsonArg {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which figure to measure.
+#[derive(Debug, clap::Subcommand)]
+enum BenchCommand {
+    /// GetVerdict with 10,000 live analyses beside a hello-world tonic server.
+    Api(JsonArg),
+    /// Mann-Whitney on histograms vs sorting the raw samples (same data).
+    Stats(stats::StatsArgs),
+    /// One judge tick over 10,000 analyses of 4 metrics, beside recording
+    /// the slice it reads.
+    Judge(judge::JudgeArgs),
+    /// Bytes per live series in the store over a 30-minute window.
+    Memory(memory::MemoryArgs),
+    /// `vigil simulate`'s speed goal and where a replication's time goes.
+    Simulate(simulate::SimulateBenchArgs),
+}
+
+/// Runs `vigil bench`.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    match &args.what {
+        BenchCommand::Api(a) => api::run(a.json),
+        BenchCommand::Stats(a) => stats::run(a),
+        BenchCommand::Judge(a) => judge::run(a),
+        BenchCommand::Memory(a) => memory::run(a),
+        BenchCommand::Simulate(a) => simulate::run(a),
+    }
+}
+
+/// Prints a report as pretty JSON.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
