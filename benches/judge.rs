@@ -39,6 +39,18 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 mod judge_fixture;
 use judge_fixture::{env_count, Fixture, DEFAULT_ANALYSES, DEFAULT_WARM_SLICES};
 
+/// CPU time this thread has run, in nanoseconds (Linux; `None` elsewhere).
+/// On a shared machine a tick's wall time includes time spent waiting for
+/// a core; its CPU time does not.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn bench(c: &mut Criterion) {
     let n = env_count("VIGIL_BENCH_ANALYSES", DEFAULT_ANALYSES);
     let warm_slices = env_count("VIGIL_BENCH_WARM_SLICES", DEFAULT_WARM_SLICES);
@@ -52,14 +64,19 @@ fn bench(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(1))
         .measurement_time(Duration::from_secs(2));
+    let mut tick_cpu_ms = Vec::new();
     group.bench_function("judge_tick", |b| {
         b.iter_custom(|iters| {
             let mut timed = Duration::ZERO;
             for _ in 0..iters {
                 fixture.record_slice();
+                let cpu = thread_cpu_ns();
                 let start = Instant::now();
                 black_box(fixture.tick_all());
                 timed += start.elapsed();
+                if let (Some(before), Some(after)) = (cpu, thread_cpu_ns()) {
+                    tick_cpu_ms.push(after.saturating_sub(before) as f64 / 1e6);
+                }
             }
             timed
         })
@@ -77,6 +94,16 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+    if !tick_cpu_ms.is_empty() {
+        tick_cpu_ms.sort_by(f64::total_cmp);
+        eprintln!(
+            "judge_tick CPU time per tick over {} ticks: median {:.1} ms (min {:.1}, max {:.1})",
+            tick_cpu_ms.len(),
+            tick_cpu_ms[tick_cpu_ms.len() / 2],
+            tick_cpu_ms[0],
+            tick_cpu_ms[tick_cpu_ms.len() - 1]
+        );
+    }
     let verdicts = fixture.tick_all();
     fixture.describe(verdicts);
 }

@@ -849,3 +849,74 @@ pub(crate) fn tolerance_text(spec: &MetricSpec) -> String {
         (None, None) => "0".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use vigil_core::{AnalysisSpec, SpecFormat};
+    use vigil_stats::sequential::quantile::QuantileShiftTest;
+    use vigil_stats::SparseHistogram;
+
+    use super::*;
+
+    /// A slice of `n` pseudo-random values around `centre`.
+    fn slice(state: &mut u64, n: usize, centre: u64) -> SliceData {
+        let mut h = SparseHistogram::new();
+        for _ in 0..n {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            h.record(centre / 2 + *state % centre);
+        }
+        SliceData::Distribution(h)
+    }
+
+    #[test]
+    fn bands_take_only_the_slices_with_both_arms() {
+        // The track keeps one copy of each arm while every slice has both;
+        // once one lacks an arm, the bands (which only take slices with
+        // both, like QuantileShiftTest) must go on with their own.
+        let spec = AnalysisSpec::parse(
+            "service: s\nbaseline_version: v1\ncanary_version: v2\nmetrics:\n  - {name: latency, kind: latency, direction: either, quantiles: [0.5, 0.9], tolerance_abs: 2}\n",
+            SpecFormat::Yaml,
+        )
+        .unwrap();
+        let metric = &spec.metrics[0];
+        let how = Judging {
+            method: Method::Sequential,
+            alpha: 0.01,
+            slo_mode: false,
+        };
+        let mut track = Track::new(0, metric, None, how).unwrap();
+        let reference = |d| {
+            QuantileShiftTest::new(
+                &metric.quantiles,
+                how.alpha,
+                metric.tolerance,
+                metric.tolerance_abs * DISTRIBUTION_SCALE,
+                d,
+            )
+            .unwrap()
+        };
+        let mut up = reference(quantile::Direction::Increase);
+        let mut down = reference(quantile::Direction::Decrease);
+        let mut state = 0x2545_F491_4F6C_DD1D;
+        let mut parted = false;
+        for i in 0..40 {
+            let c = (i % 7 != 3).then(|| slice(&mut state, 20, 90_000));
+            let b = (i % 5 != 2).then(|| slice(&mut state, 80, 80_000));
+            if let (Some(SliceData::Distribution(c)), Some(SliceData::Distribution(b))) = (&c, &b) {
+                up.update(c, b);
+                down.update(c, b);
+            }
+            track.feed(metric, c, b);
+            parted |= track.bands.as_ref().unwrap().paired.is_some();
+            let got = track.comparisons().to_vec();
+            assert_eq!(got, vec![up.comparisons(), down.comparisons()], "slice {i}");
+        }
+        assert!(parted);
+        // The track's own arms have every slice.
+        assert!(track.canary.n() > up.arms().0.len());
+    }
+}
