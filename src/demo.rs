@@ -98,7 +98,8 @@ async fn demo(args: &DemoArgs, scenarios: Vec<Scenario>) -> anyhow::Result<()> {
     let server_stop = stop.clone();
     let server_task = tokio::spawn(server.run(async move { server_stop.cancelled().await }));
 
-    let consumer_task = crate::serve::start_kafka(&handle, &brokers)?;
+    let consumer_task =
+        crate::serve::start_kafka(&handle, &brokers, crate::serve::ingest_metrics(&handle)?);
 
     let origin = produce::wall_now();
     let producer = produce::producer(&brokers)?;

@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use vigil_core::Sample;
+use vigil_ingest::otlp_grpc::{self, OtlpReceiver};
 use vigil_ingest::sink::SampleSink;
-use vigil_ingest::{Consumer, IngestConfig, IngestError, IngestMetrics};
+use vigil_ingest::{Consumer, DecodeOptions, IngestConfig, IngestError, IngestMetrics};
 use vigil_server::{shutdown_signal, Config, Handle, Server, Vigil};
 
 /// `vigil serve` arguments; every key is also settable in the config file
@@ -30,6 +31,9 @@ pub struct ServeArgs {
     /// Kafka brokers, comma-separated.
     #[arg(long)]
     kafka_brokers: Option<String>,
+    /// OTLP/gRPC receiver address (e.g. 127.0.0.1:4317; off by default).
+    #[arg(long)]
+    otlp_grpc_addr: Option<SocketAddr>,
     /// Print the effective configuration (TOML) and exit.
     #[arg(long)]
     print_config: bool,
@@ -43,6 +47,9 @@ pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(a) = args.http_addr {
         flags.insert("http_addr".into(), a.to_string().into());
+    }
+    if let Some(a) = args.otlp_grpc_addr {
+        flags.insert("otlp_grpc_addr".into(), a.to_string().into());
     }
     if let Some(b) = &args.kafka_brokers {
         let list: Vec<serde_json::Value> = b
@@ -69,22 +76,51 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let brokers = config.kafka_brokers.join(",");
+        let otlp_addr = config.otlp_grpc_addr;
         let server = Server::bind(config)?;
         // One line each, flushed: scripts and tests read the bound ports.
         println!("vigil: gRPC on {}", server.grpc_addr());
         println!("vigil: HTTP on {}", server.http_addr());
-        let kafka = if brokers.is_empty() {
+        let handle = server.handle();
+        let ingest_metrics = if brokers.is_empty() && otlp_addr.is_none() {
             None
         } else {
-            println!("vigil: consuming Kafka from {brokers}");
-            Some(start_kafka(&server.handle(), &brokers)?)
+            Some(ingest_metrics(&handle)?)
         };
+        let mut plugins = Vec::new();
+        if let (Some(addr), Some(metrics)) = (otlp_addr, &ingest_metrics) {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the OTLP/gRPC receiver to {addr}"))?;
+            println!("vigil: OTLP/gRPC on {}", listener.local_addr()?);
+            let receiver = OtlpReceiver::new(
+                server_sink(&handle, "otlp"),
+                metrics.clone(),
+                DecodeOptions::default(),
+            );
+            let stop = handle.vigil().shutdown.child_token();
+            plugins.push(tokio::spawn(async move {
+                otlp_grpc::serve(listener, receiver, stop)
+                    .await
+                    .map_err(|e| format!("OTLP/gRPC receiver: {e}"))
+            }));
+        }
+        if let (false, Some(metrics)) = (brokers.is_empty(), ingest_metrics) {
+            println!("vigil: consuming Kafka from {brokers}");
+            let kafka = start_kafka(&handle, &brokers, metrics);
+            plugins.push(tokio::spawn(async move {
+                match kafka.await {
+                    Ok(r) => r.map_err(|e| format!("Kafka consumer: {e}")),
+                    Err(e) => Err(format!("Kafka consumer task: {e}")),
+                }
+            }));
+        }
         server.run(shutdown_signal()).await?;
-        if let Some(kafka) = kafka {
-            match kafka.await {
+        for plugin in plugins {
+            match plugin.await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => eprintln!("vigil: Kafka consumer: {e}"),
-                Err(e) => eprintln!("vigil: Kafka consumer task: {e}"),
+                Ok(Err(e)) => eprintln!("vigil: {e}"),
+                Err(e) => eprintln!("vigil: {e}"),
             }
         }
         println!("vigil: stopped");
@@ -92,29 +128,49 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The server's ingest path as the Kafka consumer's sink, so that samples
-/// from Kafka are counted by source and start auto analyses like those from
-/// the APIs.
-struct ServerSink(Arc<Vigil>);
+/// The server's ingest path as the sink of the Kafka consumer and the OTLP
+/// receiver, so that their samples are counted by source and start auto
+/// analyses like those from the APIs.
+struct ServerSink {
+    vigil: Arc<Vigil>,
+    /// The `source` label of the samples (`kafka`, `otlp`).
+    source: &'static str,
+}
 
 impl SampleSink for ServerSink {
     fn record_samples(&self, samples: &[Sample]) -> u64 {
-        self.0.ingest.record("kafka", samples).accepted
+        self.vigil.ingest.record(self.source, samples).accepted
     }
 }
 
+/// The ingest plug-ins' metrics (`vigil_kafka_*`), registered once in the
+/// server's registry and shared by the Kafka consumer and the OTLP receiver.
+pub fn ingest_metrics(handle: &Handle) -> anyhow::Result<IngestMetrics> {
+    handle
+        .metrics()
+        .with_registry(IngestMetrics::new)
+        .context("the metrics registry is unusable")
+}
+
+/// The server's ingest path as a sink for a plug-in, counting its samples
+/// under `source`.
+fn server_sink(handle: &Handle, source: &'static str) -> Arc<dyn SampleSink> {
+    Arc::new(ServerSink {
+        vigil: handle.vigil().clone(),
+        source,
+    })
+}
+
 /// Starts the Kafka consumer (Vigil's default topics, group `vigil`) into
-/// the server's ingest path, with its metrics in the server's registry and
-/// a `kafka` readiness gate that opens once partitions are assigned. It
-/// stops, committing its offsets, when the server shuts down.
+/// the server's ingest path, counting into `metrics` (see
+/// [`ingest_metrics`]), with a `kafka` readiness gate that opens once
+/// partitions are assigned. It stops, committing its offsets, when the
+/// server shuts down.
 pub fn start_kafka(
     handle: &Handle,
     brokers: &str,
-) -> anyhow::Result<JoinHandle<Result<(), IngestError>>> {
-    let metrics = handle
-        .metrics()
-        .with_registry(IngestMetrics::new)
-        .context("the metrics registry is unusable")?;
+    metrics: IngestMetrics,
+) -> JoinHandle<Result<(), IngestError>> {
     let gate = handle.readiness_gate("kafka");
     let ready = metrics.ready_flag();
     let stop = handle.vigil().shutdown.child_token();
@@ -128,7 +184,10 @@ pub fn start_kafka(
             }
         }
     });
-    let sink: Arc<dyn SampleSink> = Arc::new(ServerSink(handle.vigil().clone()));
-    let consumer = Consumer::new(IngestConfig::new(brokers), sink, metrics);
-    Ok(tokio::spawn(consumer.run(stop)))
+    let consumer = Consumer::new(
+        IngestConfig::new(brokers),
+        server_sink(handle, "kafka"),
+        metrics,
+    );
+    tokio::spawn(consumer.run(stop))
 }

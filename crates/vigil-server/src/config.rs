@@ -33,6 +33,10 @@ pub struct Config {
     pub emitting_within: Duration,
     /// Kafka brokers (the Kafka ingest plugs into the same store).
     pub kafka_brokers: Vec<String>,
+    /// OTLP/gRPC receiver (`TraceService`/`MetricsService` export) listen
+    /// address, OTLP's port being 4317; off when unset. It has neither TLS
+    /// nor auth of its own: bind it to loopback or a trusted network.
+    pub otlp_grpc_addr: Option<SocketAddr>,
     /// The store's shape and bounds.
     pub store: StoreConfig,
     /// Bearer tokens.
@@ -55,6 +59,7 @@ impl Default for Config {
             tick_interval: Duration::from_secs(1),
             emitting_within: Duration::from_secs(120),
             kafka_brokers: Vec::new(),
+            otlp_grpc_addr: None,
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
