@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,17 +16,10 @@ use tokio_util::sync::CancellationToken;
 use vigil_core::store::{Store, StoreConfig};
 use vigil_ingest::{Consumer, IngestConfig, IngestMetrics};
 
+mod common;
+use common::{line_after, Killed};
+
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// Kills the child when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn kcat_available() -> bool {
     let found = Command::new("kcat")
@@ -181,18 +174,6 @@ async fn kcat_produces_to_the_dev_broker_and_vigil_consumes_it() {
         letter.contains("vigil.source.topic=vigil.events"),
         "{letter}"
     );
-}
-
-/// Reads lines of `out` until one starts with `prefix`; returns the rest.
-fn line_after(out: &mut impl BufRead, prefix: &str) -> String {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "no `{prefix}` line");
-        if let Some(rest) = line.trim().strip_prefix(prefix) {
-            return rest.to_owned();
-        }
-    }
 }
 
 /// The whole path as users run it: kcat produces request events to `vigil

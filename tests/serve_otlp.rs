@@ -5,36 +5,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::BufReader;
+use std::process::{Command, Stdio};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
 
+mod common;
+use common::{line_after, Killed};
+
 const SPANS: &[u8] = include_bytes!("../crates/vigil-ingest/tests/data/otlp_spans.bin");
-
-/// Stops the server when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Reads lines of `out` until one starts with `prefix`; returns the rest.
-fn line_after(out: &mut impl BufRead, prefix: &str) -> String {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "no `{prefix}` line");
-        if let Some(rest) = line.trim().strip_prefix(prefix) {
-            return rest.to_owned();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_exports_reach_the_served_store() {

@@ -4,9 +4,9 @@
 // Each test binary includes this module and uses part of it.
 #![allow(dead_code)]
 
-use std::io::Write as _;
+use std::io::{BufRead, Write as _};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -70,4 +70,27 @@ pub fn json(args: &[&str], stdin: Option<&[u8]>) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A child process killed (and reaped) when the test ends, however it ends.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads lines of `out` until one starts with `prefix`; returns the rest,
+/// trimmed. Panics at the end of the output.
+pub fn line_after(out: &mut impl BufRead, prefix: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "no `{prefix}` line");
+        if let Some(rest) = line.trim().strip_prefix(prefix) {
+            return rest.to_owned();
+        }
+    }
 }
