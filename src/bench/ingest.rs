@@ -64,6 +64,12 @@ pub struct IngestArgs {
     /// request events) or otlp_spans (100 server spans).
     #[arg(long, default_value = "samples", value_parser = ["samples", "events", "otlp_spans"])]
     format: String,
+    /// Timestamps cycling over 10 minutes in every message (each message
+    /// touches 10 slices, most of them already complete: the store's slow
+    /// path for late data), instead of stream order (time advancing with
+    /// the message number, as a live stream does).
+    #[arg(long)]
+    out_of_order: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -73,6 +79,7 @@ pub struct IngestArgs {
 #[derive(Debug, Serialize)]
 struct Report {
     format: String,
+    out_of_order: bool,
     messages: u64,
     samples: u64,
     partitions: i32,
@@ -89,6 +96,18 @@ struct Report {
 /// Gives up on a phase after this long.
 const PHASE_LIMIT: Duration = Duration::from_secs(600);
 const T0: f64 = 1_800_000_000.0;
+/// Stream seconds between consecutive samples in stream order: 2,000
+/// samples a second, so 20,000 messages span 1,000 s, inside the window.
+const STREAM_STEP: f64 = 0.0005;
+
+/// Stream time of sample `k` (the `k`-th sample produced overall).
+fn sample_ts(k: u64, out_of_order: bool) -> f64 {
+    if out_of_order {
+        T0 + (k % 600) as f64
+    } else {
+        T0 + k as f64 * STREAM_STEP
+    }
+}
 
 /// Runs the benchmark.
 pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
@@ -126,11 +145,11 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
 }
 
 /// One message's payload and the samples it holds.
-fn message(format: Format, i: u64) -> (Vec<u8>, u64) {
+fn message(format: Format, i: u64, out_of_order: bool) -> (Vec<u8>, u64) {
     let service = ["checkout", "payment"][(i % 2) as usize];
     let version = ["v1", "v2"][((i / 2) % 2) as usize];
     let latency = |j: u64| ((i * 100 + j) * 7919 % 50_000) as f64 / 100.0;
-    let ts = |j: u64| T0 + ((i * 100 + j) % 600) as f64;
+    let ts = |j: u64| sample_ts(i * 100 + j, out_of_order);
     match format {
         Format::Events => {
             let mut text = String::with_capacity(100 * 90);
@@ -144,7 +163,7 @@ fn message(format: Format, i: u64) -> (Vec<u8>, u64) {
             }
             (text.into_bytes(), 200)
         }
-        Format::OtlpSpans => (otlp_spans(service, version, i), 200),
+        Format::OtlpSpans => (otlp_spans(service, version, i, out_of_order), 200),
         _ => {
             use prost::Message as _;
             let batch = vigil_proto::v1::SampleBatch {
@@ -160,7 +179,7 @@ fn message(format: Format, i: u64) -> (Vec<u8>, u64) {
     }
 }
 
-fn otlp_spans(service: &str, version: &str, i: u64) -> Vec<u8> {
+fn otlp_spans(service: &str, version: &str, i: u64, out_of_order: bool) -> Vec<u8> {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -175,7 +194,7 @@ fn otlp_spans(service: &str, version: &str, i: u64) -> Vec<u8> {
     };
     let spans = (0..100)
         .map(|j| {
-            let start = (T0 as u64 + (i * 100 + j) % 600) * 1_000_000_000;
+            let start = (sample_ts(i * 100 + j, out_of_order) * 1e9) as u64;
             Span {
                 name: "GET /cart".to_owned(),
                 kind: SpanKind::Server as i32,
@@ -219,7 +238,7 @@ async fn measure(args: &IngestArgs, format: Format) -> anyhow::Result<Report> {
     let mut samples = 0;
     let mut payload_bytes = 0;
     for i in 0..args.messages {
-        let (payload, n) = message(format, i);
+        let (payload, n) = message(format, i, args.out_of_order);
         samples += n;
         payload_bytes += payload.len() as u64;
         let key = i.to_string();
@@ -313,6 +332,7 @@ async fn measure(args: &IngestArgs, format: Format) -> anyhow::Result<Report> {
     };
     Ok(Report {
         format: format.to_string(),
+        out_of_order: args.out_of_order,
         messages: args.messages,
         samples,
         partitions: args.partitions,
