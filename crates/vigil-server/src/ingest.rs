@@ -101,27 +101,28 @@ impl Ingestor {
         // (service, version) -> (min ts, max ts) of this call, so the
         // shared map is touched once per series owner, not per sample.
         let mut touched: Vec<((&ServiceName, &Version), f64, f64)> = Vec::new();
-        for s in samples {
-            match self.store.record(s) {
-                Ok(()) => {
-                    out.accepted += 1;
-                    match touched
-                        .iter_mut()
-                        .find(|((svc, ver), _, _)| *svc == &s.service && *ver == &s.version)
-                    {
-                        Some((_, lo, hi)) => {
-                            *lo = lo.min(s.ts);
-                            *hi = hi.max(s.ts);
-                        }
-                        None => touched.push(((&s.service, &s.version), s.ts, s.ts)),
-                    }
+        // One batch into the store (grouped by series and slice there), then
+        // the rejections in order, then the accepted samples' owners.
+        let batch = self.store.record_batch(samples);
+        let mut rejected = batch.rejected.iter().peekable();
+        for (i, s) in samples.iter().enumerate() {
+            if let Some((_, e)) = rejected.next_if(|(at, _)| *at == i) {
+                self.metrics.count_rejected(source, store_reason(e), 1);
+                out.reject(1, || {
+                    format!("{}/{}/{} at {}: {e}", s.service, s.version, s.metric, s.ts)
+                });
+                continue;
+            }
+            out.accepted += 1;
+            match touched
+                .iter_mut()
+                .find(|((svc, ver), _, _)| *svc == &s.service && *ver == &s.version)
+            {
+                Some((_, lo, hi)) => {
+                    *lo = lo.min(s.ts);
+                    *hi = hi.max(s.ts);
                 }
-                Err(e) => {
-                    self.metrics.count_rejected(source, store_reason(&e), 1);
-                    out.reject(1, || {
-                        format!("{}/{}/{} at {}: {e}", s.service, s.version, s.metric, s.ts)
-                    });
-                }
+                None => touched.push(((&s.service, &s.version), s.ts, s.ts)),
             }
         }
         self.metrics.count_ingested(source, out.accepted);
