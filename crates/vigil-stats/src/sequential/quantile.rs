@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use super::cumulative::CumulativeHistogram;
 use crate::error::check_tolerance;
-use crate::histogram::{BucketCounts, RankIndex};
+use crate::histogram::{Bucket, BucketCounts, RankIndex};
 use crate::{check_alpha, StatsError};
 
 /// Half-width, in probability, of the time-uniform band after `t` samples.
@@ -134,14 +134,29 @@ pub fn fixed_quantile_bound_indexed(index: &RankIndex, q: f64, alpha: f64) -> Qu
             high: None,
         };
     }
-    let (s_min, s_max) = bisection_ranks(n, q, alpha);
+    bound_at_ranks(q, estimate, n, bisection_ranks(n, q, alpha), |r| {
+        index.at_rank(r)
+    })
+}
+
+/// The bound of quantile `q` whose order-statistic ranks among `n` samples
+/// are `(s_min, s_max)`: `X_(s_min)` read at its bucket's low end and
+/// `X_(s_max + 1)` at its high end (none past the last sample), through
+/// `at_rank` (1-based).
+fn bound_at_ranks(
+    q: f64,
+    estimate: Option<u64>,
+    n: u64,
+    (s_min, s_max): (u64, u64),
+    at_rank: impl Fn(u64) -> Option<Bucket>,
+) -> QuantileBound {
     let high = if s_max < n {
-        index.at_rank(s_max + 1).map(|b| b.high)
+        at_rank(s_max + 1).map(|b| b.high)
     } else {
         None
     };
     let low = if s_min >= 1 {
-        index.at_rank(s_min).map_or(0, |b| b.low)
+        at_rank(s_min).map_or(0, |b| b.low)
     } else {
         0
     };
@@ -412,23 +427,8 @@ impl FixedQuantileRanks {
         let estimate = hist
             .bucket_at_rank(((q * n as f64).ceil() as u64).clamp(1, n))
             .map(|b| b.value());
-        let (s_min, s_max) = self.ranks(n);
-        let high = if s_max < n {
-            hist.bucket_at_rank(s_max + 1).map(|b| b.high)
-        } else {
-            None
-        };
-        let low = if s_min >= 1 {
-            hist.bucket_at_rank(s_min).map_or(0, |b| b.low)
-        } else {
-            0
-        };
-        QuantileBound {
-            quantile: q,
-            estimate,
-            low,
-            high,
-        }
+        let ranks = self.ranks(n);
+        bound_at_ranks(q, estimate, n, ranks, |r| hist.bucket_at_rank(r))
     }
 }
 
