@@ -99,9 +99,14 @@ fn endpoint(c: &ClientArgs) -> anyhow::Result<Endpoint> {
     if let Some(name) = &c.tls_domain {
         tls = tls.domain_name(name.clone());
     }
-    endpoint
-        .tls_config(tls)
-        .context("setting up TLS for the connection")
+    endpoint.tls_config(tls).map_err(|e| {
+        let hint = if c.ca_cert.is_none() {
+            "\n  hint: give the server's CA with --ca-cert FILE (or VIGIL_CA_CERT)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("setting up TLS for {}: {}{hint}", c.addr, chain(&e))
+    })
 }
 
 /// `e` and its sources, `: `-separated.
