@@ -5,7 +5,6 @@
 //! when given (a private CA), for the address's host name or `--tls-domain`.
 
 use std::io::{IsTerminal as _, Write as _};
-
 use std::path::PathBuf;
 use std::time::Duration;
 
