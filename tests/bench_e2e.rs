@@ -78,6 +78,7 @@ fn e2e_reports_every_run_rolled_back_with_its_breakdown() {
         // The verdict is read after its slice ended, and e2e is the sum
         // of its two parts.
         assert!(e2e > 0.0 && after > 0.0, "{run}");
+        assert!(f(run, "watch_e2e_ms") > 0.0, "{run}");
         assert!((wait + after - e2e).abs() < 1e-6 * e2e.max(1.0), "{run}");
         assert!(run["slices"].as_u64().unwrap() >= 1, "{run}");
         assert!(run["bad_canary_requests"].as_u64().unwrap() > 0, "{run}");
@@ -87,6 +88,7 @@ fn e2e_reports_every_run_rolled_back_with_its_breakdown() {
     assert_eq!(e2e[2], max_run);
     summary(&report, "slice_wait_ms");
     summary(&report, "after_slice_ms");
+    summary(&report, "watch_e2e_ms");
     // The raw consumer saw the run's messages.
     assert!(report["kafka_messages"].as_u64().unwrap() > 0, "{report}");
     assert!(summary(&report, "kafka_round_trip_ms")[0] > 0.0, "{report}");

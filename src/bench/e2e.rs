@@ -13,14 +13,16 @@
 //! spec. Its traffic is healthy for `--warmup-secs`, then the canary turns
 //! bad. Requests are drawn by `vigil-sim`'s generator and handed to the
 //! producer in real time: every `--batch-ms`, the requests that completed
-//! since the last batch (time stamps in the past, as a service emits them),
+//! since the last batch (time stamps in the past, as a service emits them;
+//! OTLP spans once they have ended, as they are stamped with their end),
 //! encoded by `produce::encode`.
 //!
 //! Measured per run (wall clock, epoch seconds, one clock for everything):
 //! - `first_bad`: when the first batch holding a canary request after the
 //!   change is handed to the producer;
 //! - `readable`: when a `GetVerdict` (polled every `--poll-ms`) first
-//!   answers ROLLBACK.
+//!   answers ROLLBACK; and when a `WatchVerdicts` stream, opened when the
+//!   analysis starts, delivers it.
 //!
 //! The judge works on completed slices: a slice is complete once a sample
 //! of the next slice is in the store (no allowed lateness), and the ticker
@@ -42,7 +44,6 @@
 //! a header, so the transport's own latency (producer -> broker ->
 //! consumer) is measured over the same messages.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -62,7 +63,7 @@ use vigil_core::ServiceName;
 use vigil_ingest::dev::DevBroker;
 use vigil_ingest::IngestConfig;
 use vigil_proto::v1::vigil_service_client::VigilServiceClient;
-use vigil_proto::v1::{GetVerdictRequest, Verdict};
+use vigil_proto::v1::{GetVerdictRequest, Verdict, WatchVerdictsRequest};
 use vigil_server::{Config, Handle, Server};
 use vigil_sim::generate::event_rng;
 use vigil_sim::{Arm, Generator, Names, RequestEvent, Scenario, STREAM_START};
@@ -173,6 +174,9 @@ struct RunReport {
     slice_wait_ms: f64,
     /// End of the slice that decided -> ROLLBACK read, ms.
     after_slice_ms: f64,
+    /// First bad sample -> ROLLBACK received on a `WatchVerdicts` stream
+    /// opened when the analysis started, ms.
+    watch_e2e_ms: f64,
     /// Slices holding bad data that were judged before ROLLBACK.
     slices: u32,
     /// Canary requests the producer handed over after the change, up to
@@ -198,6 +202,7 @@ struct Report {
     e2e_ms: Summary,
     slice_wait_ms: Summary,
     after_slice_ms: Summary,
+    watch_e2e_ms: Summary,
     /// Raw rdkafka consumer: send -> receive of every message of the run.
     kafka_round_trip_ms: Summary,
     kafka_messages: u64,
@@ -303,6 +308,7 @@ fn print_table(r: &Report) {
         "  after the slice end (Kafka, tick, read)",
         &r.after_slice_ms,
     );
+    row("e2e with WatchVerdicts instead of polling", &r.watch_e2e_ms);
     println!(
         "  {:<44} {:>8.1} ms {:>6.1} ms {:>6.1} ms  ({} messages)",
         "Kafka round trip (raw rdkafka consumer)",
@@ -481,6 +487,7 @@ async fn measure(args: &E2eArgs, base: &Scenario) -> anyhow::Result<Report> {
         e2e_ms: Summary::of(&column(|r| r.e2e_ms)),
         slice_wait_ms: Summary::of(&column(|r| r.slice_wait_ms)),
         after_slice_ms: after_slice,
+        watch_e2e_ms: Summary::of(&column(|r| r.watch_e2e_ms)),
         kafka_round_trip_ms: kafka,
         kafka_messages: round_trips.len(),
         after_slice_over_kafka: after_slice.median / kafka.median,
@@ -578,6 +585,22 @@ async fn run_deploy(
             wall_now(),
         )
         .with_context(|| format!("cannot start the analysis of run {}", deploy.run))?;
+    let mut watch = client
+        .watch_verdicts(WatchVerdictsRequest {
+            analysis_id: id.clone(),
+            service: String::new(),
+        })
+        .await
+        .context("WatchVerdicts failed")?
+        .into_inner();
+    let watcher = tokio::spawn(async move {
+        while let Some(report) = watch.message().await? {
+            if report.verdict() == Verdict::Rollback {
+                return Ok(Some(wall_now()));
+            }
+        }
+        Ok::<_, tonic::Status>(None)
+    });
     let progress = Arc::new(Progress::default());
     let stop = CancellationToken::new();
     let traffic = tokio::spawn(produce_traffic(
@@ -628,6 +651,12 @@ async fn run_deploy(
     };
     stop.cancel();
     traffic.await.context("the producer's task failed")??;
+    let watched = tokio::time::timeout(options.timeout, watcher)
+        .await
+        .with_context(|| format!("run {}: WatchVerdicts sent no ROLLBACK", deploy.run))?
+        .context("the watcher's task failed")?
+        .context("WatchVerdicts failed")?
+        .with_context(|| format!("run {}: WatchVerdicts ended before ROLLBACK", deploy.run))?;
     let first_bad = *progress.first_bad.get().with_context(|| {
         format!(
             "run {}: ROLLBACK before any bad sample was produced: {}",
@@ -652,6 +681,7 @@ async fn run_deploy(
         e2e_ms: (readable - first_bad) * 1000.0,
         slice_wait_ms: (decided_at - first_bad) * 1000.0,
         after_slice_ms: (readable - decided_at) * 1000.0,
+        watch_e2e_ms: (watched - first_bad) * 1000.0,
         slices: ((decided_at - bad_slice_start) / options.slice).round() as u32,
         bad_canary_requests: progress
             .bad_canary
@@ -677,29 +707,39 @@ async fn produce_traffic(
     let mut ids = ChaCha8Rng::seed_from_u64(options.seed ^ u64::from(run) ^ 0xe2e);
     let shift = origin - STREAM_START;
     let mut drawn_until = origin;
-    let mut queue: VecDeque<RequestEvent> = VecDeque::new();
+    // Requests drawn and not yet handed over, by the time they are done.
+    let mut queue: Vec<RequestEvent> = Vec::new();
+    let done = |e: &RequestEvent| match options.format {
+        // A span is exported once it has ended, and stamped with its end.
+        WireFormat::Otlp => e.ts + e.latency_ms / 1000.0,
+        WireFormat::Samples | WireFormat::Events => e.ts,
+    };
     let mut batch_end = origin + options.batch;
     loop {
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
             () = sleep_until_wall(batch_end) => {}
         }
+        let mut drew = false;
         while drawn_until <= batch_end {
             let Some(draw) = generator.next_slice() else {
                 break;
             };
-            let mut events = generator.expand_events(&draw, &mut events_rng);
-            for e in &mut events {
+            let events = generator.expand_events(&draw, &mut events_rng);
+            queue.extend(events.into_iter().map(|mut e| {
                 e.ts += shift;
-            }
-            events.sort_by(|a, b| a.ts.total_cmp(&b.ts));
-            queue.extend(events);
+                e
+            }));
             drawn_until += generator.slice_secs();
+            drew = true;
         }
         if queue.is_empty() && drawn_until <= batch_end {
             return Ok(());
         }
-        let due = queue.partition_point(|e| e.ts <= batch_end);
+        if drew {
+            queue.sort_by(|a, b| done(a).total_cmp(&done(b)));
+        }
+        let due = queue.partition_point(|e| done(e) <= batch_end);
         let batch: Vec<RequestEvent> = queue.drain(..due).collect();
         batch_end += options.batch;
         if batch.is_empty() {
