@@ -20,14 +20,15 @@ PEER_RUNS="${PEER_RUNS:-$RUNS}"
 SEED="${SEED:-1}"
 METHODS="${METHODS:-sequential fixed-horizon kayenta}"
 OUT="${OUT:-target/sim}"
+BIN="${CARGO_TARGET_DIR:-target}/release/vigil"
 cargo build --release --quiet
 mkdir -p "$OUT"
-target/release/vigil simulate --list > "$OUT/list.txt"
+"$BIN" simulate --list > "$OUT/list.txt"
 scenarios="${SCENARIOS:-$(awk '{print $1}' "$OUT/list.txt")}"
 run() { # scenario method runs
   local start
   start=$(date +%s)
-  target/release/vigil simulate --scenario "$1" --method "$2" --runs "$3" --seed "$SEED" \
+  "$BIN" simulate --scenario "$1" --method "$2" --runs "$3" --seed "$SEED" \
     --json > "$OUT/$1.$2.json"
   echo "$1 $2 $3 runs: $(( $(date +%s) - start )) s" >&2
 }

@@ -1,22 +1,37 @@
 //! `vigil verdict ID` and `vigil watch`: terminal clients of the gRPC API.
+//!
+//! An `https://` address speaks TLS (rustls): the server's certificate is
+//! checked against the system's trusted CAs, or only against `--ca-cert`
+//! when given (a private CA), for the address's host name or `--tls-domain`.
 
 use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use vigil_proto::v1::vigil_service_client::VigilServiceClient;
 use vigil_proto::v1::{self, GetVerdictRequest, WatchVerdictsRequest};
 
 /// Where the server is and how to authenticate.
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
-    /// gRPC address of `vigil serve`.
+    /// gRPC address of `vigil serve`; `https://` for a server with TLS.
     #[arg(long, default_value = "http://127.0.0.1:50051", env = "VIGIL_ADDR")]
     addr: String,
     /// Bearer token (when the server requires one on reads).
     #[arg(long, env = "VIGIL_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM file of the CA(s) that signed the server's certificate, trusted
+    /// instead of the system's CAs (for a private CA). Needs an https://
+    /// address.
+    #[arg(long, env = "VIGIL_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// Name the server's certificate must carry, when it is not the host of
+    /// --addr (e.g. connecting by IP address or through a tunnel).
+    #[arg(long, env = "VIGIL_TLS_DOMAIN", value_name = "NAME")]
+    tls_domain: Option<String>,
 }
 
 /// `vigil verdict` arguments.
@@ -51,12 +66,79 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-async fn connect(c: &ClientArgs) -> anyhow::Result<VigilServiceClient<Channel>> {
-    let channel = Channel::from_shared(c.addr.clone())
+/// How long a connection may take before the client gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The endpoint of `c.addr`, with TLS for `https://`.
+fn endpoint(c: &ClientArgs) -> anyhow::Result<Endpoint> {
+    let endpoint = Channel::from_shared(c.addr.clone())
         .with_context(|| format!("invalid address {}", c.addr))?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {}", c.addr))?;
+        .connect_timeout(CONNECT_TIMEOUT);
+    let https = endpoint.uri().scheme_str() == Some("https");
+    if !https {
+        if c.ca_cert.is_some() || c.tls_domain.is_some() {
+            anyhow::bail!(
+                "--ca-cert and --tls-domain need an https:// address, not {}",
+                c.addr
+            );
+        }
+        return Ok(endpoint);
+    }
+    let mut tls = match &c.ca_cert {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading the CA certificate {}", path.display()))?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                anyhow::bail!("{} holds no PEM certificate", path.display());
+            }
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+        }
+        None => ClientTlsConfig::new().with_native_roots(),
+    };
+    if let Some(name) = &c.tls_domain {
+        tls = tls.domain_name(name.clone());
+    }
+    endpoint.tls_config(tls).map_err(|e| {
+        let hint = if c.ca_cert.is_none() {
+            "\n  hint: give the server's CA with --ca-cert FILE (or VIGIL_CA_CERT)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("setting up TLS for {}: {}{hint}", c.addr, chain(&e))
+    })
+}
+
+/// `e` and its sources, `: `-separated.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.ends_with(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+async fn connect(c: &ClientArgs) -> anyhow::Result<VigilServiceClient<Channel>> {
+    let channel = endpoint(c)?.connect().await.map_err(|e| {
+        let why = chain(&e);
+        let hint = if !why.contains("certificate") {
+            ""
+        } else if why.contains("not valid for name") || why.contains("NotValidForName") {
+            "\n  hint: the certificate is not issued for this host name: \
+             name the one it carries with --tls-domain NAME"
+        } else if c.ca_cert.is_none() {
+            "\n  hint: the server's certificate is not signed by a CA this \
+             system trusts: give its CA with --ca-cert FILE (or VIGIL_CA_CERT)"
+        } else {
+            "\n  hint: the server's certificate is not signed by the CA of --ca-cert"
+        };
+        anyhow::anyhow!("connecting to {}: {why}{hint}", c.addr)
+    })?;
     Ok(VigilServiceClient::new(channel))
 }
 

@@ -5,7 +5,7 @@ use vigil_core::{
     AnalysisSpec, Labels, Method, MetricKind, MetricStatus, SeriesKey, Timestamp, Verdict,
     VerdictReport, Version,
 };
-use vigil_stats::sequential::combine::holm;
+use vigil_stats::sequential::combine::holm_weighted;
 use vigil_stats::sequential::{EProcess, Evidence};
 
 use crate::kayenta::{self, KayentaResult};
@@ -232,6 +232,27 @@ impl Analysis {
         }
     }
 
+    /// Each track's share of the evidence: its metric's weight, split
+    /// evenly over the metric's tracks, normalised to sum to one (all zero
+    /// when no metric has weight).
+    fn track_weights(&self) -> Vec<f64> {
+        let mut per_metric = vec![0usize; self.spec.metrics.len()];
+        for t in &self.tracks {
+            per_metric[t.metric] += 1;
+        }
+        let raw: Vec<f64> = self
+            .tracks
+            .iter()
+            .map(|t| self.spec.metrics[t.metric].weight / per_metric[t.metric] as f64)
+            .collect();
+        let total: f64 = raw.iter().sum();
+        if total > 0.0 && total.is_finite() {
+            raw.iter().map(|w| w / total).collect()
+        } else {
+            vec![0.0; raw.len()]
+        }
+    }
+
     fn decide(&mut self, now: Timestamp) -> VerdictReport {
         let policy = self.spec.policy.clone();
         let alpha = policy.alpha;
@@ -271,17 +292,18 @@ impl Analysis {
             .min_by_key(|&(_, have)| have);
 
         // Which tracks failed.
+        let track_weights = self.track_weights();
         let mut kayenta_score = None;
         let failing: Vec<bool> = match (self.how.method, self.how.slo_mode) {
             (_, true) | (Method::FixedHorizon, false) => {
                 assessed.iter().map(|a| a.failed).collect()
             }
             (Method::Sequential, false) => {
-                // Two routes to ROLLBACK share alpha: Holm over the tracks
-                // (a failing critical metric alone rolls back) and the
-                // combined e-value, each at alpha / 2.
+                // Weighted Holm over the tracks names the failing ones; its
+                // first rejection implies the combined e-value below reaches
+                // 1 / alpha, so both use all of alpha.
                 let p: Vec<f64> = self.tracks.iter().map(Track::p_value).collect();
-                holm(&p, alpha / 2.0)
+                holm_weighted(&p, &track_weights, alpha)
                     .into_iter()
                     .zip(&assessed)
                     .map(|(rejected, a)| rejected && a.beyond_tolerance)
@@ -303,32 +325,22 @@ impl Analysis {
             };
         }
 
-        // The combined evidence (sequential): weighted mean over metrics of
-        // each metric's mean e-value over its tracks.
+        // The combined evidence (sequential): the weighted mean of the
+        // tracks' e-values, each metric's weight shared by its tracks.
         let mut rollback = false;
         if self.how.method == Method::Sequential && !self.how.slo_mode {
-            let mut num = 0.0;
-            let mut den = 0.0;
-            for (m, metric) in self.spec.metrics.iter().enumerate() {
-                let es: Vec<f64> = self
-                    .tracks
-                    .iter()
-                    .zip(&assessed)
-                    .filter(|(t, _)| t.metric == m)
-                    .map(|(_, a)| a.e_value)
-                    .collect();
-                if !es.is_empty() {
-                    num += metric.weight * es.iter().sum::<f64>() / es.len() as f64;
-                    den += metric.weight;
-                }
-            }
-            if den > 0.0 {
-                self.overall.set((num / den).max(f64::MIN_POSITIVE).ln());
+            let combined: f64 = track_weights
+                .iter()
+                .zip(&assessed)
+                .map(|(w, a)| w * a.e_value)
+                .sum();
+            if track_weights.iter().sum::<f64>() > 0.0 {
+                self.overall.set(combined.max(f64::MIN_POSITIVE).ln());
             }
             let beyond = assessed
                 .iter()
                 .any(|a| a.beyond_tolerance && a.e_value > 1.0);
-            rollback = self.overall.p_value() <= alpha / 2.0 && beyond;
+            rollback = self.overall.p_value() <= alpha && beyond;
         }
         let critical_failed = self
             .tracks

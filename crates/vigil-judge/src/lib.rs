@@ -11,12 +11,14 @@
 //!   (`vigil compare` and the gRPC `Compare` call).
 //!
 //! Methods (`policy.method`):
-//! - `sequential` (default): per time slice, anytime-valid tests (quantile
-//!   exceedances of the pooled slice, error-rate ratios with each slice's
-//!   traffic split); metrics combined by weighted e-value averaging, failing
-//!   ones named with Holm (each route to ROLLBACK at alpha / 2, so a
-//!   failing critical metric alone rolls back); PROMOTE as soon as every critical metric's
-//!   confidence sequence lies inside its tolerance.
+//! - `sequential` (default): per time slice, anytime-valid tests (a rank
+//!   test of the whole distribution and one of the tail beyond each tail
+//!   quantile, within the pooled slice; error-rate ratios with each slice's
+//!   traffic split); ROLLBACK when the weighted mean of the tracks'
+//!   e-values reaches 1 / alpha, failing tracks named by weighted Holm at
+//!   alpha (whose first rejection implies that mean's, so a failing
+//!   critical metric alone rolls back); PROMOTE as soon as every critical
+//!   metric's confidence sequence lies inside its tolerance.
 //! - `fixed-horizon`: Mann-Whitney / two-proportion z-test on the cumulative
 //!   data at every tick, what people wire up by hand; invalid under repeated
 //!   looks, kept to show the difference.

@@ -9,11 +9,11 @@ use vigil_core::{
 use vigil_stats::mann_whitney::{mann_whitney, Alternative};
 use vigil_stats::sequential::counts::{ErrorRateTest, ShareAlternative};
 use vigil_stats::sequential::cumulative::CumulativeHistogram;
-use vigil_stats::sequential::exceedance::QuantileExceedanceTest;
 use vigil_stats::sequential::proportion::proportion_cs;
 use vigil_stats::sequential::quantile::{
     self, FixedQuantileRanks, QuantileBands, QuantileComparison, QuantileDecision, ShiftRule,
 };
+use vigil_stats::sequential::rank_shift::RankShiftTest;
 use vigil_stats::sequential::{EProcess, Evidence};
 use vigil_stats::{hodges_lehmann, normal, BucketCounts};
 
@@ -110,6 +110,12 @@ impl Cumulative {
     }
 }
 
+/// Quantiles from here into the tail get a rank test of the tail beyond
+/// them (a rank test of the whole distribution cannot see the slowest
+/// 1-2%); below it, one rank test covers the body: more powerful than a
+/// median test for the shifts that move p50.
+const TAIL_QUANTILE: f64 = 0.9;
+
 /// Slices kept for the "recent" view a reason reports (one minute of 10 s
 /// slices): the cumulative view dilutes a regression that began mid-analysis.
 const RECENT_SLICES: usize = 6;
@@ -150,7 +156,10 @@ pub(crate) struct Track {
     pub dimension: Option<Labels>,
     pub canary: Cumulative,
     pub baseline: Cumulative,
-    exceedance: Vec<QuantileExceedanceTest>,
+    /// Rank tests: of the body of the distribution (any quantile below the
+    /// tail), one per tested direction, and of the tail beyond each tail
+    /// quantile.
+    shift: Vec<RankShiftTest>,
     bands: Option<Bands>,
     errors: Option<ErrorRateTest>,
     /// Running maximum of the track's mean e-value (its anytime p-value).
@@ -202,13 +211,14 @@ impl Track {
         how: Judging,
     ) -> Result<Self, JudgeError> {
         let tol_abs_units = spec.tolerance_abs * DISTRIBUTION_SCALE;
-        let mut exceedance = Vec::new();
+        let mut shift = Vec::new();
         let mut bands = None;
         let mut errors = None;
         if how.method == Method::Sequential && !how.slo_mode {
             if spec.kind.is_distribution() {
                 let mut rules = Vec::new();
                 for &d in directions(spec.direction) {
+                    let mut body = false;
                     for &q in &spec.quantiles {
                         // For `decrease` the bad tail is the low one.
                         let q_tail = if d == quantile::Direction::Decrease {
@@ -216,12 +226,19 @@ impl Track {
                         } else {
                             q
                         };
-                        exceedance.push(QuantileExceedanceTest::new(
+                        if q_tail < TAIL_QUANTILE {
+                            body = true;
+                            continue;
+                        }
+                        shift.push(RankShiftTest::tail(
                             q_tail,
                             d,
                             spec.tolerance,
                             tol_abs_units,
                         )?);
+                    }
+                    if body {
+                        shift.push(RankShiftTest::new(d, spec.tolerance, tol_abs_units)?);
                     }
                     rules.push(ShiftRule::new(spec.tolerance, tol_abs_units, d)?);
                 }
@@ -245,7 +262,7 @@ impl Track {
             dimension,
             canary: Cumulative::new(spec.kind),
             baseline: Cumulative::new(spec.kind),
-            exceedance,
+            shift,
             bands,
             errors,
             evidence: Evidence::default(),
@@ -315,7 +332,9 @@ impl Track {
         }
         match (&canary, &baseline) {
             (Some(SliceData::Distribution(c)), Some(SliceData::Distribution(b))) => {
-                self.exceedance.iter_mut().for_each(|t| t.update(c, b));
+                self.shift.iter_mut().for_each(|t| {
+                    t.update(c, b);
+                });
             }
             (
                 Some(SliceData::Counts {
@@ -403,10 +422,10 @@ impl Track {
         if let Some(t) = &self.errors {
             return t.e_value();
         }
-        if self.exceedance.is_empty() {
+        if self.shift.is_empty() {
             return 1.0;
         }
-        self.exceedance.iter().map(EProcess::e_value).sum::<f64>() / self.exceedance.len() as f64
+        self.shift.iter().map(EProcess::e_value).sum::<f64>() / self.shift.len() as f64
     }
 
     /// Anytime-valid p-value of the track: 1 / its largest mean e-value.

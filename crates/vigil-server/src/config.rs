@@ -81,6 +81,37 @@ pub struct AuthConfig {
     /// Also require a token on reads (writes always need one when tokens
     /// are configured). Health, readiness and metrics stay open.
     pub require_on_reads: bool,
+    /// Route groups that need no token even when tokens are configured,
+    /// for controllers that can send no credentials at all (Kayenta itself
+    /// has no auth: Spinnaker keeps it on an internal network). Only with a
+    /// network policy that lets the controller alone reach the HTTP port.
+    pub open_routes: Vec<RouteGroup>,
+}
+
+/// A group of HTTP routes serving one kind of rollout controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteGroup {
+    /// The Kayenta-compatible API: `/canaryConfig`, `/canary/{id}`.
+    Kayenta,
+    /// Flagger webhooks: `/v1/flagger/{hook}`.
+    Flagger,
+}
+
+impl RouteGroup {
+    /// The group of an HTTP route (as matched, e.g. `/canary/{id}`).
+    pub fn of_route(route: &str) -> Option<Self> {
+        if route == "/canaryConfig"
+            || route.starts_with("/canaryConfig/")
+            || route.starts_with("/canary/")
+        {
+            Some(Self::Kayenta)
+        } else if route.starts_with("/v1/flagger/") {
+            Some(Self::Flagger)
+        } else {
+            None
+        }
+    }
 }
 
 /// TLS with rustls, for both ports, when both files are given.
@@ -310,6 +341,7 @@ mod tests {
                 tick_interval = "250ms"
                 [auth]
                 tokens = ["a"]
+                open_routes = ["kayenta"]
                 [[auto_analysis]]
                 service = "*"
                 "#,
@@ -324,12 +356,47 @@ mod tests {
             assert_eq!(c.grpc_addr.port(), 0);
             assert_eq!(c.tick_interval, Duration::from_millis(250));
             assert!(c.auth.require_on_reads);
+            assert_eq!(c.auth.open_routes, vec![RouteGroup::Kayenta]);
             assert_eq!(c.auto_analysis[0].metrics.len(), 2);
             let shown = c.to_toml();
             assert!(
                 shown.contains("********") && !shown.contains("\"a\""),
                 "{shown}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn route_groups() {
+        assert_eq!(
+            RouteGroup::of_route("/canaryConfig"),
+            Some(RouteGroup::Kayenta)
+        );
+        assert_eq!(
+            RouteGroup::of_route("/canaryConfig/{id}"),
+            Some(RouteGroup::Kayenta)
+        );
+        assert_eq!(
+            RouteGroup::of_route("/canary/{id}"),
+            Some(RouteGroup::Kayenta)
+        );
+        assert_eq!(
+            RouteGroup::of_route("/v1/flagger/{hook}"),
+            Some(RouteGroup::Flagger)
+        );
+        assert_eq!(RouteGroup::of_route("/v1/analyses"), None);
+        assert_eq!(RouteGroup::of_route("unmatched"), None);
+    }
+
+    #[test]
+    fn unknown_route_groups_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("vigil.toml", "[auth]\nopen_routes = [\"argo\"]\n")?;
+            let err = Config::load(Some(Path::new("vigil.toml")), &Default::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("argo") && err.contains("kayenta"), "{err}");
             Ok(())
         });
     }

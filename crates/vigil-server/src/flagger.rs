@@ -15,6 +15,11 @@
 //! - `confirm-promotion`: 200 only once the verdict is PROMOTE.
 //! - `rollback`: Flagger rolls back when this answers 200: 200 on ROLLBACK,
 //!   409 otherwise.
+//!
+//! Auth: a Flagger webhook has only a URL, no headers, so the token rides
+//! in it as credentials (`http://flagger:TOKEN@host:8080/v1/flagger/rollout`),
+//! which Go's client sends as a Basic header (see [`crate::auth`]); or
+//! `auth.open_routes = ["flagger"]`. A 401 counts as a failed check.
 
 use std::collections::HashMap;
 use std::sync::Arc;

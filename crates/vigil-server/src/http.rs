@@ -21,6 +21,7 @@ use vigil_core::spec::{AnalysisSpec, SpecFormat};
 use vigil_proto::convert::spec_from_json;
 
 use crate::auth::{allowed, Access};
+use crate::config::RouteGroup;
 use crate::core::Vigil;
 use crate::ingest::IngestOutcome;
 use crate::registry::{CreateError, Entry, State};
@@ -141,15 +142,20 @@ pub fn router(vigil: Shared) -> Router {
         .with_state(vigil)
 }
 
-/// Auth (writes, and reads when configured; probes and metrics stay open)
-/// and latency per route.
+/// Auth (writes, and reads when configured; probes, metrics and the route
+/// groups of `auth.open_routes` stay open) and latency per route.
+///
+/// Metrics name the route as matched (`/canary/{id}`), never the path or
+/// query as sent, and nothing here logs a request: credentials (and ids)
+/// stay out of labels and logs.
 async fn guard(AxState(vigil): AxState<Shared>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let open = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
+    let open = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics")
+        || RouteGroup::of_route(&route).is_some_and(|g| vigil.config.auth.open_routes.contains(&g));
     let access = if matches!(*req.method(), Method::GET | Method::HEAD) {
         Access::Read
     } else {
@@ -169,7 +175,9 @@ async fn guard(AxState(vigil): AxState<Shared>, req: Request, next: Next) -> Res
     {
         let mut r = ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "a bearer token is required (Authorization: Bearer TOKEN)",
+            "a valid token is required: Authorization: Bearer TOKEN, or Basic \
+             credentials with the token as password (a URL like \
+             http://vigil:TOKEN@host:port/ for controllers that cannot set headers)",
         )
         .into_response();
         r.headers_mut()

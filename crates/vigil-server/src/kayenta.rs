@@ -17,6 +17,12 @@
 //! commas, spaces or ` and ` with `version` and optionally `service`;
 //! without a service in the scope, the template's service or else the
 //! `application` query parameter is the service.
+//!
+//! Auth: Argo's provider sets no headers, but every URL it calls starts
+//! with its `address`, so `http://vigil:TOKEN@host:8080` gives all three
+//! calls a Basic header with the token (see [`crate::auth`]);
+//! `auth.open_routes = ["kayenta"]` serves these routes without a token,
+//! as Kayenta itself does, for clients that can send none.
 
 use std::sync::Arc;
 

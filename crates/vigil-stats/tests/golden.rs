@@ -8,7 +8,9 @@
 //! - exact p-values with ties: 1e-10 absolute;
 //! - Hodges-Lehmann shift: exact (recorded only where every value is the
 //!   one its histogram bucket stands for);
-//! - savvi log e-values: 1e-9 relative, or 1e-9 absolute when |log e| < 1.
+//! - savvi log e-values: 1e-9 relative, or 1e-9 absolute when |log e| < 1;
+//! - rank-shift log e-values (`scripts/gen_rank_shift_golden.py`, scipy
+//!   midranks and quadrature, same versions): 1e-9 relative + 1e-6 absolute.
 
 // Test code: a failed unwrap is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -187,5 +189,51 @@ fn one_sided_error_share_matches_mpmath() {
             "{name}: ln e {} vs {e}",
             t.ln_e_value()
         );
+    }
+}
+
+/// `scripts/gen_rank_shift_golden.py`: the rank e-process recomputed from
+/// its definition with scipy's midranks and quadrature, slice by slice.
+#[test]
+fn rank_shift_matches_its_reference() {
+    use vigil_stats::sequential::quantile::Direction;
+    use vigil_stats::sequential::rank_shift::RankShiftTest;
+    let doc = load("rank_shift.json");
+    let values = |v: &Value| {
+        let mut h = Histogram::new();
+        for x in v.as_array().unwrap() {
+            h.record(x.as_u64().unwrap()).unwrap();
+        }
+        h
+    };
+    let cases = doc["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 6);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let direction = match case["direction"].as_str().unwrap() {
+            "increase" => Direction::Increase,
+            _ => Direction::Decrease,
+        };
+        let mut test = match case["kind"].as_str().unwrap() {
+            "body" => RankShiftTest::new(direction, 0.0, 0.0).unwrap(),
+            _ => RankShiftTest::tail(case["quantile"].as_f64().unwrap(), direction, 0.0, 0.0)
+                .unwrap(),
+        };
+        let expected = case["ln_e"].as_array().unwrap();
+        for (i, (slice, want)) in case["slices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(expected)
+            .enumerate()
+        {
+            assert!(test.update(&values(&slice["canary"]), &values(&slice["baseline"])));
+            let want = want.as_f64().unwrap();
+            let got = test.ln_e_value();
+            assert!(
+                (got - want).abs() <= 1e-9 * want.abs() + 1e-6,
+                "{name}, slice {i}: ln e {got} vs reference {want}"
+            );
+        }
     }
 }

@@ -18,6 +18,7 @@ use vigil_stats::sequential::batch_rank::BatchRankTest;
 use vigil_stats::sequential::counts::{ErrorRateTest, ErrorShareTest, ShareAlternative};
 use vigil_stats::sequential::exceedance::QuantileExceedanceTest;
 use vigil_stats::sequential::quantile::{Direction, QuantileShiftTest};
+use vigil_stats::sequential::rank_shift::RankShiftTest;
 use vigil_stats::sequential::EProcess;
 use vigil_stats::{BucketCounts, Histogram};
 
@@ -37,6 +38,8 @@ struct Rejections {
     exceed_p99: u64,
     rank_two_sided: u64,
     rank_greater: u64,
+    rank_shift: u64,
+    tail_rank: u64,
     /// Only counted with a constant traffic split, the test's assumption.
     errors_differ: u64,
     errors_exceed: u64,
@@ -69,6 +72,8 @@ fn run(shape: &Shape, seed_base: u64, runs: u64) -> Rejections {
         let mut ex50 = QuantileExceedanceTest::new(0.5, Direction::Increase, 0.0, 0.0).unwrap();
         let mut ex99 = QuantileExceedanceTest::new(0.99, Direction::Increase, 0.0, 0.0).unwrap();
         let mut rank1 = BatchRankTest::new(Alternative::Greater, 0.0).unwrap();
+        let mut shift = RankShiftTest::new(Direction::Increase, 0.0, 0.0).unwrap();
+        let mut tail = RankShiftTest::tail(0.99, Direction::Increase, 0.0, 0.0).unwrap();
         // The canary's traffic share is known to the error test only as the
         // configured split; use a constant-share shape for it.
         let rho = (shape.canary_share)(0);
@@ -103,6 +108,8 @@ fn run(shape: &Shape, seed_base: u64, runs: u64) -> Rejections {
             ex50.update(&c, &b);
             ex99.update(&c, &b);
             rank1.update(&c, &b);
+            shift.update(&c, &b);
+            tail.update(&c, &b);
             err2.update(ec, eb);
             err1.update(ec, eb);
             rate2.update(nc, ec, nb, eb);
@@ -119,6 +126,8 @@ fn run(shape: &Shape, seed_base: u64, runs: u64) -> Rejections {
         out.exceed_p99 += u64::from(ex99.rejects(ALPHA));
         out.rank_two_sided += u64::from(rank2.rejects(ALPHA));
         out.rank_greater += u64::from(rank1.rejects(ALPHA));
+        out.rank_shift += u64::from(shift.rejects(ALPHA));
+        out.tail_rank += u64::from(tail.rejects(ALPHA));
         if constant_share {
             out.errors_differ += u64::from(err2.rejects(ALPHA));
             out.errors_exceed += u64::from(err1.rejects(ALPHA));
@@ -160,6 +169,16 @@ fn sequential_tests_hold_alpha_under_repeated_looks_and_fixed_horizon_does_not()
         rate(r.rank_greater) <= bound,
         "batch rank greater: {}",
         rate(r.rank_greater)
+    );
+    assert!(
+        rate(r.rank_shift) <= bound,
+        "rank shift: {}",
+        rate(r.rank_shift)
+    );
+    assert!(
+        rate(r.tail_rank) <= bound,
+        "tail rank: {}",
+        rate(r.tail_rank)
     );
     assert!(
         rate(r.errors_differ) <= bound,
@@ -216,6 +235,16 @@ fn batch_rank_test_holds_alpha_under_ramp_and_drift() {
         rate(r.rank_greater)
     );
     assert!(
+        rate(r.rank_shift) <= bound,
+        "rank shift: {}",
+        rate(r.rank_shift)
+    );
+    assert!(
+        rate(r.tail_rank) <= bound,
+        "tail rank: {}",
+        rate(r.tail_rank)
+    );
+    assert!(
         rate(r.error_rate_differs) <= bound,
         "error rate differs: {}",
         rate(r.error_rate_differs)
@@ -251,6 +280,7 @@ fn sequential_tests_detect_clear_regressions() {
         ("quantile", r.quantile),
         ("exceedance p50", r.exceed_p50),
         ("batch rank greater", r.rank_greater),
+        ("rank shift", r.rank_shift),
         ("error share exceeds", r.errors_exceed),
         ("error rate exceeds", r.error_rate_exceeds),
     ] {

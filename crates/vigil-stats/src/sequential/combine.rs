@@ -68,6 +68,43 @@ pub fn holm(p_values: &[f64], alpha: f64) -> Vec<bool> {
     rejected
 }
 
+/// Weighted Holm (Holm 1979, weighted form): hypothesis i is tested at
+/// alpha w_i / (sum of the weights of those not yet rejected), in order of
+/// p_i / w_i. With equal weights it is [`holm`]; a hypothesis of weight 0
+/// is never rejected. Its first step, p_i <= alpha w_i / sum(w), implies
+/// that the weighted mean of the e-values 1 / p_i reaches 1 / alpha, so a
+/// decision taken on that mean covers every rejection named here.
+pub fn holm_weighted(p_values: &[f64], weights: &[f64], alpha: f64) -> Vec<bool> {
+    let m = p_values.len();
+    let p = |i: usize| {
+        if p_values[i].is_nan() {
+            1.0
+        } else {
+            p_values[i]
+        }
+    };
+    let w = |i: usize| {
+        weights
+            .get(i)
+            .copied()
+            .filter(|w| w.is_finite() && *w > 0.0)
+            .unwrap_or(0.0)
+    };
+    let mut rejected = vec![false; m];
+    let mut remaining: f64 = (0..m).map(w).sum();
+    let mut order: Vec<usize> = (0..m).filter(|&i| w(i) > 0.0).collect();
+    order.sort_by(|&a, &b| (p(a) / w(a)).total_cmp(&(p(b) / w(b))));
+    for i in order {
+        if remaining > 0.0 && p(i) <= alpha * w(i) / remaining {
+            rejected[i] = true;
+            remaining -= w(i);
+        } else {
+            break;
+        }
+    }
+    rejected
+}
+
 /// Holm-adjusted p-values (monotone), each comparable directly with alpha.
 pub fn holm_adjusted(p_values: &[f64]) -> Vec<f64> {
     let m = p_values.len();
@@ -107,6 +144,27 @@ mod tests {
         for (a, r) in adj.iter().zip(holm(&[0.01, 0.04, 0.001, 0.03], 0.05)) {
             assert_eq!(*a <= 0.05, r);
         }
+    }
+
+    #[test]
+    fn weighted_holm_with_equal_weights_is_holm() {
+        let p = [0.01, 0.04, 0.001, 0.03, f64::NAN];
+        assert_eq!(holm_weighted(&p, &[1.0; 5], 0.05), holm(&p, 0.05));
+        assert_eq!(holm_weighted(&p, &[0.2; 5], 0.05), holm(&p, 0.05));
+        // Weight moves alpha: 0.02 passes at weight 0.5 of 1 (0.025), not
+        // at weight 0.25 of 1 (0.0125).
+        assert_eq!(
+            holm_weighted(&[0.02, 0.5], &[0.5, 0.5], 0.05),
+            vec![true, false]
+        );
+        assert_eq!(
+            holm_weighted(&[0.02, 0.5], &[0.25, 0.75], 0.05),
+            vec![false, false]
+        );
+        assert_eq!(
+            holm_weighted(&[0.0, 0.0], &[0.0, 1.0], 0.05),
+            vec![false, true]
+        );
     }
 
     #[test]

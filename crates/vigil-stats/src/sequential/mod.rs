@@ -10,6 +10,8 @@
 //! - [`exceedance`]: per-slice tail exceedances of the pooled q-quantile, a
 //!   drift-robust sequential test of one quantile.
 //! - [`proportion`]: a time-uniform confidence sequence for an error rate.
+//! - [`rank_shift`]: a Wilcoxon-efficient rank e-process over time slices,
+//!   the judge's test of a whole-distribution shift.
 //! - [`batch_rank`]: a rank e-process over per-batch comparisons, valid under
 //!   drift that hits both arms.
 //! - [`combine`]: e-value averaging and Holm's procedure across metrics.
@@ -21,6 +23,7 @@ pub mod cumulative;
 pub mod exceedance;
 pub mod proportion;
 pub mod quantile;
+pub mod rank_shift;
 
 /// What an anytime-valid test has gathered so far: its current e-value and
 /// the largest one seen, kept in logs (e-values overflow doubles quickly).

@@ -1,0 +1,455 @@
+//! A drift-robust sequential rank test of "the canary is worse than
+//! tolerated", with the power of a Wilcoxon test.
+//!
+//! Within each time slice, score every pooled sample by its midrank,
+//! centred and scaled into (-1/2, 1/2): s = (rank - (N + 1) / 2) / N. The
+//! canary's score sum is T = (U - n_c n_b / 2) / N, where U counts the
+//! canary-baseline pairs in which the canary is worse (ties half). When the
+//! arms are exchangeable within the slice, the canary is a uniformly random
+//! n_c-subset of the pooled scores, so for every theta >= 0
+//!
+//!   E[exp(theta T)] <= M(theta)^n_c,   M(theta) = sinh(theta / 2) / (theta / 2),
+//!
+//! because sampling without replacement is dominated by sampling with
+//! replacement in convex order (Hoeffding 1963), midrank ties only shrink
+//! the scores' spread (Jensen), and the scores of N distinct ranks are
+//! dominated in convex order by the uniform law on (-1/2, 1/2), whose
+//! moment generating function M is. So exp(theta T - n_c ln M(theta)) is
+//! an e-value for the slice, the product over slices is a test
+//! supermartingale whatever drift moved both arms between slices, and the
+//! average over a grid of theta adapts to the effect size: an e-process.
+//!
+//! Unlike betting on the bounded per-slice share W = U / (n_c n_b), which
+//! caps the bet where the statistic is concentrated (a slice of a hundred
+//! canary requests), the bet here scales with the slice's canary count, as
+//! a likelihood ratio does: a +10% shift in a 10% canary at 100 rps grows
+//! the evidence about six times faster.
+//!
+//! Tolerance: as in [`super::exceedance`], canary values are mapped to
+//! (c - tolerance_abs) / (1 + tolerance) (the reverse for `Decrease`) and a
+//! pair counts as worse only when it is worse whatever the values inside
+//! both buckets were. T is non-decreasing in every canary value, so under
+//! the null "the mapped canary is stochastically no worse than the
+//! baseline" the bound above still holds.
+
+use super::quantile::Direction;
+use super::{ln_mean_exp, EProcess, Evidence};
+use crate::error::check_tolerance;
+use crate::histogram::{Bucket, BucketCounts};
+use crate::StatsError;
+
+/// Bets (theta) the e-process mixes over: geometric, ratio 1.6, from the
+/// shifts of a percent or two to complete separation.
+const THETAS: [f64; 15] = [
+    0.03, 0.048, 0.077, 0.123, 0.197, 0.315, 0.5, 0.8, 1.3, 2.1, 3.3, 5.3, 8.5, 13.6, 21.7,
+];
+
+/// ln M(theta) = ln(sinh(theta / 2) / (theta / 2)), the log moment
+/// generating function of the uniform law on (-1/2, 1/2); theta > 0.
+pub fn ln_uniform_mgf(theta: f64) -> f64 {
+    let h = theta / 2.0;
+    if h < 1e-4 {
+        // sinh(h) / h = 1 + h^2 / 6 + ...
+        return h * h / 6.0;
+    }
+    // ln(sinh h) = h + ln(1 - e^{-2h}) - ln 2, without overflow.
+    h + (-(-2.0 * h).exp()).ln_1p() - std::f64::consts::LN_2 - h.ln()
+}
+
+/// I(theta) = integral over (0, 1) of exp(theta v^2) dv, by Simpson's rule
+/// on 2048 intervals (relative error far below 1e-9 for theta <= 40).
+fn tail_integral(theta: f64) -> f64 {
+    const N: usize = 2048;
+    let mut acc = 0.0;
+    for i in 0..=N {
+        let v = i as f64 / N as f64;
+        let w = if i == 0 || i == N {
+            1.0
+        } else if i % 2 == 1 {
+            4.0
+        } else {
+            2.0
+        };
+        acc += w * (theta * v * v).exp();
+    }
+    acc / (3.0 * N as f64)
+}
+
+/// I(theta) for each bet, computed once.
+fn tail_integrals() -> &'static [f64; THETAS.len()] {
+    static TABLE: std::sync::OnceLock<[f64; THETAS.len()]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| THETAS.map(tail_integral))
+}
+
+/// ln E[exp(theta g(U))] for U uniform on (0, 1) and the tail score
+/// g(u) = max(0, (u - q) / (1 - q))^2, given I(theta): q + (1 - q) I(theta).
+fn ln_tail_mgf(q: f64, integral: f64) -> f64 {
+    (q + (1.0 - q) * integral).ln()
+}
+
+/// Which samples a [`RankShiftTest`] scores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scores {
+    /// Every sample by its centred rank: the Wilcoxon score.
+    Body,
+    /// Samples above the pooled q-quantile, by their rank beyond it.
+    Tail(f64),
+}
+
+/// Sequential rank test that the canary is worse than tolerated, over the
+/// whole distribution ([`RankShiftTest::new`]) or its tail beyond a
+/// quantile ([`RankShiftTest::tail`]).
+#[derive(Debug, Clone)]
+pub struct RankShiftTest {
+    direction: Direction,
+    tolerance: f64,
+    tolerance_abs: f64,
+    scores: Scores,
+    /// ln M(theta) per bet.
+    ln_mgf: [f64; THETAS.len()],
+    ln_wealth: [f64; THETAS.len()],
+    slices: u64,
+    /// The canary's score sum and its null mean, over all slices.
+    canary_score: f64,
+    null_score: f64,
+    canary_n: f64,
+    evidence: Evidence,
+    /// Scratch: one slice's merged groups (badness, canary, baseline).
+    merged: Vec<(f64, u64, u64)>,
+}
+
+impl RankShiftTest {
+    /// A test of the whole distribution: that the canary is worse in
+    /// `direction` by more than a factor `tolerance` plus `tolerance_abs`
+    /// (histogram units).
+    pub fn new(
+        direction: Direction,
+        tolerance: f64,
+        tolerance_abs: f64,
+    ) -> Result<Self, StatsError> {
+        Self::with_scores(Scores::Body, direction, tolerance, tolerance_abs)
+    }
+
+    /// A test of the tail beyond quantile `quantile` (in (0, 1), of the bad
+    /// tail: 0.99 looks at the slowest 1% for `Increase`): samples are
+    /// scored 0 up to the slice's pooled quantile and by their rank beyond
+    /// it, so a regression of the slowest 1-2% that a whole-distribution
+    /// test cannot see, and that a single exceedance threshold sees only
+    /// faintly, weighs by how far into the tail it reaches.
+    pub fn tail(
+        quantile: f64,
+        direction: Direction,
+        tolerance: f64,
+        tolerance_abs: f64,
+    ) -> Result<Self, StatsError> {
+        if !(quantile > 0.0 && quantile < 1.0) {
+            return Err(StatsError::InvalidParameter {
+                name: "quantile",
+                reason: format!("must be in (0, 1), got {quantile}"),
+            });
+        }
+        Self::with_scores(Scores::Tail(quantile), direction, tolerance, tolerance_abs)
+    }
+
+    fn with_scores(
+        scores: Scores,
+        direction: Direction,
+        tolerance: f64,
+        tolerance_abs: f64,
+    ) -> Result<Self, StatsError> {
+        check_tolerance("tolerance", tolerance)?;
+        check_tolerance("tolerance_abs", tolerance_abs)?;
+        Ok(Self {
+            direction,
+            tolerance,
+            tolerance_abs,
+            scores,
+            ln_mgf: match scores {
+                Scores::Body => THETAS.map(ln_uniform_mgf),
+                Scores::Tail(q) => tail_integrals().map(|i| ln_tail_mgf(q, i)),
+            },
+            ln_wealth: [0.0; THETAS.len()],
+            slices: 0,
+            canary_score: 0.0,
+            null_score: 0.0,
+            canary_n: 0.0,
+            evidence: Evidence::default(),
+            merged: Vec::new(),
+        })
+    }
+
+    /// Slices with samples in both arms so far.
+    pub fn slices(&self) -> u64 {
+        self.slices
+    }
+
+    /// The canary's mean score minus its null mean, over all slices: above
+    /// 0 when the canary ranks worse than its share (a summary, not a test).
+    pub fn score_excess(&self) -> Option<f64> {
+        (self.canary_n > 0.0).then(|| (self.canary_score - self.null_score) / self.canary_n)
+    }
+
+    /// Feeds one time slice of both arms; a slice with an empty arm carries
+    /// no comparison and is skipped (returns `false`).
+    pub fn update<C, B>(&mut self, canary: &C, baseline: &B) -> bool
+    where
+        C: BucketCounts + ?Sized,
+        B: BucketCounts + ?Sized,
+    {
+        let (n_c, n_b) = (canary.len(), baseline.len());
+        if n_c == 0 || n_b == 0 {
+            return false;
+        }
+        self.merge(canary, baseline);
+        let n = (n_c + n_b) as f64;
+        // Scores of the pooled samples by midrank, u = (rank - 1/2) / N.
+        let mut below = 0u64;
+        let mut t = 0.0;
+        for &(_, c, b) in &self.merged {
+            let group = c + b;
+            let u = (below as f64 + group as f64 / 2.0) / n;
+            below += group;
+            if c > 0 {
+                t += c as f64 * self.score(u);
+            }
+        }
+        let null_mean = self.null_mean();
+        let n_c = n_c as f64;
+        for ((lw, &theta), &ln_m) in self.ln_wealth.iter_mut().zip(&THETAS).zip(&self.ln_mgf) {
+            *lw += theta * t - n_c * ln_m;
+        }
+        self.slices += 1;
+        self.canary_score += t;
+        self.null_score += null_mean * n_c;
+        self.canary_n += n_c;
+        self.evidence.set(ln_mean_exp(&self.ln_wealth));
+        true
+    }
+
+    /// Mean of a score under the null (U uniform).
+    fn null_mean(&self) -> f64 {
+        match self.scores {
+            Scores::Body => 0.0,
+            Scores::Tail(q) => (1.0 - q) / 3.0,
+        }
+    }
+
+    fn score(&self, u: f64) -> f64 {
+        match self.scores {
+            Scores::Body => u - 0.5,
+            Scores::Tail(q) => {
+                let v = ((u - q) / (1.0 - q)).max(0.0);
+                v * v
+            }
+        }
+    }
+
+    /// Both arms' buckets on one scale where larger is worse, merged in
+    /// increasing order into groups of equal value. The canary is read with
+    /// the tolerance taken off at the bucket bound that makes it look
+    /// better, the baseline at the bound that makes it look worse; with no
+    /// tolerance both at bucket lows, so a shared bucket is a tie.
+    fn merge<C, B>(&mut self, canary: &C, baseline: &B)
+    where
+        C: BucketCounts + ?Sized,
+        B: BucketCounts + ?Sized,
+    {
+        let exact = self.tolerance == 0.0 && self.tolerance_abs == 0.0;
+        let k = 1.0 + self.tolerance;
+        let abs = self.tolerance_abs;
+        let up = self.direction == Direction::Increase;
+        let c_value = |x: &Bucket| match (up, exact) {
+            (true, true) => x.low as f64,
+            (false, true) => -(x.low as f64),
+            (true, false) => (x.low as f64 - abs) / k,
+            (false, false) => -(x.high as f64 + abs) * k,
+        };
+        let b_value = |x: &Bucket| match (up, exact) {
+            (true, true) => x.low as f64,
+            (true, false) => x.high as f64,
+            (false, _) => -(x.low as f64),
+        };
+        let merged = &mut self.merged;
+        merged.clear();
+        let mut c: Vec<(f64, u64)> = canary.buckets().map(|x| (c_value(&x), x.count)).collect();
+        let mut b: Vec<(f64, u64)> = baseline.buckets().map(|x| (b_value(&x), x.count)).collect();
+        if !up {
+            c.reverse();
+            b.reverse();
+        }
+        let (mut i, mut j) = (0, 0);
+        while i < c.len() || j < b.len() {
+            let (v, ci, bj) = match (c.get(i), b.get(j)) {
+                (Some(&(cv, cc)), Some(&(bv, bc))) if cv == bv => {
+                    i += 1;
+                    j += 1;
+                    (cv, cc, bc)
+                }
+                (Some(&(cv, cc)), Some(&(bv, _))) if cv < bv => {
+                    i += 1;
+                    (cv, cc, 0)
+                }
+                (Some(&(cv, cc)), None) => {
+                    i += 1;
+                    (cv, cc, 0)
+                }
+                (_, Some(&(bv, bc))) => {
+                    j += 1;
+                    (bv, 0, bc)
+                }
+                (None, None) => break,
+            };
+            match merged.last_mut() {
+                Some(last) if last.0 == v => {
+                    last.1 += ci;
+                    last.2 += bj;
+                }
+                _ => merged.push((v, ci, bj)),
+            }
+        }
+    }
+}
+
+impl EProcess for RankShiftTest {
+    fn evidence(&self) -> Evidence {
+        self.evidence
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Histogram;
+
+    fn h(v: impl IntoIterator<Item = u64>) -> Histogram {
+        Histogram::from_values(v).unwrap()
+    }
+
+    #[test]
+    fn uniform_mgf_matches_its_closed_form() {
+        for theta in [1e-6, 0.01, 0.5, 3.0, 40.0] {
+            let direct = ((theta / 2.0f64).sinh() / (theta / 2.0)).ln();
+            assert!((ln_uniform_mgf(theta) - direct).abs() < 1e-9, "{theta}");
+        }
+        // Large theta: no overflow, ln(sinh h / h) ~ h - ln 2 - ln h.
+        let big = ln_uniform_mgf(2000.0);
+        assert!((big - (1000.0 - std::f64::consts::LN_2 - 1000f64.ln())).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_rank_scores_mgf_is_below_the_uniform_bound() {
+        // Exact E[exp(theta s)] over the scores of N distinct ranks.
+        for n in [1u32, 2, 5, 50, 1000] {
+            let nf = f64::from(n);
+            for theta in THETAS {
+                let m: f64 = (1..=n)
+                    .map(|r| (theta * (f64::from(r) - (nf + 1.0) / 2.0) / nf).exp())
+                    .sum::<f64>()
+                    / nf;
+                assert!(
+                    m.ln() <= ln_uniform_mgf(theta) + 1e-12,
+                    "n {n} theta {theta}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_tail_scores_mgf_is_below_its_bound() {
+        for n in [1u32, 7, 100, 1000] {
+            let nf = f64::from(n);
+            for q in [0.5, 0.9, 0.99] {
+                for theta in THETAS {
+                    let m: f64 = (1..=n)
+                        .map(|r| {
+                            let u = (f64::from(r) - 0.5) / nf;
+                            (theta * ((u - q) / (1.0 - q)).max(0.0).powi(2)).exp()
+                        })
+                        .sum::<f64>()
+                        / nf;
+                    let bound = ln_tail_mgf(q, tail_integral(theta));
+                    assert!(m.ln() <= bound + 1e-12, "n {n} q {q} theta {theta}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_tail_regression_is_seen_by_the_tail_test_only() {
+        // Baseline 1..=1000; canary the same but its slowest 2% tripled.
+        let base = h(1..=1000);
+        let canary = h((1..=1000).map(|v| if v > 980 { v * 3 } else { v }));
+        let mut tail = RankShiftTest::tail(0.99, Direction::Increase, 0.05, 0.0).unwrap();
+        let mut body = RankShiftTest::new(Direction::Increase, 0.05, 0.0).unwrap();
+        for _ in 0..30 {
+            tail.update(&canary, &base);
+            body.update(&canary, &base);
+        }
+        assert!(tail.rejects(0.001), "tail e = {}", tail.e_value());
+        assert!(!body.rejects(0.5), "body e = {}", body.e_value());
+        assert!(tail.score_excess().unwrap() > 0.0);
+        let mut same = RankShiftTest::tail(0.99, Direction::Increase, 0.0, 0.0).unwrap();
+        for _ in 0..100 {
+            same.update(&base, &base);
+        }
+        assert!(same.e_value() < 1.0, "e = {}", same.e_value());
+        assert!(same.score_excess().unwrap().abs() < 0.001);
+    }
+
+    #[test]
+    fn shift_builds_evidence_only_in_its_direction() {
+        let base = h(1000..2000);
+        let slow = h(1150..2150);
+        let mut up = RankShiftTest::new(Direction::Increase, 0.0, 0.0).unwrap();
+        let mut down = RankShiftTest::new(Direction::Decrease, 0.0, 0.0).unwrap();
+        for _ in 0..5 {
+            assert!(up.update(&slow, &base));
+            down.update(&slow, &base);
+        }
+        assert!(up.rejects(0.001), "e = {}", up.e_value());
+        assert!(!down.rejects(0.5), "e = {}", down.e_value());
+        let fast = h(850..1850);
+        let mut d = RankShiftTest::new(Direction::Decrease, 0.0, 0.0).unwrap();
+        for _ in 0..5 {
+            d.update(&fast, &base);
+        }
+        assert!(d.rejects(0.001), "e = {}", d.e_value());
+    }
+
+    #[test]
+    fn tolerance_absorbs_a_shift_inside_it() {
+        let base = h(1000..2000);
+        let within = h((1000..2000).map(|v| v * 104 / 100));
+        let beyond = h((1000..2000).map(|v| v * 115 / 100));
+        let mut t = RankShiftTest::new(Direction::Increase, 0.05, 0.0).unwrap();
+        let mut b = RankShiftTest::new(Direction::Increase, 0.05, 0.0).unwrap();
+        for _ in 0..200 {
+            t.update(&within, &base);
+            b.update(&beyond, &base);
+        }
+        assert!(t.e_value() < 1.0, "e = {}", t.e_value());
+        assert!(b.rejects(0.001), "e = {}", b.e_value());
+        // An absolute margin of 200 units absorbs +15% of ~1500.
+        let mut a = RankShiftTest::new(Direction::Increase, 0.0, 250.0).unwrap();
+        let mut d = RankShiftTest::new(Direction::Decrease, 0.0, 250.0).unwrap();
+        let faster = h((1000..2000).map(|v| v * 85 / 100));
+        for _ in 0..200 {
+            a.update(&beyond, &base);
+            d.update(&faster, &base);
+        }
+        assert!(a.e_value() < 1.0, "e = {}", a.e_value());
+        assert!(d.e_value() < 1.0, "e = {}", d.e_value());
+    }
+
+    #[test]
+    fn empty_slices_are_skipped_and_parameters_checked() {
+        let mut t = RankShiftTest::new(Direction::Increase, 0.0, 0.0).unwrap();
+        assert!(!t.update(&Histogram::new(), &h([1])));
+        assert_eq!(t.slices(), 0);
+        assert_eq!(t.e_value(), 1.0);
+        assert!(t.score_excess().is_none());
+        assert!(RankShiftTest::tail(1.0, Direction::Increase, 0.0, 0.0).is_err());
+        assert!(RankShiftTest::new(Direction::Increase, -0.1, 0.0).is_err());
+        assert!(RankShiftTest::new(Direction::Increase, 0.0, f64::NAN).is_err());
+    }
+}
