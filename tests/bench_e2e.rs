@@ -104,3 +104,36 @@ fn e2e_names_an_unknown_scenario() {
     assert!(!output.status.success());
     assert!(stderr.contains("no-such-scenario"), "{stderr}");
 }
+
+/// A healthy canary is never rolled back, so the bench gives up on the run
+/// at its timeout and says so, instead of waiting or reporting a figure.
+#[test]
+fn e2e_fails_clearly_when_no_rollback_comes() {
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "bench",
+            "e2e",
+            "--scenario",
+            "aa",
+            "--runs",
+            "1",
+            "--slice-secs",
+            "1",
+            "--tick-ms",
+            "100",
+            "--warmup-secs",
+            "1",
+            "--timeout-secs",
+            "3",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(output.stdout.is_empty(), "no report without a ROLLBACK");
+    assert!(
+        stderr.contains("no ROLLBACK within 3 s") || stderr.contains("instead of ROLLBACK"),
+        "{stderr}"
+    );
+}

@@ -439,8 +439,16 @@ async fn measure(args: &E2eArgs, base: &Scenario) -> anyhow::Result<Report> {
             })
             .collect();
         let mut runs = Vec::new();
-        for t in tasks {
-            runs.push(t.await.context("a run's task failed")??);
+        let mut tasks = tasks.into_iter();
+        while let Some(task) = tasks.next() {
+            match task.await.context("a run's task failed").and_then(|r| r) {
+                Ok(run) => runs.push(run),
+                Err(e) => {
+                    // Their traffic stops with them.
+                    tasks.for_each(|t| t.abort());
+                    return Err(e);
+                }
+            }
         }
         anyhow::Ok(runs)
     }
