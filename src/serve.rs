@@ -171,6 +171,16 @@ pub fn start_kafka(
     brokers: &str,
     metrics: IngestMetrics,
 ) -> JoinHandle<Result<(), IngestError>> {
+    start_kafka_with(handle, IngestConfig::new(brokers), metrics)
+}
+
+/// [`start_kafka`] with consumer settings of the caller's (`vigil bench
+/// e2e` sets librdkafka properties).
+pub fn start_kafka_with(
+    handle: &Handle,
+    config: IngestConfig,
+    metrics: IngestMetrics,
+) -> JoinHandle<Result<(), IngestError>> {
     let gate = handle.readiness_gate("kafka");
     let ready = metrics.ready_flag();
     let stop = handle.vigil().shutdown.child_token();
@@ -184,10 +194,6 @@ pub fn start_kafka(
             }
         }
     });
-    let consumer = Consumer::new(
-        IngestConfig::new(brokers),
-        server_sink(handle, "kafka"),
-        metrics,
-    );
+    let consumer = Consumer::new(config, server_sink(handle, "kafka"), metrics);
     tokio::spawn(consumer.run(stop))
 }

@@ -29,9 +29,9 @@ use vigil_core::store::{Store, StoreConfig};
 use vigil_ingest::dev::DevBroker;
 use vigil_ingest::{Consumer, Format, IngestConfig, IngestMetrics, TopicConfig};
 
-/// Notes when the raw consumer got its partitions.
+/// Notes when a raw consumer got its partitions.
 #[derive(Debug, Default)]
-struct AssignedAt(std::sync::Mutex<Option<Instant>>);
+pub(super) struct AssignedAt(pub(super) std::sync::Mutex<Option<Instant>>);
 
 impl rdkafka::ClientContext for AssignedAt {}
 

@@ -6,6 +6,7 @@
 //! line in [`BenchCommand`] / [`run`].
 
 pub mod api;
+mod e2e;
 mod ingest;
 mod judge;
 pub mod judge_fixture;
@@ -45,6 +46,9 @@ enum BenchCommand {
     Simulate(simulate::SimulateBenchArgs),
     /// Kafka ingest (decode + store) beside a raw consumer, same topic.
     Ingest(ingest::IngestArgs),
+    /// First bad sample produced to ROLLBACK readable on the API, through
+    /// Kafka, beside the raw Kafka round trip.
+    E2e(e2e::E2eArgs),
 }
 
 /// Runs `vigil bench`.
@@ -56,6 +60,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Memory(a) => memory::run(a),
         BenchCommand::Simulate(a) => simulate::run(a),
         BenchCommand::Ingest(a) => ingest::run(a),
+        BenchCommand::E2e(a) => e2e::run(a),
     }
 }
 
