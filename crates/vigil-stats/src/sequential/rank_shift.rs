@@ -147,8 +147,11 @@ pub struct RankShiftTest {
     null_score: f64,
     canary_n: f64,
     evidence: Evidence,
-    /// Scratch: one slice's merged groups (badness, canary, baseline).
+    /// Scratch, kept to spare an allocation per slice: one slice's merged
+    /// groups (badness, canary, baseline) and each arm's buckets.
     merged: Vec<(f64, u64, u64)>,
+    canary_buf: Vec<(f64, u64)>,
+    baseline_buf: Vec<(f64, u64)>,
 }
 
 impl RankShiftTest {
@@ -208,6 +211,8 @@ impl RankShiftTest {
             canary_n: 0.0,
             evidence: Evidence::default(),
             merged: Vec::new(),
+            canary_buf: Vec::new(),
+            baseline_buf: Vec::new(),
         })
     }
 
@@ -318,8 +323,12 @@ impl RankShiftTest {
         };
         let merged = &mut self.merged;
         merged.clear();
-        let mut c: Vec<(f64, u64)> = canary.buckets().map(|x| (c_value(&x), x.count)).collect();
-        let mut b: Vec<(f64, u64)> = baseline.buckets().map(|x| (b_value(&x), x.count)).collect();
+        let c = &mut self.canary_buf;
+        c.clear();
+        c.extend(canary.buckets().map(|x| (c_value(&x), x.count)));
+        let b = &mut self.baseline_buf;
+        b.clear();
+        b.extend(baseline.buckets().map(|x| (b_value(&x), x.count)));
         if !up {
             c.reverse();
             b.reverse();
