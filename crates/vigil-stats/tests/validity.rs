@@ -143,6 +143,13 @@ fn rate(n: u64) -> f64 {
     n as f64 / RUNS as f64
 }
 
+/// Every named test's rejection rate is at most `bound`.
+fn within_bound(bound: f64, rejections: &[(&str, u64)]) {
+    for &(name, n) in rejections {
+        assert!(rate(n) <= bound, "{name}: {}", rate(n));
+    }
+}
+
 #[test]
 fn sequential_tests_hold_alpha_under_repeated_looks_and_fixed_horizon_does_not() {
     let shape = Shape {
@@ -155,50 +162,19 @@ fn sequential_tests_hold_alpha_under_repeated_looks_and_fixed_horizon_does_not()
     let r = run(&shape, 1_000, RUNS);
     let bound = ALPHA + margin();
     eprintln!("A/A, 100 looks, alpha {ALPHA}, {RUNS} runs: {r:?} (bound {bound:.4})");
-    assert!(
-        rate(r.quantile) <= bound,
-        "quantile bands: {}",
-        rate(r.quantile)
-    );
-    assert!(
-        rate(r.rank_two_sided) <= bound,
-        "batch rank two-sided: {}",
-        rate(r.rank_two_sided)
-    );
-    assert!(
-        rate(r.rank_greater) <= bound,
-        "batch rank greater: {}",
-        rate(r.rank_greater)
-    );
-    assert!(
-        rate(r.rank_shift) <= bound,
-        "rank shift: {}",
-        rate(r.rank_shift)
-    );
-    assert!(
-        rate(r.tail_rank) <= bound,
-        "tail rank: {}",
-        rate(r.tail_rank)
-    );
-    assert!(
-        rate(r.errors_differ) <= bound,
-        "error share differs: {}",
-        rate(r.errors_differ)
-    );
-    assert!(
-        rate(r.errors_exceed) <= bound,
-        "error share exceeds: {}",
-        rate(r.errors_exceed)
-    );
-    assert!(
-        rate(r.error_rate_differs) <= bound,
-        "error rate differs: {}",
-        rate(r.error_rate_differs)
-    );
-    assert!(
-        rate(r.error_rate_exceeds) <= bound,
-        "error rate exceeds: {}",
-        rate(r.error_rate_exceeds)
+    within_bound(
+        bound,
+        &[
+            ("quantile bands", r.quantile),
+            ("batch rank two-sided", r.rank_two_sided),
+            ("batch rank greater", r.rank_greater),
+            ("rank shift", r.rank_shift),
+            ("tail rank", r.tail_rank),
+            ("error share differs", r.errors_differ),
+            ("error share exceeds", r.errors_exceed),
+            ("error rate differs", r.error_rate_differs),
+            ("error rate exceeds", r.error_rate_exceeds),
+        ],
     );
     // The peeking problem: the same data, the same looks, a fixed-horizon
     // test. Measured around a quarter of runs; alpha + margin is far below.
@@ -224,35 +200,16 @@ fn batch_rank_test_holds_alpha_under_ramp_and_drift() {
     let r = run(&shape, 50_000, RUNS);
     let bound = ALPHA + margin();
     eprintln!("A/A with ramp and drift: {r:?} (bound {bound:.4})");
-    assert!(
-        rate(r.rank_two_sided) <= bound,
-        "batch rank two-sided: {}",
-        rate(r.rank_two_sided)
-    );
-    assert!(
-        rate(r.rank_greater) <= bound,
-        "batch rank greater: {}",
-        rate(r.rank_greater)
-    );
-    assert!(
-        rate(r.rank_shift) <= bound,
-        "rank shift: {}",
-        rate(r.rank_shift)
-    );
-    assert!(
-        rate(r.tail_rank) <= bound,
-        "tail rank: {}",
-        rate(r.tail_rank)
-    );
-    assert!(
-        rate(r.error_rate_differs) <= bound,
-        "error rate differs: {}",
-        rate(r.error_rate_differs)
-    );
-    assert!(
-        rate(r.error_rate_exceeds) <= bound,
-        "error rate exceeds: {}",
-        rate(r.error_rate_exceeds)
+    within_bound(
+        bound,
+        &[
+            ("batch rank two-sided", r.rank_two_sided),
+            ("batch rank greater", r.rank_greater),
+            ("rank shift", r.rank_shift),
+            ("tail rank", r.tail_rank),
+            ("error rate differs", r.error_rate_differs),
+            ("error rate exceeds", r.error_rate_exceeds),
+        ],
     );
     // Pooled comparisons are fooled by the confounding.
     assert!(
