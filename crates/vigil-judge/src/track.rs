@@ -332,9 +332,7 @@ impl Track {
         }
         match (&canary, &baseline) {
             (Some(SliceData::Distribution(c)), Some(SliceData::Distribution(b))) => {
-                self.shift.iter_mut().for_each(|t| {
-                    t.update(c, b);
-                });
+                RankShiftTest::update_all(&mut self.shift, c, b);
             }
             (
                 Some(SliceData::Counts {

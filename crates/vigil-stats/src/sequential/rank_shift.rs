@@ -239,11 +239,54 @@ impl RankShiftTest {
             return false;
         }
         self.merge(canary, baseline);
+        let merged = std::mem::take(&mut self.merged);
+        self.feed_merged(&merged, n_c, n_b);
+        self.merged = merged;
+        true
+    }
+
+    /// Feeds one time slice to several tests. Tests that read the arms on
+    /// the same scale (direction and tolerances: a latency track's body and
+    /// tail tests) share one merge of the two arms. Returns `false` when an
+    /// arm is empty (no test is fed).
+    pub fn update_all<C, B>(tests: &mut [RankShiftTest], canary: &C, baseline: &B) -> bool
+    where
+        C: BucketCounts + ?Sized,
+        B: BucketCounts + ?Sized,
+    {
+        let (n_c, n_b) = (canary.len(), baseline.len());
+        if n_c == 0 || n_b == 0 {
+            return false;
+        }
+        // One buffer for the merged groups, lent to whichever test merges.
+        let mut merged = tests
+            .first_mut()
+            .map(|t| std::mem::take(&mut t.merged))
+            .unwrap_or_default();
+        let mut scale: Option<(Direction, f64, f64)> = None;
+        for test in tests.iter_mut() {
+            let key = (test.direction, test.tolerance, test.tolerance_abs);
+            if scale != Some(key) {
+                std::mem::swap(&mut merged, &mut test.merged);
+                test.merge(canary, baseline);
+                std::mem::swap(&mut merged, &mut test.merged);
+                scale = Some(key);
+            }
+            test.feed_merged(&merged, n_c, n_b);
+        }
+        if let Some(first) = tests.first_mut() {
+            first.merged = merged;
+        }
+        true
+    }
+
+    /// The e-process update for one slice, given its merged groups.
+    fn feed_merged(&mut self, merged: &[(f64, u64, u64)], n_c: u64, n_b: u64) {
         let n = (n_c + n_b) as f64;
         // Scores of the pooled samples by midrank, u = (rank - 1/2) / N.
         let mut below = 0u64;
         let mut t = 0.0;
-        for &(_, c, b) in &self.merged {
+        for &(_, c, b) in merged {
             let group = c + b;
             let u = (below as f64 + group as f64 / 2.0) / n;
             below += group;
@@ -275,7 +318,6 @@ impl RankShiftTest {
             Scores::Tail(_) => grid,
         };
         self.evidence.set(ln_e);
-        true
     }
 
     /// Mean of a score under the null (U uniform).
@@ -488,6 +530,38 @@ mod tests {
         }
         assert!(same.e_value() < 1.0, "e = {}", same.e_value());
         assert!(same.score_excess().unwrap().abs() < 0.001);
+    }
+
+    #[test]
+    fn updating_together_equals_updating_one_by_one() {
+        let base = h(1000..2000);
+        let canary = h((1000..2000).map(|v| if v > 1950 { v * 3 } else { v * 106 / 100 }));
+        let make = || {
+            vec![
+                RankShiftTest::tail(0.99, Direction::Increase, 0.05, 10.0).unwrap(),
+                RankShiftTest::new(Direction::Increase, 0.05, 10.0).unwrap(),
+                RankShiftTest::tail(0.9, Direction::Decrease, 0.05, 10.0).unwrap(),
+                RankShiftTest::new(Direction::Decrease, 0.05, 10.0).unwrap(),
+                RankShiftTest::new(Direction::Increase, 0.0, 0.0).unwrap(),
+            ]
+        };
+        let (mut together, mut alone) = (make(), make());
+        for _ in 0..5 {
+            assert!(RankShiftTest::update_all(&mut together, &canary, &base));
+            for t in &mut alone {
+                t.update(&canary, &base);
+            }
+        }
+        for (a, b) in together.iter().zip(&alone) {
+            assert_eq!(a.ln_e_value(), b.ln_e_value());
+            assert_eq!(a.score_excess(), b.score_excess());
+        }
+        assert!(!RankShiftTest::update_all(
+            &mut together,
+            &Histogram::new(),
+            &base
+        ));
+        assert!(RankShiftTest::update_all(&mut [], &canary, &base));
     }
 
     #[test]
