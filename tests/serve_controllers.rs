@@ -362,6 +362,13 @@ async fn controllers_without_headers_authenticate_by_url_credentials() {
         .await
         .unwrap();
     assert!(metrics.contains("route=\"POST /canary/{id}\""), "{metrics}");
+    // The refused calls are counted, so a misconfigured controller shows.
+    assert!(
+        metrics.contains(
+            "vigil_api_unauthenticated_requests_total{api=\"http\",route=\"GET /canaryConfig\"} 2"
+        ),
+        "{metrics}"
+    );
     for secret in ["s3cret", "nope", "wrong", id.as_str(), "application="] {
         assert!(!metrics.contains(secret), "{secret} in metrics");
     }

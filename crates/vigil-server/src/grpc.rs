@@ -51,8 +51,10 @@ impl Service {
         ) {
             Ok(())
         } else {
+            self.vigil.metrics.count_unauthenticated("grpc", "*");
             Err(Status::unauthenticated(
-                "a bearer token is required (authorization: Bearer TOKEN)",
+                "a valid token is required (authorization: Bearer TOKEN, or Basic \
+                 credentials with the token as password)",
             ))
         }
     }

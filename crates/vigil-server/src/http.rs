@@ -173,6 +173,9 @@ async fn guard(AxState(vigil): AxState<Shared>, req: Request, next: Next) -> Res
             header,
         )
     {
+        vigil
+            .metrics
+            .count_unauthenticated("http", &format!("{} {route}", req.method()));
         let mut r = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "a valid token is required: Authorization: Bearer TOKEN, or Basic \

@@ -51,6 +51,10 @@ pub struct Metrics {
     pub api_latency: Family<LabelPairs, Histogram>,
     /// Stream time (epoch seconds) of the newest slice the store has seen.
     pub stream_time: Gauge<f64, AtomicU64>,
+    /// Requests refused for a missing or wrong token, by API and route
+    /// (the route as matched, `*` for gRPC): a misconfigured controller
+    /// shows here before its checks fail.
+    pub unauthenticated: Family<LabelPairs, Counter>,
 }
 
 impl Default for Metrics {
@@ -78,6 +82,7 @@ impl Metrics {
             analyses: Family::default(),
             api_latency: Family::new_with_constructor(latency_histogram),
             stream_time: Gauge::default(),
+            unauthenticated: Family::default(),
         };
         r.register(
             "ingest_samples",
@@ -117,6 +122,11 @@ impl Metrics {
             m.api_latency.clone(),
         );
         r.register(
+            "api_unauthenticated_requests",
+            "Requests refused for missing or invalid credentials, by API and route",
+            m.unauthenticated.clone(),
+        );
+        r.register(
             "stream_time_seconds",
             "Stream time of the newest slice seen (epoch seconds)",
             m.stream_time.clone(),
@@ -149,6 +159,13 @@ impl Metrics {
                 .get_or_create(&pairs([("source", source)]))
                 .inc_by(n);
         }
+    }
+
+    /// Counts a request refused for its credentials.
+    pub fn count_unauthenticated(&self, api: &str, route: &str) {
+        self.unauthenticated
+            .get_or_create(&pairs([("api", api), ("route", route)]))
+            .inc();
     }
 
     /// Counts rejected samples from `source` for `reason`.
