@@ -151,15 +151,35 @@ impl Analysis {
         self.discover_dimensions(store);
         let from = self.next_slice.unwrap_or(start);
         if last_complete >= from {
-            for (track, (canary_key, baseline_key)) in self.tracks.iter_mut().zip(&self.keys) {
-                let canary = store.slices(canary_key, from, last_complete);
-                let baseline = match baseline_key {
-                    Some(key) => store.slices(key, from, last_complete),
-                    None => Vec::new(),
-                };
-                let spec = &self.spec.metrics[track.metric];
-                for (c, b) in align(canary, baseline) {
-                    track.feed(spec, c, b);
+            // Slices in time order, every track at each: the combined
+            // evidence then sees each slice, as each track's own running
+            // maximum does, however many slices one tick catches up on.
+            let mut pending: Vec<_> = self
+                .keys
+                .iter()
+                .map(|(canary_key, baseline_key)| {
+                    let canary = store.slices(canary_key, from, last_complete);
+                    let baseline = match baseline_key {
+                        Some(key) => store.slices(key, from, last_complete),
+                        None => Vec::new(),
+                    };
+                    align(canary, baseline).peekable()
+                })
+                .collect();
+            let weights = self.track_weights();
+            let combine = self.how.method == Method::Sequential && !self.how.slo_mode;
+            while let Some(index) = pending
+                .iter_mut()
+                .filter_map(|p| p.peek().map(|(i, _, _)| *i))
+                .min()
+            {
+                for (track, p) in self.tracks.iter_mut().zip(pending.iter_mut()) {
+                    if let Some((_, c, b)) = p.next_if(|(i, _, _)| *i == index) {
+                        track.feed(&self.spec.metrics[track.metric], c, b);
+                    }
+                }
+                if combine {
+                    self.set_combined(&weights);
                 }
             }
             self.next_slice = Some(last_complete + 1);
@@ -219,7 +239,7 @@ impl Analysis {
                             Some(v) => store.slices(&self.key(v, m, &labels), from, next - 1),
                             None => Vec::new(),
                         };
-                        for (c, b) in align(canary, baseline) {
+                        for (_, c, b) in align(canary, baseline) {
                             track.feed(metric, c, b);
                         }
                     }
@@ -250,6 +270,19 @@ impl Analysis {
             raw.iter().map(|w| w / total).collect()
         } else {
             vec![0.0; raw.len()]
+        }
+    }
+
+    /// Records the combined evidence now: the weighted mean of the tracks'
+    /// current e-values (see [`Analysis::track_weights`]).
+    fn set_combined(&mut self, weights: &[f64]) {
+        if weights.iter().sum::<f64>() > 0.0 {
+            let combined: f64 = weights
+                .iter()
+                .zip(&self.tracks)
+                .map(|(w, t)| w * t.e_value())
+                .sum();
+            self.overall.set(combined.max(f64::MIN_POSITIVE).ln());
         }
     }
 
@@ -329,14 +362,7 @@ impl Analysis {
         // tracks' e-values, each metric's weight shared by its tracks.
         let mut rollback = false;
         if self.how.method == Method::Sequential && !self.how.slo_mode {
-            let combined: f64 = track_weights
-                .iter()
-                .zip(&assessed)
-                .map(|(w, a)| w * a.e_value)
-                .sum();
-            if track_weights.iter().sum::<f64>() > 0.0 {
-                self.overall.set(combined.max(f64::MIN_POSITIVE).ln());
-            }
+            self.set_combined(&track_weights);
             let beyond = assessed
                 .iter()
                 .any(|a| a.beyond_tolerance && a.e_value > 1.0);
@@ -581,7 +607,7 @@ impl Analysis {
 fn align(
     canary: Vec<Slice>,
     baseline: Vec<Slice>,
-) -> impl Iterator<Item = (Option<SliceData>, Option<SliceData>)> {
+) -> impl Iterator<Item = (i64, Option<SliceData>, Option<SliceData>)> {
     let mut canary = canary.into_iter().peekable();
     let mut baseline = baseline.into_iter().peekable();
     std::iter::from_fn(move || {
@@ -594,7 +620,8 @@ fn align(
         };
         let c = if take.0 { canary.next() } else { None };
         let b = if take.1 { baseline.next() } else { None };
-        Some((c.map(|s| s.data), b.map(|s| s.data)))
+        let index = c.as_ref().or(b.as_ref()).map(|s| s.index)?;
+        Some((index, c.map(|s| s.data), b.map(|s| s.data)))
     })
 }
 

@@ -414,6 +414,11 @@ impl Track {
         bands.latest.as_deref().unwrap_or_default()
     }
 
+    /// The track's current e-value (1 when it has no sequential test).
+    pub fn e_value(&self) -> f64 {
+        self.current_e()
+    }
+
     /// Mean e-value of the track's sequential tests (1 when it has none).
     /// An average of e-processes on the same slices is an e-process.
     fn current_e(&self) -> f64 {
