@@ -350,7 +350,7 @@ impl Track {
             }
             _ => {}
         }
-        let e = self.current_e();
+        let e = self.e_value();
         self.evidence.set(e.max(f64::MIN_POSITIVE).ln());
         self.recent.push_back((canary, baseline));
         if self.recent.len() > RECENT_SLICES {
@@ -414,14 +414,10 @@ impl Track {
         bands.latest.as_deref().unwrap_or_default()
     }
 
-    /// The track's current e-value (1 when it has no sequential test).
+    /// The track's current e-value: the mean of its sequential tests' (1
+    /// when it has none). An average of e-processes on the same slices is
+    /// an e-process.
     pub fn e_value(&self) -> f64 {
-        self.current_e()
-    }
-
-    /// Mean e-value of the track's sequential tests (1 when it has none).
-    /// An average of e-processes on the same slices is an e-process.
-    fn current_e(&self) -> f64 {
         if let Some(t) = &self.errors {
             return t.e_value();
         }
@@ -554,7 +550,7 @@ impl Track {
         let mut failed = false;
         let within = match how.method {
             Method::Sequential => {
-                r.e_value = Some(self.current_e());
+                r.e_value = Some(self.e_value());
                 r.p_value = Some(self.p_value());
                 !comparisons.is_empty()
                     && comparisons
@@ -598,7 +594,7 @@ impl Track {
         );
         Assessment {
             result: r,
-            e_value: self.current_e(),
+            e_value: self.e_value(),
             beyond_tolerance: beyond,
             within_tolerance: within,
             failed,
@@ -646,7 +642,7 @@ impl Track {
         let mut failed = false;
         let within = match how.method {
             Method::Sequential => {
-                r.e_value = Some(self.current_e());
+                r.e_value = Some(self.e_value());
                 r.p_value = Some(self.p_value());
                 match (cs_c, cs_b, spec.direction) {
                     (Some(c), Some(b), Direction::Increase) => {
@@ -690,7 +686,7 @@ impl Track {
         );
         Assessment {
             result: r,
-            e_value: self.current_e(),
+            e_value: self.e_value(),
             beyond_tolerance: beyond,
             within_tolerance: within,
             failed,

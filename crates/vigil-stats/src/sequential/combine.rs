@@ -47,25 +47,7 @@ pub fn mean_e_value(e_values: &[f64], weights: &[f64]) -> Result<f64, StatsError
 /// Holm's procedure: which hypotheses are rejected at family-wise level
 /// `alpha`. NaN p-values are treated as 1 (never rejected).
 pub fn holm(p_values: &[f64], alpha: f64) -> Vec<bool> {
-    let m = p_values.len();
-    let mut order: Vec<usize> = (0..m).collect();
-    let p = |i: usize| {
-        if p_values[i].is_nan() {
-            1.0
-        } else {
-            p_values[i]
-        }
-    };
-    order.sort_by(|&a, &b| p(a).total_cmp(&p(b)));
-    let mut rejected = vec![false; m];
-    for (rank, &i) in order.iter().enumerate() {
-        if p(i) <= alpha / (m - rank) as f64 {
-            rejected[i] = true;
-        } else {
-            break;
-        }
-    }
-    rejected
+    holm_weighted(p_values, &vec![1.0; p_values.len()], alpha)
 }
 
 /// Weighted Holm (Holm 1979, weighted form): hypothesis i is tested at

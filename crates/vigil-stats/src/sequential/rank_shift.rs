@@ -245,15 +245,7 @@ impl RankShiftTest {
         C: BucketCounts + ?Sized,
         B: BucketCounts + ?Sized,
     {
-        let (n_c, n_b) = (canary.len(), baseline.len());
-        if n_c == 0 || n_b == 0 {
-            return false;
-        }
-        self.merge(canary, baseline);
-        let merged = std::mem::take(&mut self.merged);
-        self.feed_merged(&merged, n_c, n_b);
-        self.merged = merged;
-        true
+        Self::update_all(std::slice::from_mut(self), canary, baseline)
     }
 
     /// Feeds one time slice to several tests. Tests that read the arms on
