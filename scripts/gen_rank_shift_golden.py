@@ -7,17 +7,19 @@ Writes crates/vigil-stats/tests/golden/rank_shift.json.
     python3 scripts/gen_rank_shift_golden.py
 
 An independent implementation of the e-process from its definition: per
-slice, pooled midranks by scipy.stats.rankdata, scores u = (rank - 1/2) / N,
-the canary's score sum T, and ln e_theta += theta T - n_canary ln M(theta),
-where M is the moment generating function of the score of a uniform U
-(for the tail the e-value is the mean of e_theta over the bets):
-    body:      g(u) = u - 1/2,                       M = sinh(theta/2) / (theta/2)
-    tail(q):   g(u) = max(0, (u - q) / (1 - q))^2,   M = q + (1 - q) * integral_0^1 exp(theta v^2) dv
-(the integral by scipy.integrate.quad). For the body the e-value is
-0.9 x the half-normal mixture (precision rho = 20) of
-exp(theta S - theta^2 V / 2), S = the canary's score sum so far,
-V = n_canary so far / 12, integrated by scipy.integrate.quad, plus 0.1 x the
-mean of e_theta over the bets. Values are integers below 2048, which HDR histograms hold
+slice, the pooled samples' tie groups (numpy.unique) fill runs (a, b) of
+the N rank cells on (0, 1); every sample of a run gets its score, the
+canary's score sum is T, and ln e_theta += theta T - n_canary ln M(theta):
+    body:      the mean of norm.ppf over the run, by scipy.integrate.quad
+               of norm.ppf in the probability scale (normal scores);
+               M = exp(theta^2 / 2)
+    tail(q):   g(u) = max(0, (u - q) / (1 - q))^2 at the run's midpoint u;
+               M = q + (1 - q) * integral_0^1 exp(theta v^2) dv
+(the integrals by scipy.integrate.quad). For the tail the e-value is the
+mean of e_theta over the bets THETAS. For the body it is 0.9 x the
+half-normal mixture (precision rho = 240) of exp(theta S - theta^2 V / 2),
+S = the canary's score sum so far, V = n_canary so far, integrated by
+scipy.integrate.quad, plus 0.1 x the mean of e_theta over BODY_THETAS. Values are integers below 2048, which HDR histograms hold
 exactly, so no tolerance mapping is involved (tolerance 0: both arms as is).
 
 Tolerance in the Rust test: ln e within 1e-9 relative + 1e-6 absolute (the
@@ -34,26 +36,32 @@ import scipy
 from scipy import integrate, stats
 
 THETAS = [0.03, 0.048, 0.077, 0.123, 0.197, 0.315, 0.5, 0.8, 1.3, 2.1, 3.3, 5.3, 8.5, 13.6, 21.7]
+BODY_THETAS = [0.01, 0.016, 0.0256, 0.041, 0.0655, 0.105, 0.168, 0.268, 0.429, 0.687, 1.1, 1.76, 2.81, 4.5, 7.2]
+RHO = 240.0
 
 
 def ln_m(kind, q, theta):
     if kind == "body":
-        return math.log(math.sinh(theta / 2) / (theta / 2))
+        return theta * theta / 2
     i, _ = integrate.quad(lambda v: math.exp(theta * v * v), 0.0, 1.0, epsabs=0, epsrel=1e-13, limit=200)
     return math.log(q + (1 - q) * i)
 
 
-def score(kind, q, u):
+def score(kind, q, a, b):
+    """The score of a run (a, b) of rank cells."""
     if kind == "body":
-        return u - 0.5
-    v = np.maximum(0.0, (u - q) / (1 - q))
+        integral, _ = integrate.quad(stats.norm.ppf, a, b, epsabs=1e-14, epsrel=1e-12, limit=200)
+        return integral / (b - a)
+    u = (a + b) / 2
+    v = max(0.0, (u - q) / (1 - q))
     return v * v
 
 
 def run(kind, q, direction, slices):
-    ln_w = np.zeros(len(THETAS))
+    thetas = np.array(BODY_THETAS if kind == "body" else THETAS)
+    ln_w = np.zeros(len(thetas))
     s_sum, n_c = 0.0, 0
-    lms = np.array([ln_m(kind, q, t) for t in THETAS])
+    lms = np.array([ln_m(kind, q, t) for t in thetas])
     out = []
     for canary, baseline in slices:
         c = np.array(canary, dtype=float)
@@ -61,16 +69,18 @@ def run(kind, q, direction, slices):
         pooled = np.concatenate([c, b])
         if direction == "decrease":
             pooled = -pooled
-        ranks = stats.rankdata(pooled, method="average")
-        u = (ranks - 0.5) / len(pooled)
-        t = score(kind, q, u[: len(c)]).sum()
-        ln_w += np.array(THETAS) * t - len(c) * lms
+        values, inverse, counts = np.unique(pooled, return_inverse=True, return_counts=True)
+        ends = np.cumsum(counts) / len(pooled)
+        starts = ends - counts / len(pooled)
+        run_scores = [score(kind, q, a, b) for a, b in zip(starts, ends)]
+        t = sum(run_scores[i] for i in inverse[: len(c)])
+        ln_w += thetas * t - len(c) * lms
         m = ln_w.max()
         grid = float(m + math.log(np.exp(ln_w - m).mean()))
         s_sum += t
         n_c += len(c)
         if kind == "body":
-            nm = ln_normal_mixture(s_sum, n_c / 12.0, 20.0)
+            nm = ln_normal_mixture(s_sum, n_c, RHO)
             top = max(nm, grid)
             out.append(top + math.log(0.9 * math.exp(nm - top) + 0.1 * math.exp(grid - top)))
         else:
@@ -134,6 +144,7 @@ def main():
             "tolerance": "1e-9 relative + 1e-6 absolute",
         },
         "thetas": THETAS,
+        "body_thetas": BODY_THETAS,
         "cases": cases,
     }
     path = os.path.join(os.path.dirname(__file__), "..", "crates", "vigil-stats", "tests", "golden", "rank_shift.json")

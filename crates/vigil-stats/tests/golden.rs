@@ -193,7 +193,7 @@ fn one_sided_error_share_matches_mpmath() {
 }
 
 /// `scripts/gen_rank_shift_golden.py`: the rank e-process recomputed from
-/// its definition with scipy's midranks and quadrature, slice by slice.
+/// its definition with scipy's normal quantile and quadrature, slice by slice.
 #[test]
 fn rank_shift_matches_its_reference() {
     use vigil_stats::sequential::quantile::Direction;

@@ -10,7 +10,7 @@
 //! - [`exceedance`]: per-slice tail exceedances of the pooled q-quantile, a
 //!   drift-robust sequential test of one quantile.
 //! - [`proportion`]: a time-uniform confidence sequence for an error rate.
-//! - [`rank_shift`]: a Wilcoxon-efficient rank e-process over time slices,
+//! - [`rank_shift`]: a normal-scores rank e-process over time slices,
 //!   the judge's test of a whole-distribution shift.
 //! - [`batch_rank`]: a rank e-process over per-batch comparisons, valid under
 //!   drift that hits both arms.

@@ -1,40 +1,48 @@
 //! A drift-robust sequential rank test of "the canary is worse than
-//! tolerated", with the power of a Wilcoxon test.
+//! tolerated", with the power of a normal-scores rank test.
 //!
-//! Within each time slice, score every pooled sample by its midrank,
-//! centred and scaled into (-1/2, 1/2): s = (rank - (N + 1) / 2) / N. The
-//! canary's score sum is T = (U - n_c n_b / 2) / N, where U counts the
-//! canary-baseline pairs in which the canary is worse (ties half). When the
-//! arms are exchangeable within the slice, the canary is a uniformly random
-//! n_c-subset of the pooled scores, so for every theta >= 0
+//! Within each time slice, the pooled samples fill N rank cells of width
+//! 1/N on (0, 1); a group of tied samples fills a run of them. Every sample
+//! of a group is scored by the mean of g(U) over its run's interval, for a
+//! non-decreasing score function g and U uniform on (0, 1). When the arms
+//! are exchangeable within the slice, the canary is a uniformly random
+//! n_c-subset of the pooled scores, so its score sum T satisfies, for every
+//! theta >= 0,
 //!
-//!   E[exp(theta T)] <= M(theta)^n_c,   M(theta) = sinh(theta / 2) / (theta / 2),
+//!   E[exp(theta T)] <= M(theta)^n_c,   M(theta) = E[exp(theta g(U))],
 //!
 //! because sampling without replacement is dominated by sampling with
-//! replacement in convex order (Hoeffding 1963), midrank ties only shrink
-//! the scores' spread (Jensen), and the scores of N distinct ranks are
-//! dominated in convex order by the uniform law on (-1/2, 1/2), whose
-//! moment generating function M is. So exp(theta T - n_c ln M(theta)) is
-//! an e-value for the slice, the product over slices is a test
-//! supermartingale whatever drift moved both arms between slices, and the
-//! average over a grid of theta adapts to the effect size: an e-process.
+//! replacement in convex order (Hoeffding 1963), and the law of one pooled
+//! sample's score is a conditional expectation of g(U) (over the cells),
+//! dominated by g(U) itself in convex order (Jensen): ties and the finite
+//! slice only shrink the scores' spread. So exp(theta T - n_c ln M(theta))
+//! is an e-value for the slice, the product over slices is a test
+//! supermartingale whatever drift moved both arms between slices, and a
+//! mixture over theta adapts to the effect size: an e-process.
 //!
-//! For the body, 0.9 of the e-value is instead the normal mixture over theta
-//! (Robbins; a half-normal prior, closed form): ln M(theta) <= theta^2 / 24
-//! (the uniform law on (-1/2, 1/2) is sub-Gaussian with its variance 1/12),
-//! so exp(theta S - theta^2 V / 2) with S the canary's score sum over all
-//! slices and V = n_canary / 12 is a test supermartingale for every theta,
-//! and so is its mixture. It costs about 1 nat less than the grid at the
-//! shifts canaries are judged on (latency-10: 94.7% caught within 10
-//! minutes instead of 88.5%); the other 0.1 stays on the grid, which bets
-//! big when the shift is big (latency-50 decided in the first slice).
+//! The body ([`RankShiftTest::new`]) uses normal scores, g = the standard
+//! normal quantile function, so g(U) is standard normal and M(theta) =
+//! exp(theta^2 / 2) exactly; a run (a, b) scores (phi(g(a)) - phi(g(b))) /
+//! (b - a), phi the normal density. They are the locally most powerful
+//! rank scores for a shift of a normal law, which is what a latency change
+//! is on the log scale, and by Chernoff and Savage never less efficient
+//! than the t-test on any law; Wilcoxon scores have 95.5% of their
+//! efficiency at the normal (latency-10: 94.7% caught within 10 minutes
+//! with Wilcoxon scores, see `vigil simulate`). 0.9 of the e-value is the
+//! normal mixture over theta (Robbins; a half-normal prior, closed form):
+//! exp(theta S - theta^2 V / 2) with S the canary's score sum over all
+//! slices and V = n_canary is a test supermartingale for every theta, and
+//! so is its mixture. The other 0.1 is the mean over a geometric grid of
+//! bets, which bets big when the shift is big (latency-50 decided in the
+//! first slice).
 //!
 //! The tail form ([`RankShiftTest::tail`]) scores only ranks beyond the
-//! pooled q-quantile, g(u) = max(0, (u - q) / (1 - q))^2 for u = (rank -
-//! 1/2) / N: convex and non-decreasing, so the same convex-order argument
-//! bounds its moment generating function by that of g(U), U uniform on
-//! (0, 1), which is q + (1 - q) times the integral of exp(theta v^2) over
-//! (0, 1). Squaring weighs the far tail most, where a regression of the
+//! pooled q-quantile, by u = the run's midpoint and g(u) = max(0, (u - q) /
+//! (1 - q))^2: convex and non-decreasing, so the midpoint score is below
+//! the run's mean of g and the same convex-order argument bounds its moment
+//! generating function by that of g(U), which is q + (1 - q) times the
+//! integral of exp(theta v^2) over (0, 1); its e-value is the mean over the
+//! grid. Squaring weighs the far tail most, where a regression of the
 //! slowest 1-2% lands.
 //!
 //! Unlike betting on the bounded per-slice share W = U / (n_c n_b), which
@@ -57,23 +65,20 @@ use crate::error::check_tolerance;
 use crate::histogram::{Bucket, BucketCounts};
 use crate::StatsError;
 
-/// Bets (theta) the e-process mixes over: geometric, ratio 1.6, from the
+/// Bets (theta) the tail test mixes over: geometric, ratio 1.6, from the
 /// shifts of a percent or two to complete separation.
 const THETAS: [f64; 15] = [
     0.03, 0.048, 0.077, 0.123, 0.197, 0.315, 0.5, 0.8, 1.3, 2.1, 3.3, 5.3, 8.5, 13.6, 21.7,
 ];
 
-/// ln M(theta) = ln(sinh(theta / 2) / (theta / 2)), the log moment
-/// generating function of the uniform law on (-1/2, 1/2); theta > 0.
-pub fn ln_uniform_mgf(theta: f64) -> f64 {
-    let h = theta / 2.0;
-    if h < 1e-4 {
-        // sinh(h) / h = 1 + h^2 / 6 + ...
-        return h * h / 6.0;
-    }
-    // ln(sinh h) = h + ln(1 - e^{-2h}) - ln 2, without overflow.
-    h + (-(-2.0 * h).exp()).ln_1p() - std::f64::consts::LN_2 - h.ln()
-}
+/// The body's grid of bets on normal scores: geometric, ratio 1.6, from a
+/// shift of a percent of a standard deviation (the score's scale) to
+/// complete separation (a canary wholly above a baseline nine times its
+/// size scores about 1.75 a sample, where the best bet is 1.75).
+const BODY_THETAS: [f64; 15] = [
+    0.01, 0.016, 0.0256, 0.041, 0.0655, 0.105, 0.168, 0.268, 0.429, 0.687, 1.1, 1.76, 2.81, 4.5,
+    7.2,
+];
 
 /// I(theta) = integral over (0, 1) of exp(theta v^2) dv, by Simpson's rule
 /// on 2048 intervals: relative error below 1e-7 up to the largest bet, and
@@ -109,12 +114,23 @@ fn ln_tail_mgf(q: f64, integral: f64) -> f64 {
 }
 
 /// Precision of the half-normal prior on theta in the body test's normal
-/// mixture: prior standard deviation 0.22, where the shifts that matter at
-/// a few hundred canary requests a minute put the best bet (12 times the
-/// canary's mean score; 0.24 for +10% against a 5% tolerance at sigma 0.6).
-/// Measured on `vigil simulate --scenario latency-10` (1,000 runs), 10 and
-/// 40 were within a point of it.
-const BODY_PRIOR_PRECISION: f64 = 20.0;
+/// mixture: prior standard deviation 0.065, where the shifts that matter
+/// at a few hundred canary requests a minute put the best bet (the
+/// canary's mean normal score: about the shift in standard deviations of
+/// log latency times the baseline's share of the slice, 0.07 for +10%
+/// against a 5% tolerance at sigma 0.6).
+const BODY_PRIOR_PRECISION: f64 = 240.0;
+
+/// h(p) = phi(Phi^-1(p)), the standard normal density at the p-quantile
+/// (0 at p = 0 and 1): the mean of the normal quantile function over a run
+/// (a, b) of rank cells is (h(a) - h(b)) / (b - a).
+fn normal_density_at_quantile(p: f64) -> f64 {
+    if p <= 0.0 || p >= 1.0 {
+        return 0.0;
+    }
+    let z = crate::normal::quantile(p);
+    (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt()
+}
 
 /// ln of the one-sided normal-mixture e-value (Robbins): the mean over a
 /// half-normal prior of precision `rho` on theta >= 0 of
@@ -149,7 +165,8 @@ pub struct RankShiftTest {
     tolerance: f64,
     tolerance_abs: f64,
     scores: Scores,
-    /// ln M(theta) per bet.
+    /// The bets of the grid, and ln M(theta) per bet.
+    thetas: &'static [f64; THETAS.len()],
     ln_mgf: [f64; THETAS.len()],
     ln_wealth: [f64; THETAS.len()],
     slices: u64,
@@ -211,8 +228,12 @@ impl RankShiftTest {
             tolerance,
             tolerance_abs,
             scores,
+            thetas: match scores {
+                Scores::Body => &BODY_THETAS,
+                Scores::Tail(_) => &THETAS,
+            },
             ln_mgf: match scores {
-                Scores::Body => THETAS.map(ln_uniform_mgf),
+                Scores::Body => BODY_THETAS.map(|t| t * t / 2.0),
                 Scores::Tail(q) => tail_integrals().map(|i| ln_tail_mgf(q, i)),
             },
             ln_wealth: [0.0; THETAS.len()],
@@ -286,20 +307,40 @@ impl RankShiftTest {
     /// The e-process update for one slice, given its merged groups.
     fn feed_merged(&mut self, merged: &[(f64, u64, u64)], n_c: u64, n_b: u64) {
         let n = (n_c + n_b) as f64;
-        // Scores of the pooled samples by midrank, u = (rank - 1/2) / N.
+        // Each group fills the run of rank cells (below, below + group) / N.
         let mut below = 0u64;
         let mut t = 0.0;
+        // h at the previous group's upper end, reused when the next group
+        // (holding canary samples) starts there.
+        let mut h_end: Option<(u64, f64)> = None;
         for &(_, c, b) in merged {
             let group = c + b;
-            let u = (below as f64 + group as f64 / 2.0) / n;
-            below += group;
-            if c > 0 {
-                t += c as f64 * self.score(u);
+            let (lo, hi) = (below, below + group);
+            below = hi;
+            if c == 0 {
+                continue;
             }
+            let score = match self.scores {
+                Scores::Body => {
+                    let h_lo = match h_end {
+                        Some((at, h)) if at == lo => h,
+                        _ => normal_density_at_quantile(lo as f64 / n),
+                    };
+                    let h_hi = normal_density_at_quantile(hi as f64 / n);
+                    h_end = Some((hi, h_hi));
+                    (h_lo - h_hi) * n / group as f64
+                }
+                Scores::Tail(q) => {
+                    let u = (lo as f64 + group as f64 / 2.0) / n;
+                    let v = ((u - q) / (1.0 - q)).max(0.0);
+                    v * v
+                }
+            };
+            t += c as f64 * score;
         }
         let null_mean = self.null_mean();
         let n_c = n_c as f64;
-        for ((lw, &theta), &ln_m) in self.ln_wealth.iter_mut().zip(&THETAS).zip(&self.ln_mgf) {
+        for ((lw, &theta), &ln_m) in self.ln_wealth.iter_mut().zip(self.thetas).zip(&self.ln_mgf) {
             *lw += theta * t - n_c * ln_m;
         }
         self.slices += 1;
@@ -310,11 +351,7 @@ impl RankShiftTest {
         let ln_e = match self.scores {
             Scores::Body => {
                 // 0.9 on the normal mixture, 0.1 on the grid.
-                let nm = ln_normal_mixture(
-                    self.canary_score,
-                    self.canary_n / 12.0,
-                    BODY_PRIOR_PRECISION,
-                );
+                let nm = ln_normal_mixture(self.canary_score, self.canary_n, BODY_PRIOR_PRECISION);
                 let m = nm.max(grid);
                 m + (0.9 * (nm - m).exp() + 0.1 * (grid - m).exp()).ln()
             }
@@ -328,16 +365,6 @@ impl RankShiftTest {
         match self.scores {
             Scores::Body => 0.0,
             Scores::Tail(q) => (1.0 - q) / 3.0,
-        }
-    }
-
-    fn score(&self, u: f64) -> f64 {
-        match self.scores {
-            Scores::Body => u - 0.5,
-            Scores::Tail(q) => {
-                let v = ((u - q) / (1.0 - q)).max(0.0);
-                v * v
-            }
         }
     }
 
@@ -427,21 +454,7 @@ mod tests {
     }
 
     #[test]
-    fn uniform_mgf_matches_its_closed_form() {
-        for theta in [1e-6, 0.01, 0.5, 3.0, 40.0] {
-            let direct = ((theta / 2.0f64).sinh() / (theta / 2.0)).ln();
-            assert!((ln_uniform_mgf(theta) - direct).abs() < 1e-9, "{theta}");
-        }
-        // Large theta: no overflow, ln(sinh h / h) ~ h - ln 2 - ln h.
-        let big = ln_uniform_mgf(2000.0);
-        assert!((big - (1000.0 - std::f64::consts::LN_2 - 1000f64.ln())).abs() < 1e-9);
-    }
-
-    #[test]
-    fn the_uniform_law_is_sub_gaussian_and_the_mixture_integrates() {
-        for theta in [1e-3, 0.1, 1.0, 5.0, 30.0, 300.0] {
-            assert!(ln_uniform_mgf(theta) <= theta * theta / 24.0, "{theta}");
-        }
+    fn the_normal_mixture_integrates() {
         // The closed form against a direct integral over the half-normal
         // prior of exp(theta s - theta^2 v / 2) (midpoint rule).
         for (s, v, rho) in [
@@ -475,19 +488,57 @@ mod tests {
         assert!(far.is_finite() && far < -5.0 && far > -10.0, "{far}");
     }
 
+    /// The body's scores for N untied samples, and for runs of ties.
+    fn normal_scores(runs: &[u64]) -> Vec<(u64, f64)> {
+        let n: u64 = runs.iter().sum();
+        let mut below = 0;
+        runs.iter()
+            .map(|&g| {
+                let (lo, hi) = (below as f64 / n as f64, (below + g) as f64 / n as f64);
+                below += g;
+                let score =
+                    (normal_density_at_quantile(lo) - normal_density_at_quantile(hi)) / (hi - lo);
+                (g, score)
+            })
+            .collect()
+    }
+
     #[test]
-    fn the_rank_scores_mgf_is_below_the_uniform_bound() {
-        // Exact E[exp(theta s)] over the scores of N distinct ranks.
-        for n in [1u32, 2, 5, 50, 1000] {
-            let nf = f64::from(n);
-            for theta in THETAS {
-                let m: f64 = (1..=n)
-                    .map(|r| (theta * (f64::from(r) - (nf + 1.0) / 2.0) / nf).exp())
+    fn normal_scores_are_cell_means_below_the_normal_mgf() {
+        // A run's score is the mean of the normal quantile over it: against
+        // a midpoint-rule integral, and summing to 0 over the slice.
+        let n = 7u64;
+        for (i, &(_, s)) in normal_scores(&[1; 7]).iter().enumerate() {
+            let steps = 200_000;
+            let (lo, hi) = (i as f64 / n as f64, (i + 1) as f64 / n as f64);
+            let direct = (0..steps)
+                .map(|k| crate::normal::quantile(lo + (k as f64 + 0.5) * (hi - lo) / steps as f64))
+                .sum::<f64>()
+                / steps as f64;
+            assert!((s - direct).abs() < 1e-4, "cell {i}: {s} vs {direct}");
+        }
+        // Exact E[exp(theta a)] over the pooled scores, untied and tied,
+        // against exp(theta^2 / 2), the normal law's.
+        let mut cases: Vec<Vec<u64>> = [1u64, 2, 5, 50, 1000]
+            .iter()
+            .map(|&n| vec![1; n as usize])
+            .collect();
+        cases.push(vec![3, 1, 40, 7, 7, 900, 2]);
+        cases.push(vec![500, 500]);
+        for runs in cases {
+            let scores = normal_scores(&runs);
+            let n: u64 = runs.iter().sum();
+            let mean: f64 = scores.iter().map(|&(g, s)| g as f64 * s).sum::<f64>() / n as f64;
+            assert!(mean.abs() < 1e-9, "{runs:?}: mean {mean}");
+            for theta in BODY_THETAS.iter().chain(&[20.0, 50.0]) {
+                let m: f64 = scores
+                    .iter()
+                    .map(|&(g, s)| g as f64 * (theta * s).exp())
                     .sum::<f64>()
-                    / nf;
+                    / n as f64;
                 assert!(
-                    m.ln() <= ln_uniform_mgf(theta) + 1e-12,
-                    "n {n} theta {theta}"
+                    m.ln() <= theta * theta / 2.0 + 1e-12,
+                    "{runs:?} theta {theta}"
                 );
             }
         }
