@@ -130,6 +130,11 @@ pub struct Report {
     /// p99 of how late the pacer sent a call (part of every paced
     /// latency above), ms, the worse of the two servers' loads.
     pub pacer_late_p99_ms: f64,
+    /// CPU time of vigil's server threads per paced call, µs (`null`
+    /// where /proc/self/task/*/schedstat is not readable).
+    pub paced_vigil_server_cpu_us: Option<f64>,
+    /// The same for the hello-world server's threads.
+    pub paced_baseline_server_cpu_us: Option<f64>,
     /// GetVerdict p50 saturated, ms.
     pub saturated_vigil_p50_ms: f64,
     /// GetVerdict p99 saturated, ms.
@@ -140,9 +145,10 @@ pub struct Report {
     pub saturated_baseline_p99_ms: f64,
     /// Bytes of one verdict on the wire.
     pub verdict_bytes: usize,
-    /// Server-side cost of one read off the wire path: load the published
-    /// verdict, clone its message, encode it, µs (single thread, no load).
-    pub read_encode_us: f64,
+    /// Server-side work of one read besides gRPC and HTTP/2: look up,
+    /// load the published verdict, copy its encoded bytes, µs (one
+    /// thread, no load).
+    pub read_us: f64,
     /// Connections of both loads.
     pub connections: usize,
     /// Calls in flight per connection, saturated.
@@ -475,14 +481,6 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
     eprintln!("vigil bench api: hello world, saturated");
     let baseline_sat =
         client_rt.block_on(saturated(baseline_clients.clone(), health_call, timing))?;
-    let (rate, rule) = offered(args.rate, baseline_sat.qps.round());
-    let schedule = Schedule::new(rate, timing)?;
-    eprintln!("vigil bench api: hello world, paced at {rate} calls/s");
-    let (baseline_paced, mut late) =
-        paced(&client_rt, &baseline_clients, health_call, schedule, timing)?;
-    drop(baseline_clients);
-    stop_baseline.notify_waiters();
-    drop(baseline_rt);
 
     // Vigil with live analyses holding real reports.
     let server_rt = runtime("bench-vigil")?;
@@ -537,10 +535,10 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let tick_secs = vigil.ticks().1.as_secs_f64();
-    let (verdict_bytes, read_encode_us) = read_cost(&vigil, &ids)?;
+    let (verdict_bytes, read_us) = read_cost(&vigil, &ids)?;
     eprintln!(
         "vigil bench api: {analyses} analyses judged once ({tick_secs:.3} s); a verdict is \
-         {verdict_bytes} bytes, read + clone + encode {read_encode_us:.2} µs"
+         {verdict_bytes} bytes, read (lookup + load + copy) {read_us:.2} µs"
     );
     let ids = Arc::new(ids);
     let verdict_call = move |mut c: VigilServiceClient<Channel>, seed: u64| {
@@ -562,11 +560,25 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         verdict_call.clone(),
         timing,
     ))?;
+
+    // Both paced loads back to back, at the same rate, on the same schedule.
+    let (rate, rule) = offered(args.rate, baseline_sat.qps.round());
+    let schedule = Schedule::new(rate, timing)?;
+    eprintln!("vigil bench api: hello world, paced at {rate} calls/s");
+    let baseline_cpu = threads_cpu("bench-baseline");
+    let (baseline_paced, mut late) =
+        paced(&client_rt, &baseline_clients, health_call, schedule, timing)?;
+    let baseline_cpu_us = cpu_per_call(baseline_cpu, threads_cpu("bench-baseline"), schedule);
     eprintln!("vigil bench api: vigil, paced at {rate} calls/s");
+    let vigil_cpu = threads_cpu("bench-vigil");
     let (ours_paced, late_ours) =
         paced(&client_rt, &vigil_clients, verdict_call, schedule, timing)?;
+    let vigil_cpu_us = cpu_per_call(vigil_cpu, threads_cpu("bench-vigil"), schedule);
     late.add(late_ours)?;
+    drop(baseline_clients);
     drop(vigil_clients);
+    stop_baseline.notify_waiters();
+    drop(baseline_rt);
     handle.shutdown();
     drop(server_rt);
     for (name, l) in [
@@ -593,12 +605,14 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         paced_vigil_calls: ours_paced.calls,
         paced_baseline_calls: baseline_paced.calls,
         pacer_late_p99_ms: ms(&late, 0.99),
+        paced_vigil_server_cpu_us: vigil_cpu_us,
+        paced_baseline_server_cpu_us: baseline_cpu_us,
         saturated_vigil_p50_ms: ours_sat.p50_ms,
         saturated_vigil_p99_ms: ours_sat.p99_ms,
         saturated_baseline_p50_ms: baseline_sat.p50_ms,
         saturated_baseline_p99_ms: baseline_sat.p99_ms,
         verdict_bytes,
-        read_encode_us: (read_encode_us * 100.0).round() / 100.0,
+        read_us: (read_us * 100.0).round() / 100.0,
         connections: CONNECTIONS,
         in_flight: IN_FLIGHT,
         warmup_seconds: timing.warmup.as_secs_f64(),
@@ -642,23 +656,61 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         "  p99 {:.3} ms (goal < 2 ms); the pacer's own lateness p99 {:.3} ms is included",
         report.p99_ms, report.pacer_late_p99_ms
     );
+    if let (Some(v), Some(b)) = (vigil_cpu_us, baseline_cpu_us) {
+        println!("  server CPU per call: vigil {v:.2} µs, hello world {b:.2} µs");
+    }
     println!(
-        "a verdict is {} bytes; reading + cloning + encoding one takes {:.2} µs",
-        report.verdict_bytes, report.read_encode_us
+        "a verdict is {} bytes; a read's own work (lookup, load, copy) takes {:.2} µs",
+        report.verdict_bytes, report.read_us
     );
     println!("(one judge tick over the analyses took {tick_secs:.3} s)");
     Ok(())
 }
 
-/// Bytes of a verdict on the wire, and the mean server-side cost of one
-/// read's own work (load the published verdict, clone the message, encode
-/// it) over every analysis, µs.
+/// CPU time so far of this process's threads named `name` (a runtime
+/// gives all its threads its name), from Linux's per-thread schedstat (ns
+/// on the CPU); `None` where that is not readable.
+fn threads_cpu(name: &str) -> Option<Duration> {
+    let mut ns = 0u64;
+    let mut found = false;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = task.ok()?.path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue; // the thread ended meanwhile
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) else {
+            continue;
+        };
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        found = true;
+    }
+    found.then(|| Duration::from_nanos(ns))
+}
+
+/// CPU µs per call of a paced load (every call of its schedule, warm-up
+/// included, as the CPU time covers them all).
+fn cpu_per_call(
+    before: Option<Duration>,
+    after: Option<Duration>,
+    schedule: Schedule,
+) -> Option<f64> {
+    let spent = after?.checked_sub(before?)?;
+    let us = spent.as_secs_f64() * 1e6 / schedule.end.max(1) as f64;
+    Some((us * 100.0).round() / 100.0)
+}
+
+/// Bytes of a verdict on the wire, and the mean server-side work of one
+/// read besides gRPC and HTTP/2, over every analysis, µs: look the
+/// analysis up, load its published verdict, copy its encoded bytes out
+/// (what `vigil serve`'s GetVerdict route does).
 fn read_cost(vigil: &vigil_server::core::Vigil, ids: &[String]) -> anyhow::Result<(usize, f64)> {
-    use prost::Message as _;
     let bytes = vigil
         .analyses
         .get(&ids[0])
-        .map_or(0, |e| e.published().proto.encoded_len());
+        .map_or(0, |e| e.published().encoded.len());
     let mut buf = Vec::with_capacity(4096);
     let start = Instant::now();
     let mut total = 0usize;
@@ -667,13 +719,13 @@ fn read_cost(vigil: &vigil_server::core::Vigil, ids: &[String]) -> anyhow::Resul
             .analyses
             .get(id)
             .with_context(|| format!("analysis {id} is gone"))?;
-        let message = entry.published().proto.clone();
+        let encoded = entry.published().encoded.clone();
         buf.clear();
-        message.encode(&mut buf)?;
+        buf.extend_from_slice(&encoded);
         total += std::hint::black_box(buf.len());
     }
     let us = start.elapsed().as_secs_f64() * 1e6 / ids.len().max(1) as f64;
-    anyhow::ensure!(total > 0, "no verdict encoded");
+    anyhow::ensure!(total > 0, "no verdict read");
     Ok((bytes, us))
 }
 
