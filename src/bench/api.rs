@@ -13,9 +13,9 @@
 //!   rate, round-robin over the connections, whether or not earlier calls
 //!   have returned, each timed from its *scheduled* send time, so a late
 //!   pacer or a stalled server counts against the latency (no coordinated
-//!   omission). The offered rate is half the hello-world server's saturated
-//!   throughput measured in the same run (unless `--rate` sets it), the
-//!   same for both servers. The latency goal is read here, as a latency
+//!   omission). The offered rate is half the saturated throughput of the
+//!   slower of the two servers in the same run (unless `--rate` sets it),
+//!   the same for both servers. The latency goal is read here, as a latency
 //!   SLO is: at a given load below saturation.
 //!
 //! Each server runs on its own two-thread runtime, the load generator on
@@ -46,8 +46,8 @@ const SERVICES: usize = 100;
 pub const CONNECTIONS: usize = 32;
 /// Calls in flight per connection in the saturated load.
 pub const IN_FLIGHT: usize = 4;
-/// The paced load's offered rate is this share of the hello-world
-/// server's saturated throughput.
+/// The paced load's offered rate is this share of the saturated
+/// throughput of the slower of the two servers.
 pub const OFFERED_SHARE: f64 = 0.5;
 /// How long the last paced calls may take to return.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -67,7 +67,7 @@ pub struct ApiArgs {
     #[arg(long, default_value_t = 5.0)]
     measure_secs: f64,
     /// Offered rate of the paced load, calls per second (default: half
-    /// the hello-world server's saturated throughput in this run).
+    /// the slower server's saturated throughput in this run).
     #[arg(long)]
     rate: Option<f64>,
     /// Print one JSON object instead of a table.
@@ -405,13 +405,19 @@ fn data(t0: f64) -> anyhow::Result<Vec<Sample>> {
 }
 
 /// The rate of the paced load: `--rate`, or `OFFERED_SHARE` of the
-/// hello-world server's saturated throughput, with the rule that chose it.
-fn offered(rate: Option<f64>, baseline_qps: f64) -> (f64, String) {
+/// saturated throughput of the slower server in this run (so that neither
+/// is paced above half of what it just sustained; on a shared machine the
+/// two saturated figures can differ by more than the servers do), with
+/// the rule that chose it.
+fn offered(rate: Option<f64>, baseline_qps: f64, vigil_qps: f64) -> (f64, String) {
     match rate {
         Some(r) => (r, "set by --rate".to_owned()),
         None => (
-            (baseline_qps * OFFERED_SHARE).round(),
-            format!("{OFFERED_SHARE} x the hello-world server's saturated calls/s in this run"),
+            (baseline_qps.min(vigil_qps) * OFFERED_SHARE).round(),
+            format!(
+                "{OFFERED_SHARE} x the saturated calls/s of the slower server (hello world or \
+                 vigil) in this run"
+            ),
         ),
     }
 }
@@ -562,7 +568,7 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
     ))?;
 
     // Both paced loads back to back, at the same rate, on the same schedule.
-    let (rate, rule) = offered(args.rate, baseline_sat.qps.round());
+    let (rate, rule) = offered(args.rate, baseline_sat.qps.round(), ours_sat.qps.round());
     let schedule = Schedule::new(rate, timing)?;
     eprintln!("vigil bench api: hello world, paced at {rate} calls/s");
     let baseline_cpu = threads_cpu("bench-baseline");
@@ -762,10 +768,12 @@ mod tests {
     }
 
     #[test]
-    fn the_offered_rate_is_half_the_baseline_unless_set() {
-        assert_eq!(offered(None, 53_465.0).0, 26_733.0);
-        assert_eq!(offered(Some(1000.0), 53_465.0).0, 1000.0);
-        assert!(offered(None, 1.0).1.contains("hello-world"));
+    fn the_offered_rate_is_half_the_slower_server_unless_set() {
+        assert_eq!(offered(None, 53_465.0, 60_000.0).0, 26_733.0);
+        assert_eq!(offered(None, 53_465.0, 46_768.0).0, 23_384.0);
+        assert_eq!(offered(Some(1000.0), 53_465.0, 46_768.0).0, 1000.0);
+        assert!(offered(None, 1.0, 1.0).1.contains("slower server"));
+        assert!(offered(Some(1.0), 1.0, 1.0).1.contains("--rate"));
     }
 
     /// Every call scheduled in the window is measured exactly once, from
