@@ -130,3 +130,108 @@ impl Encoder for Copied {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http_body_util::{BodyExt as _, Full};
+
+    use super::*;
+    use crate::{Config, Vigil};
+
+    /// grpc-status, grpc-message (from the trailers, or the headers of a
+    /// trailers-only answer) and the body.
+    async fn call<S>(svc: &mut S, token: Option<&str>, body: &[u8]) -> (String, String, Bytes)
+    where
+        S: TowerService<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        >,
+        S::Error: std::fmt::Debug,
+    {
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri(GET_VERDICT)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req
+            .body(tonic::body::Body::new(Full::new(Bytes::copy_from_slice(
+                body,
+            ))))
+            .unwrap();
+        let response = svc.call(req).await.unwrap();
+        let headers = response.headers().clone();
+        let collected = response.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        let get = |k: &str| {
+            trailers
+                .get(k)
+                .or_else(|| headers.get(k))
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default()
+        };
+        (
+            get("grpc-status"),
+            get("grpc-message"),
+            collected.to_bytes(),
+        )
+    }
+
+    fn frame(id: &str) -> Vec<u8> {
+        let message = prost::Message::encode_to_vec(&v1::GetVerdictRequest {
+            analysis_id: id.into(),
+        });
+        let mut out = vec![0u8];
+        out.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(&message);
+        out
+    }
+
+    /// The route answers exactly what tonic's generated route answers:
+    /// the verdict, and every error with the same status and message.
+    #[tokio::test]
+    async fn the_route_answers_as_the_generated_server() {
+        let mut config = Config::default();
+        config.auth.require_on_reads = true;
+        let vigil: Arc<Vigil> = Vigil::new(config, vec!["s3cret".into()]);
+        let spec = serde_json::from_value(serde_json::json!({
+            "service": "svc",
+            "baseline_version": "v7",
+            "canary_version": "v8",
+            "metrics": [{"name": "latency", "kind": "latency"}],
+        }))
+        .unwrap();
+        let id = vigil
+            .create_from(None, spec, "test", vigil.stream_now())
+            .unwrap()
+            .id
+            .to_string();
+        let limit = 1 << 20;
+        let mut ours = VerdictRoute::new(Service::new(vigil.clone()), limit);
+        let mut theirs = VigilServiceServer::new(Service::new(vigil.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let cases: Vec<(Option<&str>, Vec<u8>, &str)> = vec![
+            (Some("s3cret"), frame(&id), "0"),
+            (Some("s3cret"), frame("no-such-analysis"), "5"),
+            (Some("s3cret"), frame(""), "3"),
+            (None, frame(&id), "16"),
+            (Some("wrong"), frame(&id), "16"),
+            (Some("s3cret"), vec![0, 0, 0, 0, 3, 0xff, 0xff, 0xff], "13"),
+        ];
+        for (token, body, status) in cases {
+            let a = call(&mut ours, token, &body).await;
+            let b = call(&mut theirs, token, &body).await;
+            assert_eq!(a, b, "{token:?} {body:?}");
+            assert_eq!(a.0, status, "{token:?} {body:?}: {a:?}");
+        }
+        // The answer is the published verdict, framed.
+        let (_, _, body) = call(&mut ours, Some("s3cret"), &frame(&id)).await;
+        let published = vigil.analyses.get(&id).unwrap().published();
+        assert_eq!(&body[5..], &published.encoded[..]);
+    }
+}
