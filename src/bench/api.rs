@@ -1,12 +1,30 @@
-//! `vigil bench api`: GetVerdict throughput and latency with 10,000 live
-//! analyses, beside a hello-world tonic server (the gRPC health service)
-//! measured in the same run, on the same machine, with the same load.
+//! `vigil bench api`: GetVerdict with 10,000 live analyses, beside a
+//! hello-world tonic server (the gRPC health service) measured in the same
+//! run, on the same machine, under the same two loads.
+//!
+//! Both loads use `CONNECTIONS` HTTP/2 connections to the server:
+//!
+//! - **saturated** (closed loop): `IN_FLIGHT` calls in flight on each
+//!   connection, each sent as soon as the one before it returns. Its calls
+//!   per second are the throughput and the ratio. Its latencies are mostly
+//!   queueing: at saturation the mean is calls in flight / throughput
+//!   (Little's law), whatever the server.
+//! - **paced** (open loop): calls sent on a fixed schedule at the offered
+//!   rate, round-robin over the connections, whether or not earlier calls
+//!   have returned, each timed from its *scheduled* send time, so a late
+//!   pacer or a stalled server counts against the latency (no coordinated
+//!   omission). The offered rate is half the saturated throughput of the
+//!   slower of the two servers in the same run (unless `--rate` sets it),
+//!   the same for both servers. The latency goal is read here, as a latency
+//!   SLO is: at a given load below saturation.
 //!
 //! Each server runs on its own two-thread runtime, the load generator on
-//! another: `CONNECTIONS` HTTP/2 connections with `IN_FLIGHT` calls each,
-//! for `MEASURE` after `WARMUP`. Verdict reads pick analyses at random; the
-//! analyses carry real reports (two metrics, ticked over real data), so
-//! the response is the size a controller gets.
+//! another; the paced schedule is kept by the calling thread, which sleeps
+//! to each send time and hands the call to the load generator's runtime
+//! (tokio's timer has millisecond granularity, a thread sleep ~50 µs).
+//! Verdict reads pick analyses at random; the analyses carry real reports
+//! (two metrics, ticked over real data), so the response is the size a
+//! controller gets.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,22 +38,58 @@ use vigil_proto::v1::vigil_service_client::VigilServiceClient;
 use vigil_proto::v1::GetVerdictRequest;
 use vigil_server::{Config, Server};
 
-/// Live analyses.
-pub const ANALYSES: usize = 10_000;
+/// Live analyses (default).
+pub const ANALYSES: u32 = 10_000;
 /// Services they are spread over.
 const SERVICES: usize = 100;
 /// HTTP/2 connections of the load generator.
 pub const CONNECTIONS: usize = 32;
-/// Calls in flight per connection.
+/// Calls in flight per connection in the saturated load.
 pub const IN_FLIGHT: usize = 4;
-const WARMUP: Duration = Duration::from_secs(1);
-const MEASURE: Duration = Duration::from_secs(5);
+/// The paced load's offered rate is this share of the saturated
+/// throughput of the slower of the two servers.
+pub const OFFERED_SHARE: f64 = 0.5;
+/// How long the last paced calls may take to return.
+const DRAIN: Duration = Duration::from_secs(30);
+/// Latencies are recorded in microseconds up to one minute.
+const MAX_US: u64 = 60_000_000;
+
+/// Options of `vigil bench api`.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// Live analyses.
+    #[arg(long, default_value_t = ANALYSES, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    analyses: u32,
+    /// Seconds of each load before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_secs: f64,
+    /// Seconds measured of each load.
+    #[arg(long, default_value_t = 5.0)]
+    measure_secs: f64,
+    /// Offered rate of the paced load, calls per second (default: half
+    /// the slower server's saturated throughput in this run).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How long a load runs.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    warmup: Duration,
+    measure: Duration,
+}
 
 /// One measured load.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Load {
-    /// Completed calls per second.
+    /// Calls per second completed in the measured window (paced: calls
+    /// scheduled in it, per second of it).
     pub qps: f64,
+    /// Calls measured.
+    pub calls: u64,
     /// Median latency, ms.
     pub p50_ms: f64,
     /// 99th percentile latency, ms.
@@ -47,25 +101,61 @@ pub struct Load {
 /// The report of `vigil bench api --json`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
-    /// GetVerdict calls per second.
+    /// GetVerdict calls per second, saturated.
     pub vigil_qps: f64,
-    /// Health/Check calls per second of the hello-world server.
+    /// Health/Check calls per second of the hello-world server, saturated.
     pub baseline_qps: f64,
     /// vigil_qps / baseline_qps.
     pub ratio: f64,
-    /// GetVerdict p50, ms.
-    pub p50_ms: f64,
-    /// GetVerdict p99, ms.
+    /// GetVerdict p99 at the paced load (the latency goal), ms.
     pub p99_ms: f64,
-    /// Hello-world p99, ms.
-    pub baseline_p99_ms: f64,
     /// Live analyses.
     pub analyses: usize,
-    /// Connections.
+    /// Offered rate of the paced load, calls per second, both servers.
+    pub offered_qps: f64,
+    /// How the offered rate was chosen.
+    pub offered_rule: String,
+    /// GetVerdict p50 at the paced load, ms.
+    pub paced_vigil_p50_ms: f64,
+    /// GetVerdict p99 at the paced load, ms (= p99_ms).
+    pub paced_vigil_p99_ms: f64,
+    /// Hello-world p50 at the paced load, ms.
+    pub paced_baseline_p50_ms: f64,
+    /// Hello-world p99 at the paced load, ms.
+    pub paced_baseline_p99_ms: f64,
+    /// GetVerdict calls measured at the paced load.
+    pub paced_vigil_calls: u64,
+    /// Hello-world calls measured at the paced load.
+    pub paced_baseline_calls: u64,
+    /// p99 of how late the pacer sent a call (part of every paced
+    /// latency above), ms, the worse of the two servers' loads.
+    pub pacer_late_p99_ms: f64,
+    /// CPU time of vigil's server threads per paced call, µs (`null`
+    /// where /proc/self/task/*/schedstat is not readable).
+    pub paced_vigil_server_cpu_us: Option<f64>,
+    /// The same for the hello-world server's threads.
+    pub paced_baseline_server_cpu_us: Option<f64>,
+    /// GetVerdict p50 saturated, ms.
+    pub saturated_vigil_p50_ms: f64,
+    /// GetVerdict p99 saturated, ms.
+    pub saturated_vigil_p99_ms: f64,
+    /// Hello-world p50 saturated, ms.
+    pub saturated_baseline_p50_ms: f64,
+    /// Hello-world p99 saturated, ms.
+    pub saturated_baseline_p99_ms: f64,
+    /// Bytes of one verdict on the wire.
+    pub verdict_bytes: usize,
+    /// Server-side work of one read besides gRPC and HTTP/2: look up,
+    /// load the published verdict, copy its encoded bytes, µs (one
+    /// thread, no load).
+    pub read_us: f64,
+    /// Connections of both loads.
     pub connections: usize,
-    /// Calls in flight per connection.
+    /// Calls in flight per connection, saturated.
     pub in_flight: usize,
-    /// Seconds measured per server.
+    /// Seconds of each load before measuring.
+    pub warmup_seconds: f64,
+    /// Seconds measured per load.
     pub seconds: f64,
 }
 
@@ -78,38 +168,57 @@ fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting a runtime")
 }
 
-/// Drives `call` from `CONNECTIONS x IN_FLIGHT` tasks, each with its own
-/// client on one of the connections.
-async fn load<C, F, Fut>(clients: Vec<C>, call: F) -> anyhow::Result<Load>
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::<u64>::new_with_bounds(1, MAX_US, 3)?)
+}
+
+fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).clamp(1, MAX_US)
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// A well-mixed 64-bit value of `i` (splitmix64), to pick analyses.
+fn mix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Drives `call` from `clients.len() x IN_FLIGHT` tasks, each with its own
+/// client on one of the connections, each sending its next call when the
+/// last one returns.
+async fn saturated<C, F, Fut>(clients: Vec<C>, call: F, timing: Timing) -> anyhow::Result<Load>
 where
     C: Clone + Send + 'static,
     F: Fn(C, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send,
 {
     let start = Instant::now();
-    let measure_from = start + WARMUP;
-    let end = measure_from + MEASURE;
+    let measure_from = start + timing.warmup;
+    let end = measure_from + timing.measure;
     let mut tasks = Vec::new();
     for (c, client) in clients.into_iter().enumerate() {
         for k in 0..IN_FLIGHT {
             let client = client.clone();
             let call = call.clone();
             tasks.push(tokio::spawn(async move {
-                let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+                let mut h = histogram()?;
                 let mut errors = 0u64;
-                let mut seed = (c * IN_FLIGHT + k) as u64 * 0x9E37_79B9_7F4A_7C15 + 1;
+                let mut n = (c * IN_FLIGHT + k) as u64 * 1_000_000_007;
                 loop {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
+                    n += 1;
                     let t0 = Instant::now();
                     if t0 >= end {
                         break;
                     }
-                    let ok = call(client.clone(), seed).await;
+                    let ok = call(client.clone(), mix(n)).await;
                     if t0 >= measure_from {
                         if ok {
-                            h.record(t0.elapsed().as_micros().max(1) as u64)?;
+                            h.record(micros(t0.elapsed()))?;
                         } else {
                             errors += 1;
                         }
@@ -119,7 +228,7 @@ where
             }));
         }
     }
-    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut all = histogram()?;
     let mut errors = 0;
     for t in tasks {
         let (h, e) = t.await??;
@@ -127,11 +236,124 @@ where
         errors += e;
     }
     Ok(Load {
-        qps: all.len() as f64 / MEASURE.as_secs_f64(),
-        p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
-        p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
+        qps: all.len() as f64 / timing.measure.as_secs_f64(),
+        calls: all.len(),
+        p50_ms: ms(&all, 0.5),
+        p99_ms: ms(&all, 0.99),
         errors,
     })
+}
+
+/// The calls of a paced (open-loop) load: call `i` of `0..end` is sent at
+/// `start + i / rate`, fixed before the load runs; calls `first..end` (the
+/// ones scheduled in the measured window) are measured, the ones before
+/// warm up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Schedule {
+    rate: f64,
+    first: u64,
+    end: u64,
+}
+
+impl Schedule {
+    fn new(rate: f64, timing: Timing) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            rate.is_finite() && rate > 0.0,
+            "the offered rate must be a positive number of calls per second, not {rate}"
+        );
+        let first = (timing.warmup.as_secs_f64() * rate).ceil() as u64;
+        let end = ((timing.warmup + timing.measure).as_secs_f64() * rate).ceil() as u64;
+        Ok(Self { rate, first, end })
+    }
+
+    /// When call `i` is due.
+    fn at(&self, start: Instant, i: u64) -> Instant {
+        start + Duration::from_secs_f64(i as f64 / self.rate)
+    }
+
+    /// Calls measured.
+    fn measured(&self) -> u64 {
+        self.end - self.first
+    }
+}
+
+/// Sends `call`s on `schedule` from this thread into `rt`, round-robin
+/// over `clients`, and times each from its scheduled send time to its
+/// return. Returns the load and the pacer's own lateness (how late it
+/// handed calls over, already part of the latencies).
+fn paced<C, F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    clients: &[C],
+    call: F,
+    schedule: Schedule,
+    timing: Timing,
+) -> anyhow::Result<(Load, Histogram<u64>)>
+where
+    C: Clone + Send + 'static,
+    F: Fn(C, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    anyhow::ensure!(!clients.is_empty(), "no connections to load");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, bool)>();
+    let mut late = histogram()?;
+    let start = Instant::now() + Duration::from_millis(10);
+    for i in 0..schedule.end {
+        let at = schedule.at(start, i);
+        let now = Instant::now();
+        if at > now {
+            std::thread::sleep(at - now);
+        }
+        let measured = i >= schedule.first;
+        if measured {
+            late.record(micros(at.elapsed()))?;
+        }
+        let client = clients[(i % clients.len() as u64) as usize].clone();
+        let call = call.clone();
+        let tx = tx.clone();
+        rt.spawn(async move {
+            let ok = call(client, mix(i)).await;
+            if measured {
+                // The receiver outlives every sender; a send cannot fail
+                // before the drain below gives up, and then nothing reads.
+                let _ = tx.send((micros(at.elapsed()), ok));
+            }
+        });
+    }
+    drop(tx);
+    let (h, errors) = rt.block_on(async move {
+        let mut h = histogram()?;
+        let mut errors = 0u64;
+        let deadline = tokio::time::sleep(DRAIN);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                done = rx.recv() => match done {
+                    Some((us, true)) => h.record(us)?,
+                    Some((_, false)) => errors += 1,
+                    None => break,
+                },
+                () = &mut deadline => anyhow::bail!(
+                    "paced calls still outstanding {} s after the last was sent",
+                    DRAIN.as_secs()
+                ),
+            }
+        }
+        anyhow::Ok((h, errors))
+    })?;
+    anyhow::ensure!(
+        h.len() + errors == schedule.measured(),
+        "{} paced calls measured of {} scheduled",
+        h.len() + errors,
+        schedule.measured()
+    );
+    let load = Load {
+        qps: schedule.measured() as f64 / timing.measure.as_secs_f64(),
+        calls: h.len(),
+        p50_ms: ms(&h, 0.5),
+        p99_ms: ms(&h, 0.99),
+        errors,
+    };
+    Ok((load, late))
 }
 
 async fn channels(addr: std::net::SocketAddr) -> anyhow::Result<Vec<Channel>> {
@@ -182,8 +404,47 @@ fn data(t0: f64) -> anyhow::Result<Vec<Sample>> {
     Ok(out)
 }
 
+/// The rate of the paced load: `--rate`, or `OFFERED_SHARE` of the
+/// saturated throughput of the slower server in this run (so that neither
+/// is paced above half of what it just sustained; on a shared machine the
+/// two saturated figures can differ by more than the servers do), with
+/// the rule that chose it.
+fn offered(rate: Option<f64>, baseline_qps: f64, vigil_qps: f64) -> (f64, String) {
+    match rate {
+        Some(r) => (r, "set by --rate".to_owned()),
+        None => (
+            (baseline_qps.min(vigil_qps) * OFFERED_SHARE).round(),
+            format!(
+                "{OFFERED_SHARE} x the saturated calls/s of the slower server (hello world or \
+                 vigil) in this run"
+            ),
+        ),
+    }
+}
+
 /// Runs the benchmark and prints the report.
-pub fn run(json: bool) -> anyhow::Result<()> {
+pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
+    for (name, v) in [
+        ("--warmup-secs", args.warmup_secs),
+        ("--measure-secs", args.measure_secs),
+    ] {
+        anyhow::ensure!(
+            (0.0..=3600.0).contains(&v),
+            "{name} must be 0 to 3600 seconds, not {v}"
+        );
+    }
+    anyhow::ensure!(args.measure_secs > 0.0, "--measure-secs must be above 0");
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(
+            rate.is_finite() && rate > 0.0,
+            "--rate must be a positive number of calls per second, not {rate}"
+        );
+    }
+    let timing = Timing {
+        warmup: Duration::from_secs_f64(args.warmup_secs),
+        measure: Duration::from_secs_f64(args.measure_secs),
+    };
+    let analyses = args.analyses as usize;
     let client_rt = runtime("bench-client")?;
 
     // The hello-world server: tonic with only the health service.
@@ -211,25 +472,23 @@ pub fn run(json: bool) -> anyhow::Result<()> {
                 .await;
         });
     }
-    let baseline = client_rt.block_on(async {
-        let clients: Vec<_> = channels(baseline_addr)
-            .await?
-            .into_iter()
-            .map(tonic_health::pb::health_client::HealthClient::new)
-            .collect();
-        load(clients, |mut c, _| async move {
-            c.check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .is_ok()
+    let health_call = |mut c: tonic_health::pb::health_client::HealthClient<Channel>, _| async move {
+        c.check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
         })
         .await
-    })?;
-    stop_baseline.notify_waiters();
-    drop(baseline_rt);
+        .is_ok()
+    };
+    let baseline_clients: Vec<_> = client_rt
+        .block_on(channels(baseline_addr))?
+        .into_iter()
+        .map(tonic_health::pb::health_client::HealthClient::new)
+        .collect();
+    eprintln!("vigil bench api: hello world, saturated");
+    let baseline_sat =
+        client_rt.block_on(saturated(baseline_clients.clone(), health_call, timing))?;
 
-    // Vigil with 10,000 live analyses holding real reports.
+    // Vigil with live analyses holding real reports.
     let server_rt = runtime("bench-vigil")?;
     let config = Config {
         grpc_addr: "127.0.0.1:0".parse()?,
@@ -255,8 +514,8 @@ pub fn run(json: bool) -> anyhow::Result<()> {
         });
         Ok(serde_json::from_value(spec)?)
     };
-    let mut ids = Vec::with_capacity(ANALYSES);
-    for i in 0..ANALYSES {
+    let mut ids = Vec::with_capacity(analyses);
+    for i in 0..analyses {
         let e = vigil.create_from(None, spec_for(i % SERVICES, i)?, "bench", t0)?;
         ids.push(e.id.to_string());
     }
@@ -282,73 +541,277 @@ pub fn run(json: bool) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let tick_secs = vigil.ticks().1.as_secs_f64();
-    let sample = vigil
-        .analyses
-        .get(&ids[0])
-        .map_or(0, |e| prost::Message::encoded_len(&e.published().proto));
-    eprintln!("vigil bench api: a verdict is {sample} bytes on the wire");
+    let (verdict_bytes, read_us) = read_cost(&vigil, &ids)?;
     eprintln!(
-        "vigil bench api: {ANALYSES} analyses judged once ({tick_secs:.3} s); measuring GetVerdict"
+        "vigil bench api: {analyses} analyses judged once ({tick_secs:.3} s); a verdict is \
+         {verdict_bytes} bytes, read (lookup + load + copy) {read_us:.2} µs"
     );
     let ids = Arc::new(ids);
-    let ours = client_rt.block_on(async {
-        let clients: Vec<_> = channels(vigil_addr)
-            .await?
-            .into_iter()
-            .map(VigilServiceClient::new)
-            .collect();
-        let ids = ids.clone();
-        load(clients, move |mut c, seed| {
-            let id = ids[(seed % ids.len() as u64) as usize].clone();
-            async move {
-                c.get_verdict(GetVerdictRequest { analysis_id: id })
-                    .await
-                    .is_ok_and(|r| !r.get_ref().metrics.is_empty())
-            }
-        })
-        .await
-    })?;
+    let verdict_call = move |mut c: VigilServiceClient<Channel>, seed: u64| {
+        let id = ids[(seed % ids.len() as u64) as usize].clone();
+        async move {
+            c.get_verdict(GetVerdictRequest { analysis_id: id })
+                .await
+                .is_ok_and(|r| !r.get_ref().metrics.is_empty())
+        }
+    };
+    let vigil_clients: Vec<_> = client_rt
+        .block_on(channels(vigil_addr))?
+        .into_iter()
+        .map(VigilServiceClient::new)
+        .collect();
+    eprintln!("vigil bench api: vigil, saturated");
+    let ours_sat = client_rt.block_on(saturated(
+        vigil_clients.clone(),
+        verdict_call.clone(),
+        timing,
+    ))?;
+
+    // Both paced loads back to back, at the same rate, on the same schedule.
+    let (rate, rule) = offered(args.rate, baseline_sat.qps.round(), ours_sat.qps.round());
+    let schedule = Schedule::new(rate, timing)?;
+    eprintln!("vigil bench api: hello world, paced at {rate} calls/s");
+    let baseline_cpu = threads_cpu("bench-baseline");
+    let (baseline_paced, mut late) =
+        paced(&client_rt, &baseline_clients, health_call, schedule, timing)?;
+    let baseline_cpu_us = cpu_per_call(baseline_cpu, threads_cpu("bench-baseline"), schedule);
+    eprintln!("vigil bench api: vigil, paced at {rate} calls/s");
+    let vigil_cpu = threads_cpu("bench-vigil");
+    let (ours_paced, late_ours) =
+        paced(&client_rt, &vigil_clients, verdict_call, schedule, timing)?;
+    let vigil_cpu_us = cpu_per_call(vigil_cpu, threads_cpu("bench-vigil"), schedule);
+    late.add(late_ours)?;
+    drop(baseline_clients);
+    drop(vigil_clients);
+    stop_baseline.notify_waiters();
+    drop(baseline_rt);
     handle.shutdown();
     drop(server_rt);
-    anyhow::ensure!(
-        ours.errors == 0 && baseline.errors == 0,
-        "failed calls: vigil {}, baseline {}",
-        ours.errors,
-        baseline.errors
-    );
+    for (name, l) in [
+        ("vigil saturated", &ours_sat),
+        ("vigil paced", &ours_paced),
+        ("hello world saturated", &baseline_sat),
+        ("hello world paced", &baseline_paced),
+    ] {
+        anyhow::ensure!(l.errors == 0, "{name}: {} failed calls", l.errors);
+    }
 
     let report = Report {
-        vigil_qps: ours.qps.round(),
-        baseline_qps: baseline.qps.round(),
-        ratio: (ours.qps / baseline.qps * 1000.0).round() / 1000.0,
-        p50_ms: ours.p50_ms,
-        p99_ms: ours.p99_ms,
-        baseline_p99_ms: baseline.p99_ms,
-        analyses: ANALYSES,
+        vigil_qps: ours_sat.qps.round(),
+        baseline_qps: baseline_sat.qps.round(),
+        ratio: (ours_sat.qps / baseline_sat.qps * 1000.0).round() / 1000.0,
+        p99_ms: ours_paced.p99_ms,
+        analyses,
+        offered_qps: rate,
+        offered_rule: rule,
+        paced_vigil_p50_ms: ours_paced.p50_ms,
+        paced_vigil_p99_ms: ours_paced.p99_ms,
+        paced_baseline_p50_ms: baseline_paced.p50_ms,
+        paced_baseline_p99_ms: baseline_paced.p99_ms,
+        paced_vigil_calls: ours_paced.calls,
+        paced_baseline_calls: baseline_paced.calls,
+        pacer_late_p99_ms: ms(&late, 0.99),
+        paced_vigil_server_cpu_us: vigil_cpu_us,
+        paced_baseline_server_cpu_us: baseline_cpu_us,
+        saturated_vigil_p50_ms: ours_sat.p50_ms,
+        saturated_vigil_p99_ms: ours_sat.p99_ms,
+        saturated_baseline_p50_ms: baseline_sat.p50_ms,
+        saturated_baseline_p99_ms: baseline_sat.p99_ms,
+        verdict_bytes,
+        read_us: (read_us * 100.0).round() / 100.0,
         connections: CONNECTIONS,
         in_flight: IN_FLIGHT,
-        seconds: MEASURE.as_secs_f64(),
+        warmup_seconds: timing.warmup.as_secs_f64(),
+        seconds: timing.measure.as_secs_f64(),
     };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!(
-            "GetVerdict with {} live analyses, {} connections x {} in flight, {} s each",
-            report.analyses, report.connections, report.in_flight, report.seconds
-        );
-        println!(
-            "  vigil:       {:>9.0} calls/s  p50 {:.3} ms  p99 {:.3} ms",
-            ours.qps, ours.p50_ms, ours.p99_ms
-        );
-        println!(
-            "  hello world: {:>9.0} calls/s  p50 {:.3} ms  p99 {:.3} ms",
-            baseline.qps, baseline.p50_ms, baseline.p99_ms
-        );
-        println!(
-            "  ratio {:.3} (goal >= 0.8), p99 {:.3} ms (goal < 2 ms)",
-            report.ratio, report.p99_ms
-        );
-        println!("  (one judge tick over the analyses took {tick_secs:.3} s)");
+    if args.json {
+        return super::print_json(&report);
     }
+    println!(
+        "GetVerdict with {} live analyses over {} connections, {} s warm-up + {} s measured per load",
+        report.analyses, report.connections, report.warmup_seconds, report.seconds
+    );
+    println!(
+        "saturated (closed loop, {} calls in flight per connection):",
+        report.in_flight
+    );
+    for (name, l) in [("vigil", &ours_sat), ("hello world", &baseline_sat)] {
+        println!(
+            "  {:<12} {:>9.0} calls/s  p50 {:.3} ms  p99 {:.3} ms",
+            format!("{name}:"),
+            l.qps,
+            l.p50_ms,
+            l.p99_ms
+        );
+    }
+    println!("  ratio {:.3} (goal >= 0.8)", report.ratio);
+    println!(
+        "paced (open loop, {:.0} calls/s offered: {}; timed from each call's scheduled send):",
+        report.offered_qps, report.offered_rule
+    );
+    for (name, l) in [("vigil", &ours_paced), ("hello world", &baseline_paced)] {
+        println!(
+            "  {:<12} {:>9} calls   p50 {:.3} ms  p99 {:.3} ms",
+            format!("{name}:"),
+            l.calls,
+            l.p50_ms,
+            l.p99_ms
+        );
+    }
+    println!(
+        "  p99 {:.3} ms (goal < 2 ms); the pacer's own lateness p99 {:.3} ms is included",
+        report.p99_ms, report.pacer_late_p99_ms
+    );
+    if let (Some(v), Some(b)) = (vigil_cpu_us, baseline_cpu_us) {
+        println!("  server CPU per call: vigil {v:.2} µs, hello world {b:.2} µs");
+    }
+    println!(
+        "a verdict is {} bytes; a read's own work (lookup, load, copy) takes {:.2} µs",
+        report.verdict_bytes, report.read_us
+    );
+    println!("(one judge tick over the analyses took {tick_secs:.3} s)");
     Ok(())
+}
+
+/// CPU time so far of this process's threads named `name` (a runtime
+/// gives all its threads its name), from Linux's per-thread schedstat (ns
+/// on the CPU); `None` where that is not readable.
+fn threads_cpu(name: &str) -> Option<Duration> {
+    let mut ns = 0u64;
+    let mut found = false;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = task.ok()?.path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue; // the thread ended meanwhile
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) else {
+            continue;
+        };
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        found = true;
+    }
+    found.then(|| Duration::from_nanos(ns))
+}
+
+/// CPU µs per call of a paced load (every call of its schedule, warm-up
+/// included, as the CPU time covers them all).
+fn cpu_per_call(
+    before: Option<Duration>,
+    after: Option<Duration>,
+    schedule: Schedule,
+) -> Option<f64> {
+    let spent = after?.checked_sub(before?)?;
+    let us = spent.as_secs_f64() * 1e6 / schedule.end.max(1) as f64;
+    Some((us * 100.0).round() / 100.0)
+}
+
+/// Bytes of a verdict on the wire, and the mean server-side work of one
+/// read besides gRPC and HTTP/2, over every analysis, µs: look the
+/// analysis up, load its published verdict, copy its encoded bytes out
+/// (what `vigil serve`'s GetVerdict route does).
+fn read_cost(vigil: &vigil_server::core::Vigil, ids: &[String]) -> anyhow::Result<(usize, f64)> {
+    let bytes = vigil
+        .analyses
+        .get(&ids[0])
+        .map_or(0, |e| e.published().encoded.len());
+    let mut buf = Vec::with_capacity(4096);
+    let start = Instant::now();
+    let mut total = 0usize;
+    for id in ids {
+        let entry = vigil
+            .analyses
+            .get(id)
+            .with_context(|| format!("analysis {id} is gone"))?;
+        let encoded = entry.published().encoded.clone();
+        buf.clear();
+        buf.extend_from_slice(&encoded);
+        total += std::hint::black_box(buf.len());
+    }
+    let us = start.elapsed().as_secs_f64() * 1e6 / ids.len().max(1) as f64;
+    anyhow::ensure!(total > 0, "no verdict read");
+    Ok((bytes, us))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn timing(warmup_ms: u64, measure_ms: u64) -> Timing {
+        Timing {
+            warmup: Duration::from_millis(warmup_ms),
+            measure: Duration::from_millis(measure_ms),
+        }
+    }
+
+    #[test]
+    fn the_schedule_is_evenly_spaced_and_measures_the_window() {
+        let s = Schedule::new(1000.0, timing(200, 500)).unwrap();
+        assert_eq!((s.first, s.end, s.measured()), (200, 700, 500));
+        let start = Instant::now();
+        assert_eq!(s.at(start, 0), start);
+        assert_eq!(s.at(start, 250), start + Duration::from_millis(250));
+        // A rate that does not divide the window: calls due in [w, w + m).
+        let s = Schedule::new(3.0, timing(500, 1000)).unwrap();
+        // Due at 0, 1/3, 2/3, 1, 4/3 s: 2/3 and 1 are in [0.5, 1.5), 4/3 too.
+        assert_eq!((s.first, s.end), (2, 5));
+        assert!(s.at(start, s.first) >= start + Duration::from_millis(500));
+        assert!(s.at(start, s.end) >= start + Duration::from_millis(1500));
+        assert!(s.at(start, s.end - 1) < start + Duration::from_millis(1500));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(Schedule::new(bad, timing(0, 100)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_offered_rate_is_half_the_slower_server_unless_set() {
+        assert_eq!(offered(None, 53_465.0, 60_000.0).0, 26_733.0);
+        assert_eq!(offered(None, 53_465.0, 46_768.0).0, 23_384.0);
+        assert_eq!(offered(Some(1000.0), 53_465.0, 46_768.0).0, 1000.0);
+        assert!(offered(None, 1.0, 1.0).1.contains("slower server"));
+        assert!(offered(Some(1.0), 1.0, 1.0).1.contains("--rate"));
+    }
+
+    /// Every call scheduled in the window is measured exactly once, from
+    /// its scheduled time: failures are counted, not timed, and a server
+    /// that holds every call for 20 ms shows at least 20 ms.
+    #[test]
+    fn a_paced_load_accounts_for_every_scheduled_call() {
+        let rt = runtime("test-paced").unwrap();
+        let t = timing(50, 200);
+        let schedule = Schedule::new(2000.0, t).unwrap();
+        let clients = vec![0u64, 1, 2];
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let call = {
+            let seen = seen.clone();
+            move |client: u64, seed: u64| {
+                seen.lock().unwrap().push(client);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    !seed.is_multiple_of(10)
+                }
+            }
+        };
+        let (load, late) = paced(&rt, &clients, call, schedule, t).unwrap();
+        assert_eq!(load.calls + load.errors, schedule.measured());
+        assert_eq!(schedule.measured(), 400);
+        assert!(load.errors > 0 && load.calls > load.errors, "{load:?}");
+        assert_eq!(late.len(), schedule.measured());
+        assert!(
+            load.p50_ms >= 20.0 && load.p99_ms >= load.p50_ms,
+            "{load:?}"
+        );
+        assert_eq!(load.qps, 2000.0);
+        // Round-robin over the connections, every call sent once.
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len() as u64, schedule.end);
+        for c in &clients {
+            let n = seen.iter().filter(|&&x| x == *c).count() as u64;
+            assert!(n.abs_diff(schedule.end / 3) <= 1, "client {c}: {n}");
+        }
+    }
 }

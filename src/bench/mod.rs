@@ -34,7 +34,7 @@ pub struct JsonArg {
 #[derive(Debug, clap::Subcommand)]
 enum BenchCommand {
     /// GetVerdict with 10,000 live analyses beside a hello-world tonic server.
-    Api(JsonArg),
+    Api(api::ApiArgs),
     /// Mann-Whitney on histograms vs sorting the raw samples (same data).
     Stats(stats::StatsArgs),
     /// One judge tick over 10,000 analyses of 4 metrics, beside recording
@@ -54,7 +54,7 @@ enum BenchCommand {
 /// Runs `vigil bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.what {
-        BenchCommand::Api(a) => api::run(a.json),
+        BenchCommand::Api(a) => api::run(a),
         BenchCommand::Stats(a) => stats::run(a),
         BenchCommand::Judge(a) => judge::run(a),
         BenchCommand::Memory(a) => memory::run(a),

@@ -7,7 +7,8 @@
 //! - [`registry`]: live analyses with their latest verdict published for
 //!   lock-free reads.
 //! - [`ingest`]: the one ingest path (gRPC, HTTP, Kafka) with counting.
-//! - [`grpc`]: the `vigil.v1.VigilService` service.
+//! - [`grpc`]: the `vigil.v1.VigilService` service; [`verdict_route`]
+//!   answers its GetVerdict from the published encoded bytes.
 //! - [`http`]: the HTTP JSON API; [`kayenta`] and [`flagger`] routes.
 //! - [`auth`]: bearer tokens. [`metrics`]: the Prometheus registry.
 //! - [`server`]: binding, TLS, graceful shutdown; [`Handle`] for plug-ins.
@@ -25,6 +26,7 @@ pub mod kayenta;
 pub mod metrics;
 pub mod registry;
 pub mod server;
+pub mod verdict_route;
 
 pub use config::Config;
 pub use core::Vigil;

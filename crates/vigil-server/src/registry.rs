@@ -3,8 +3,8 @@
 //!
 //! Each entry holds its `Analysis` behind a mutex that only the judge
 //! ticker takes, and an `ArcSwap` of the latest [`Published`] verdict
-//! (the core report, its proto form and its HTTP JSON body, all computed
-//! once per change). A verdict read loads that pointer: it never waits on
+//! (the core report, its proto form, that form encoded and its HTTP JSON
+//! body, all computed once per change). A verdict read loads that pointer: it never waits on
 //! a judge tick or on ingest.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -89,6 +89,8 @@ pub struct Published {
     pub report: VerdictReport,
     /// The report as a proto message.
     pub proto: v1::VerdictReport,
+    /// `proto` encoded: GetVerdict's response body as it goes on the wire.
+    pub encoded: Bytes,
     /// The report as the HTTP JSON body.
     pub json: Bytes,
 }
@@ -96,6 +98,7 @@ pub struct Published {
 impl Published {
     fn new(id: Arc<str>, service: Arc<str>, state: State, report: VerdictReport) -> Self {
         let proto = report_to_proto(&id, &service, &report);
+        let encoded = Bytes::from(prost::Message::encode_to_vec(&proto));
         let json = serde_json::to_vec(&VerdictJson {
             analysis_id: &id,
             service: &service,
@@ -115,6 +118,7 @@ impl Published {
             state,
             report,
             proto,
+            encoded,
             json,
         }
     }
@@ -392,5 +396,51 @@ impl Registry {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::{Effect, MetricKind, MetricStatus};
+
+    /// GetVerdict sends `encoded` in place of `proto`: they must be the
+    /// same message, for a report with every optional field set.
+    #[test]
+    fn the_encoded_verdict_is_the_proto_verdict() {
+        let metric = MetricResult {
+            name: "latency".into(),
+            kind: MetricKind::Latency,
+            dimension: Some("endpoint=/charge".into()),
+            status: MetricStatus::Fail,
+            critical: true,
+            e_value: Some(120.5),
+            p_value: Some(0.008),
+            statistic: Some(3.2),
+            effect: Some(Effect {
+                what: "p99".into(),
+                canary: Some(41.0),
+                baseline: Some(30.0),
+                relative: Some(0.37),
+                canary_low: Some(38.0),
+                canary_high: Some(44.0),
+            }),
+            n_canary: 1200,
+            n_baseline: 1300,
+            summary: "p99 37% worse".into(),
+        };
+        let report = VerdictReport {
+            verdict: Verdict::Rollback,
+            reason: "latency p99 on /charge is 37% worse".into(),
+            metrics: vec![metric],
+            worst_dimension: Some("endpoint=/charge".into()),
+            decided_at: Some(1_700_000_100.0),
+            evaluated_at: 1_700_000_100.0,
+        };
+        let p = Published::new("a1".into(), "checkout".into(), State::Decided, report);
+        let decoded = <v1::VerdictReport as prost::Message>::decode(p.encoded.clone()).unwrap();
+        assert_eq!(decoded, p.proto);
+        assert_eq!(decoded.analysis_id, "a1");
+        assert_eq!(decoded.metrics.len(), 1);
     }
 }

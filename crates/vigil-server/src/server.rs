@@ -12,6 +12,7 @@ use vigil_proto::v1::vigil_service_server::VigilServiceServer;
 use crate::config::Config;
 use crate::core::Vigil;
 use crate::grpc::Service;
+use crate::verdict_route::VerdictRoute;
 
 /// Longest wait for in-flight HTTP requests once shutdown starts.
 const HTTP_DRAIN: Duration = Duration::from_secs(10);
@@ -180,9 +181,7 @@ impl Server {
             .build_v1alpha()
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
         let limit = vigil.config.max_grpc_message_bytes;
-        let service = VigilServiceServer::new(Service::new(vigil.clone()))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
+        let service = VerdictRoute::new(Service::new(vigil.clone()), limit);
         let mut builder = tonic::transport::Server::builder();
         if let Some((cert, key)) = &tls {
             builder = builder

@@ -1,0 +1,97 @@
+//! `vigil bench api` through the real binary, in a reduced mode (200
+//! analyses, 0.2 s warm-up and 1 s measured per load) that takes seconds:
+//! the report's fields are there and consistent, and both servers got the
+//! same paced schedule with every call accounted for. No timing
+//! thresholds: the figures themselves belong in docs/BENCHMARKS.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn f(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` is not a number in {v}"))
+}
+
+fn bench(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["bench", "api"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn api_reports_both_loads_of_both_servers() {
+    let (ok, stdout, stderr) = bench(&[
+        "--analyses",
+        "200",
+        "--warmup-secs",
+        "0.2",
+        "--measure-secs",
+        "1",
+        "--json",
+    ]);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["analyses"], 200);
+    let (vigil, baseline) = (f(&r, "vigil_qps"), f(&r, "baseline_qps"));
+    assert!(vigil > 0.0 && baseline > 0.0, "{r}");
+    assert!((f(&r, "ratio") - vigil / baseline).abs() < 0.001, "{r}");
+    // The offered rate follows its rule, the same for both servers, and
+    // every call of that schedule was measured on both.
+    assert_eq!(
+        f(&r, "offered_qps"),
+        (baseline.min(vigil) * 0.5).round(),
+        "{r}"
+    );
+    assert!(r["offered_rule"]
+        .as_str()
+        .unwrap()
+        .contains("slower server"));
+    let calls = f(&r, "paced_vigil_calls");
+    assert_eq!(calls, f(&r, "paced_baseline_calls"), "{r}");
+    let expected = (1.2 * f(&r, "offered_qps")).ceil() - (0.2 * f(&r, "offered_qps")).ceil();
+    assert!(
+        (calls - expected).abs() <= 1.0,
+        "{calls} calls, {expected} due: {r}"
+    );
+    assert_eq!(f(&r, "p99_ms"), f(&r, "paced_vigil_p99_ms"));
+    for (p50, p99) in [
+        ("paced_vigil_p50_ms", "paced_vigil_p99_ms"),
+        ("paced_baseline_p50_ms", "paced_baseline_p99_ms"),
+        ("saturated_vigil_p50_ms", "saturated_vigil_p99_ms"),
+        ("saturated_baseline_p50_ms", "saturated_baseline_p99_ms"),
+    ] {
+        assert!(f(&r, p50) > 0.0 && f(&r, p50) <= f(&r, p99), "{p50}: {r}");
+    }
+    assert!(f(&r, "pacer_late_p99_ms") <= f(&r, "paced_baseline_p99_ms").max(f(&r, "p99_ms")));
+    assert!(f(&r, "verdict_bytes") > 100.0, "{r}");
+    assert!(f(&r, "read_us") > 0.0, "{r}");
+    assert_eq!(f(&r, "seconds"), 1.0);
+}
+
+#[test]
+fn api_refuses_a_bad_rate_or_window() {
+    for args in [
+        &["--rate=-5"][..],
+        &["--rate", "0"][..],
+        &["--measure-secs", "0"][..],
+        &["--warmup-secs", "nan"][..],
+    ] {
+        let (ok, stdout, stderr) = bench(args);
+        assert!(!ok, "{args:?} succeeded:\n{stdout}");
+        assert!(
+            stderr.contains("rate") || stderr.contains("secs"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
