@@ -303,8 +303,6 @@ impl Analysis {
             .map(|t| t.assess(&self.spec.metrics[t.metric], self.how, slo_alpha))
             .collect();
         let ended = now - self.created_at >= policy.max_duration.as_secs_f64();
-        let canary_name = self.spec.canary_version.to_string();
-        let baseline_name = self.spec.baseline_version.as_ref().map(ToString::to_string);
 
         // Enough samples: every critical metric's aggregate in each arm.
         let short = self
@@ -397,11 +395,13 @@ impl Analysis {
             .filter(|_| rollback)
             .map(ToString::to_string);
 
+        let canary_name = self.spec.canary_version.as_str();
+        let baseline_name = self.spec.baseline_version.as_ref().map(|v| v.as_str());
         let (verdict, reason) = if rollback && (short.is_none() || critical_failed) {
             let i = worst.unwrap_or(0);
             (
                 Verdict::Rollback,
-                self.rollback_reason(i, &assessed[i], &canary_name, baseline_name.as_deref()),
+                self.rollback_reason(i, &assessed[i], canary_name, baseline_name),
             )
         } else if let Some((m, have)) = short {
             let what = &self.spec.metrics[m].name;
@@ -426,7 +426,7 @@ impl Analysis {
         } else if all_within && (self.how.method == Method::Sequential || self.how.slo_mode) {
             (
                 Verdict::Promote,
-                self.promote_reason(&assessed, &canary_name, false),
+                self.promote_reason(&assessed, canary_name, false),
             )
         } else if ended && self.how.method == Method::Kayenta && !self.how.slo_mode {
             match &kayenta_score {
@@ -464,7 +464,7 @@ impl Analysis {
             } else {
                 (
                     Verdict::Promote,
-                    self.promote_reason(&assessed, &canary_name, true),
+                    self.promote_reason(&assessed, canary_name, true),
                 )
             }
         } else {

@@ -164,8 +164,15 @@ pub(crate) struct Track {
     errors: Option<ErrorRateTest>,
     /// Running maximum of the track's mean e-value (its anytime p-value).
     evidence: Evidence,
-    /// One point per slice and arm (Kayenta method).
+    /// One point per slice and arm (Kayenta method; empty for the others,
+    /// which do not read them).
     pub points: Points,
+    keep_points: bool,
+    /// Text of the reasons that does not change with the data: the
+    /// tolerance, and the name of each spec quantile (in spec order) or of
+    /// the error rate.
+    tolerance_text: String,
+    names: Vec<String>,
     /// The latest slices of each arm, for the recent view.
     recent: std::collections::VecDeque<SlicePair>,
     /// Those slices summed, per arm: each fed slice is added, the one that
@@ -267,6 +274,13 @@ impl Track {
             errors,
             evidence: Evidence::default(),
             points: Points::default(),
+            keep_points: how.method == Method::Kayenta,
+            tolerance_text: tolerance_text(spec),
+            names: if spec.kind.is_distribution() {
+                spec.quantiles.iter().map(|&q| quantile_name(q)).collect()
+            } else {
+                vec![error_rate_name(spec)]
+            },
             recent: std::collections::VecDeque::with_capacity(RECENT_SLICES + 1),
             recent_canary: Cumulative::new(spec.kind),
             recent_baseline: Cumulative::new(spec.kind),
@@ -286,14 +300,14 @@ impl Track {
         if let Some(c) = &canary {
             self.canary.add(c);
             self.recent_canary.add(c);
-            if let Some(p) = point(spec, c) {
+            if let Some(p) = self.keep_points.then(|| point(spec, c)).flatten() {
                 self.points.canary.push(p);
             }
         }
         if let Some(b) = &baseline {
             self.baseline.add(b);
             self.recent_baseline.add(b);
-            if let Some(p) = point(spec, b) {
+            if let Some(p) = self.keep_points.then(|| point(spec, b)).flatten() {
                 self.points.baseline.push(p);
             }
         }
@@ -505,8 +519,9 @@ impl Track {
             return pending(r);
         };
         // The quantile whose change is worst in the bad direction.
-        let mut worst: Option<(f64, f64, f64, f64)> = None; // (badness, q, canary, baseline)
-        for &q in &spec.quantiles {
+        // (badness, q, canary, baseline, index of q in the spec)
+        let mut worst: Option<(f64, f64, f64, f64, usize)> = None;
+        for (k, &q) in spec.quantiles.iter().enumerate() {
             let (Some(cq), Some(bq)) = (c.quantile(q), b.quantile(q)) else {
                 continue;
             };
@@ -521,10 +536,10 @@ impl Track {
                 Direction::Either => rel.abs(),
             };
             if worst.is_none_or(|w| badness > w.0) {
-                worst = Some((badness, q, cq, bq));
+                worst = Some((badness, q, cq, bq, k));
             }
         }
-        let Some((_, q, cq, bq)) = worst else {
+        let Some((_, q, cq, bq, k)) = worst else {
             return pending(r);
         };
         let allowed = |bq: f64| spec.tolerance * bq + spec.tolerance_abs;
@@ -538,7 +553,7 @@ impl Track {
             .and_then(|c| c.iter().find(|cmp| cmp.canary.quantile == q))
             .copied();
         r.effect = Some(Effect {
-            what: quantile_name(q),
+            what: self.names[k].clone(),
             canary: Some(cq),
             baseline: Some(bq),
             relative: (bq > 0.0).then(|| cq / bq - 1.0),
@@ -585,12 +600,12 @@ impl Track {
         };
         r.summary = format!(
             "{} {} is {} in the canary ({} vs {}), tolerance {}",
-            quantile_name(q),
+            self.names[k],
             spec.name,
             change_text(cq, bq, spec.kind),
             value_text(cq, spec.kind),
             value_text(bq, spec.kind),
-            tolerance_text(spec)
+            self.tolerance_text
         );
         Assessment {
             result: r,
@@ -679,10 +694,10 @@ impl Track {
         };
         r.summary = format!(
             "{} is {} in the canary vs {} in the baseline, tolerance {}",
-            error_rate_name(spec),
+            self.names[0],
             percent(rc),
             percent(rb),
-            tolerance_text(spec)
+            self.tolerance_text
         );
         Assessment {
             result: r,

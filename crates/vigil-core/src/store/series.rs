@@ -445,8 +445,14 @@ impl Series {
 
     /// The slices with index in `[from, to]` that hold data, oldest first.
     pub(super) fn slices(&self, from: i64, to: i64) -> Vec<Slice> {
-        let mut out = Vec::new();
         let first = self.first_index();
+        // At most one slice per index from `from.max(first)` to the open one.
+        let span = self
+            .open_index
+            .min(to)
+            .saturating_sub(from.max(first))
+            .saturating_add(1);
+        let mut out = Vec::with_capacity(usize::try_from(span).unwrap_or(0));
         if to >= first && from < self.open_index {
             for (k, (_, payload, end)) in self.spans().enumerate() {
                 let index = first + k as i64;
@@ -458,8 +464,9 @@ impl Series {
                 }
                 let bytes = self.done.range(payload..end).copied();
                 let data = if self.is_distribution() {
-                    // A bucket takes 1 to 3 bytes, most often 2.
-                    let mut buckets = Vec::with_capacity((end - payload) / 2 + 1);
+                    // A bucket takes at least a byte: room for all at once
+                    // (growing by doubling cost more than the slack).
+                    let mut buckets = Vec::with_capacity(end - payload);
                     decode_buckets(bytes, &mut buckets);
                     SliceData::Distribution(SparseHistogram::from_index_counts(buckets))
                 } else {
