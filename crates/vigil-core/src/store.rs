@@ -396,11 +396,30 @@ impl Store {
         batch: &mut Batch<'s>,
     ) -> Result<(), CoreError> {
         let (data, slice, _) = self.place(sample, high)?;
-        let labels = batch.kept_labels(self, &sample.service, &sample.labels);
-        let names = batch.name_ids(sample);
         let delta = data.delta();
         let delta = delta.as_delta();
         let is_distribution = matches!(delta, Delta::Buckets(_));
+        // Fast path: the series, slice and kind of the previous sample (a
+        // stream's samples come in runs). Its names, labels and kind were
+        // checked then; only what it counted is counted again.
+        if let Some(last) = &batch.last {
+            let same = |a: &str, b: &str| std::ptr::eq(a, b);
+            if last.slice == slice
+                && last.is_distribution == is_distribution
+                && same(last.sample.service.as_str(), sample.service.as_str())
+                && same(last.sample.version.as_str(), sample.version.as_str())
+                && same(last.sample.metric.as_str(), sample.metric.as_str())
+                && last.sample.labels == sample.labels
+            {
+                if last.folded {
+                    self.stats.folded_into_other.fetch_add(1, Ordering::Relaxed);
+                }
+                batch.groups[last.group].add(delta);
+                return Ok(());
+            }
+        }
+        let (labels, folded) = batch.kept_labels(self, &sample.service, &sample.labels);
+        let names = batch.name_ids(sample);
         // Kinds as one by one: the aggregate's, then the labelled series'.
         let mut series = [(names, NO_LABELS), (names, labels)];
         let n_series = if batch.kept[labels].is_empty() { 1 } else { 2 };
@@ -448,14 +467,14 @@ impl Store {
                 batch.groups.len() - 1
             }
         };
-        let group = &mut batch.groups[group];
-        match delta {
-            Delta::Buckets(b) => group.buckets.extend_from_slice(b),
-            Delta::Counts { requests, errors } => {
-                group.requests += requests;
-                group.errors += errors;
-            }
-        }
+        batch.groups[group].add(delta);
+        batch.last = Some(LastSample {
+            sample,
+            slice,
+            is_distribution,
+            group,
+            folded,
+        });
         Ok(())
     }
 
@@ -788,6 +807,17 @@ struct Batch<'s> {
     kinds: HashMap<(NameIds, usize), Option<bool>, RandomState>,
     group_of: HashMap<(NameIds, usize, i64), usize, RandomState>,
     groups: Vec<Group>,
+    /// The previous sample added to a group, for runs of one series.
+    last: Option<LastSample<'s>>,
+}
+
+/// A sample added to a group, and where it went.
+struct LastSample<'s> {
+    sample: &'s Sample,
+    slice: i64,
+    is_distribution: bool,
+    group: usize,
+    folded: bool,
 }
 
 impl Default for Batch<'_> {
@@ -800,6 +830,7 @@ impl Default for Batch<'_> {
             kinds: HashMap::default(),
             group_of: HashMap::default(),
             groups: Vec::new(),
+            last: None,
         }
     }
 }
@@ -831,10 +862,16 @@ impl<'s> Batch<'s> {
     }
 
     /// Slot of the kept labels of a sample, as [`Store::kept_labels`]
-    /// (which counts folding into `other`) gives them.
-    fn kept_labels(&mut self, store: &Store, service: &ServiceName, labels: &Labels) -> usize {
+    /// (which counts folding into `other`) gives them, and whether they
+    /// folded (counted).
+    fn kept_labels(
+        &mut self,
+        store: &Store,
+        service: &ServiceName,
+        labels: &Labels,
+    ) -> (usize, bool) {
         if labels.is_empty() {
-            return NO_LABELS;
+            return (NO_LABELS, false);
         }
         if let Some(&(_, _, slot, folded)) = self
             .label_cache
@@ -847,7 +884,7 @@ impl<'s> Batch<'s> {
                     .folded_into_other
                     .fetch_add(1, Ordering::Relaxed);
             }
-            return slot;
+            return (slot, folded);
         }
         let (kept, folded) = store.kept_labels(service, labels);
         let slot = match self.kept.iter().position(|k| *k == kept) {
@@ -861,7 +898,7 @@ impl<'s> Batch<'s> {
             self.label_cache
                 .push((service.clone(), labels.clone(), slot, folded));
         }
-        slot
+        (slot, folded)
     }
 }
 
@@ -881,6 +918,16 @@ struct Group {
 }
 
 impl Group {
+    fn add(&mut self, delta: Delta<'_>) {
+        match delta {
+            Delta::Buckets(b) => self.buckets.extend_from_slice(b),
+            Delta::Counts { requests, errors } => {
+                self.requests += requests;
+                self.errors += errors;
+            }
+        }
+    }
+
     fn delta(&mut self) -> Delta<'_> {
         if self.is_distribution {
             sort_buckets(&mut self.buckets);

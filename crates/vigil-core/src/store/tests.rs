@@ -583,3 +583,49 @@ fn late_samples_reach_completed_and_older_slices() {
     let bytes = store.snapshot().unwrap();
     assert!(Store::restore(&bytes).unwrap().same_data(&store));
 }
+
+/// Runs of samples of one series and slice (the batch's fast path),
+/// including labels folded into `other` and a kind switch inside a run,
+/// count and land as one by one.
+#[test]
+fn batch_runs_of_one_series_equal_one_by_one() {
+    let config = StoreConfig {
+        slice_secs: 10,
+        window_secs: 600,
+        max_label_sets_per_service: 1,
+        ..StoreConfig::default()
+    };
+    let mut samples = Vec::new();
+    for (endpoint, metric) in [
+        (Some("/a"), "latency"),
+        (Some("/b"), "latency"),
+        (None, "errors"),
+    ] {
+        let first = sample(1.0, "v1", metric, endpoint, Observation::Value(1.0));
+        for k in 0..30 {
+            let mut s = first.clone();
+            s.ts = 1.0 + f64::from(k % 15);
+            s.observation = if k == 20 {
+                Observation::Outcome { error: true }
+            } else {
+                Observation::Value(f64::from(k))
+            };
+            samples.push(s);
+        }
+    }
+    let one_by_one = Store::new(config.clone());
+    let errors: Vec<Option<String>> = samples
+        .iter()
+        .map(|s| one_by_one.record(s).err().map(|e| e.to_string()))
+        .collect();
+    let batched = Store::new(config);
+    let outcome = batched.record_batch(&samples);
+    let mut got = vec![None; samples.len()];
+    for (i, e) in outcome.rejected {
+        got[i] = Some(e.to_string());
+    }
+    assert_eq!(got, errors);
+    assert!(one_by_one.stats().folded_into_other >= 30);
+    assert_eq!(counters(&batched), counters(&one_by_one));
+    assert_eq!(visible(&batched), visible(&one_by_one));
+}
