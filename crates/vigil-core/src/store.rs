@@ -271,22 +271,23 @@ impl Store {
     /// oldest slice given the high-water mark `high` (updated).
     fn place(
         &self,
-        sample: &Sample,
+        ts: Timestamp,
+        observation: &Observation,
         high: &mut i64,
     ) -> Result<(Contribution, i64, i64), CoreError> {
-        if !sample.ts.is_finite() {
+        if !ts.is_finite() {
             return Err(CoreError::NotFinite {
                 what: "timestamp",
-                value: sample.ts,
+                value: ts,
             });
         }
-        let data = contribution(&sample.observation)?;
-        let slice = self.slice_of(sample.ts);
+        let data = contribution(observation)?;
+        let slice = self.slice_of(ts);
         *high = (*high).max(slice);
         let oldest = *high - self.config.window_slices() + 1;
         if slice < oldest {
             return Err(CoreError::TooOld {
-                ts: sample.ts,
+                ts,
                 window_start: self.slice_start(oldest),
             });
         }
@@ -295,7 +296,7 @@ impl Store {
 
     fn record_inner(&self, sample: &Sample) -> Result<(), CoreError> {
         let mut high = self.high_water.load(Ordering::Acquire);
-        let (data, slice, _) = self.place(sample, &mut high)?;
+        let (data, slice, _) = self.place(sample.ts, &sample.observation, &mut high)?;
         let high = self
             .high_water
             .fetch_max(slice, Ordering::AcqRel)
@@ -339,16 +340,44 @@ impl Store {
     /// error [`Store::record`] would have given, and counted in
     /// [`StoreStats`]; the others are recorded.
     pub fn record_batch(&self, samples: &[Sample]) -> BatchOutcome {
+        self.record_points(
+            samples
+                .iter()
+                .map(|s| (s, s.ts, std::borrow::Cow::Borrowed(&s.observation))),
+        )
+    }
+
+    /// Records values of one series, `(timestamp, value)` pairs (a
+    /// `SampleBatch`'s points), with `head`'s service, version, metric and
+    /// labels (its own timestamp and observation are ignored): the same as
+    /// [`Store::record_batch`] of the samples `head` with each pair as
+    /// timestamp and [`Observation::Value`], without building them.
+    pub fn record_values(&self, head: &Sample, points: &[(Timestamp, f64)]) -> BatchOutcome {
+        self.record_points(
+            points
+                .iter()
+                .map(|&(ts, v)| (head, ts, std::borrow::Cow::Owned(Observation::Value(v)))),
+        )
+    }
+
+    /// Records points, each the series of a sample with a timestamp and an
+    /// observation; see [`Store::record_batch`].
+    fn record_points<'s>(
+        &self,
+        points: impl Iterator<Item = (&'s Sample, Timestamp, std::borrow::Cow<'s, Observation>)>,
+    ) -> BatchOutcome {
         let mut outcome = BatchOutcome::default();
         let mut batch = Batch::default();
         let mut high = self.high_water.load(Ordering::Acquire);
-        for (i, sample) in samples.iter().enumerate() {
-            if let Err(error) = self.batch_one(sample, &mut high, &mut batch) {
+        let mut n = 0;
+        for (i, (sample, ts, observation)) in points.enumerate() {
+            n += 1;
+            if let Err(error) = self.batch_one(sample, ts, &observation, &mut high, &mut batch) {
                 self.count_rejection(&error);
                 outcome.rejected.push((i, error));
             }
         }
-        outcome.recorded = samples.len() - outcome.rejected.len();
+        outcome.recorded = n - outcome.rejected.len();
         // Stream time moves even if the samples that moved it were refused
         // later (for their kind), as one by one.
         let high = self.high_water.fetch_max(high, Ordering::AcqRel).max(high);
@@ -392,10 +421,12 @@ impl Store {
     fn batch_one<'s>(
         &self,
         sample: &'s Sample,
+        ts: Timestamp,
+        observation: &Observation,
         high: &mut i64,
         batch: &mut Batch<'s>,
     ) -> Result<(), CoreError> {
-        let (data, slice, _) = self.place(sample, high)?;
+        let (data, slice, _) = self.place(ts, observation, high)?;
         let delta = data.delta();
         let delta = delta.as_delta();
         let is_distribution = matches!(delta, Delta::Buckets(_));

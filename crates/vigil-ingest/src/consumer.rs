@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::IngestConfig;
-use crate::decode::{decode, DecodeOptions, Format};
+use crate::decode::{decode_compact, DecodeOptions, Format};
 use crate::dlq::{DeadLetters, Source};
 use crate::metrics::IngestMetrics;
 use crate::sink::SampleSink;
@@ -564,8 +564,10 @@ impl Worker {
     }
 
     /// Decodes a batch of messages, records their samples in one call per
-    /// run of messages of the same topic (`samples` is a reused buffer) and
-    /// dead-letters what is rejected.
+    /// run of messages of the same topic (`samples` is a reused buffer; a
+    /// SampleBatch of values only is recorded as one series' values, with no
+    /// sample per point, in message order) and dead-letters what is
+    /// rejected.
     fn handle(
         &self,
         batch: &[Job],
@@ -581,8 +583,16 @@ impl Worker {
                 key: job.key.as_deref(),
                 line,
             };
-            match decode(job.format, &job.payload, &self.options) {
+            let mut recorded = 0;
+            match decode_compact(job.format, &job.payload, &self.options) {
                 Ok(decoded) => {
+                    if !decoded.values.is_empty() && !samples.is_empty() {
+                        recorded += self.sink.record_samples(samples);
+                        samples.clear();
+                    }
+                    for run in &decoded.values {
+                        recorded += self.sink.record_values(&run.head, &run.points);
+                    }
                     samples.extend(decoded.samples);
                     for rejected in &decoded.rejected_lines {
                         let line = match &rejected.error {
@@ -596,8 +606,10 @@ impl Worker {
             }
             let run_ends = batch.get(k + 1).is_none_or(|next| next.topic != job.topic);
             if run_ends && !samples.is_empty() {
-                let recorded = self.sink.record_samples(samples);
+                recorded += self.sink.record_samples(samples);
                 samples.clear();
+            }
+            if recorded > 0 {
                 counters
                     .entry(Arc::clone(&job.topic))
                     .or_insert_with(|| {

@@ -11,11 +11,30 @@ pub trait SampleSink: Send + Sync + 'static {
     /// Records `samples`; returns how many were recorded. The sink counts
     /// its own refusals (the store's stats: too old, kind mismatch).
     fn record_samples(&self, samples: &[Sample]) -> u64;
+
+    /// Records values of one series: `head`'s names and labels with each
+    /// `(timestamp, value)` pair (see `Store::record_values`); returns how
+    /// many were recorded. By default, as the samples they make.
+    fn record_values(&self, head: &Sample, points: &[(f64, f64)]) -> u64 {
+        let samples: Vec<Sample> = points
+            .iter()
+            .map(|&(ts, v)| Sample {
+                ts,
+                observation: vigil_core::Observation::Value(v),
+                ..head.clone()
+            })
+            .collect();
+        self.record_samples(&samples)
+    }
 }
 
 impl SampleSink for Store {
     fn record_samples(&self, samples: &[Sample]) -> u64 {
         self.record_batch(samples).recorded as u64
+    }
+
+    fn record_values(&self, head: &Sample, points: &[(f64, f64)]) -> u64 {
+        self.record_values(head, points).recorded as u64
     }
 }
 

@@ -629,3 +629,39 @@ fn batch_runs_of_one_series_equal_one_by_one() {
     assert_eq!(counters(&batched), counters(&one_by_one));
     assert_eq!(visible(&batched), visible(&one_by_one));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// Values of one series recorded as pairs equal the same samples
+    /// recorded as a batch: refusals (NaN, negative, too old, a kind
+    /// mismatch with an existing series), counters and slices.
+    #[test]
+    fn values_equal_their_samples(
+        points in prop::collection::vec(
+            (prop_oneof![8 => 0.0f64..900.0, 1 => Just(f64::NAN)], prop_oneof![8 => 0.0f64..5_000.0, 1 => Just(-1.0), 1 => Just(f64::INFINITY)]),
+            1..200,
+        ),
+        metric in prop::sample::select(vec!["latency", "errors"]),
+        endpoint in prop::sample::select(vec![None, Some("/a")]),
+    ) {
+        let config = StoreConfig { slice_secs: 10, window_secs: 300, ..StoreConfig::default() };
+        let head = sample(0.0, "v1", metric, endpoint, Observation::Value(0.0));
+        let stores = [Store::new(config.clone()), Store::new(config)];
+        for store in &stores {
+            // An existing counter series: values for it are refused.
+            store.record(&sample(0.0, "v1", "errors", None, Observation::Outcome { error: false })).unwrap();
+        }
+        let samples: Vec<Sample> = points
+            .iter()
+            .map(|&(ts, v)| Sample { ts, observation: Observation::Value(v), ..head.clone() })
+            .collect();
+        let as_samples = stores[0].record_batch(&samples);
+        let as_values = stores[1].record_values(&head, &points);
+        let errors = |o: &BatchOutcome| o.rejected.iter().map(|(i, e)| (*i, e.to_string())).collect::<Vec<_>>();
+        prop_assert_eq!(as_values.recorded, as_samples.recorded);
+        prop_assert_eq!(errors(&as_values), errors(&as_samples));
+        prop_assert_eq!(counters(&stores[1]), counters(&stores[0]));
+        prop_assert_eq!(visible(&stores[1]), visible(&stores[0]));
+    }
+}
