@@ -347,17 +347,22 @@ impl Store {
         )
     }
 
-    /// Records values of one series, `(timestamp, value)` pairs (a
-    /// `SampleBatch`'s points), with `head`'s service, version, metric and
-    /// labels (its own timestamp and observation are ignored): the same as
-    /// [`Store::record_batch`] of the samples `head` with each pair as
-    /// timestamp and [`Observation::Value`], without building them.
-    pub fn record_values(&self, head: &Sample, points: &[(Timestamp, f64)]) -> BatchOutcome {
-        self.record_points(
+    /// Records runs of values, each `(timestamp, value)` pairs of one
+    /// series (a `SampleBatch`'s points) with the service, version, metric
+    /// and labels of its head sample (whose own timestamp and observation
+    /// are ignored): the same as [`Store::record_batch`] of the samples
+    /// they make (the head with each pair as timestamp and
+    /// [`Observation::Value`], run after run), without building them.
+    /// Rejected indices count the points of all runs in order.
+    pub fn record_values<'s>(
+        &self,
+        runs: impl IntoIterator<Item = (&'s Sample, &'s [(Timestamp, f64)])>,
+    ) -> BatchOutcome {
+        self.record_points(runs.into_iter().flat_map(|(head, points)| {
             points
                 .iter()
-                .map(|&(ts, v)| (head, ts, std::borrow::Cow::Owned(Observation::Value(v)))),
-        )
+                .map(move |&(ts, v)| (head, ts, std::borrow::Cow::Owned(Observation::Value(v))))
+        }))
     }
 
     /// Records points, each the series of a sample with a timestamp and an

@@ -486,6 +486,33 @@ struct Worker {
     permits: Arc<Semaphore>,
 }
 
+/// Decoded data of a run of messages, not yet recorded (reused buffers).
+#[derive(Default)]
+struct Pending {
+    samples: Vec<vigil_core::Sample>,
+    values: Vec<vigil_proto::BatchValues>,
+}
+
+impl Pending {
+    fn clear(&mut self) {
+        self.samples.clear();
+        self.values.clear();
+    }
+
+    /// Records what is pending; returns how many samples were recorded.
+    fn record(&mut self, sink: &dyn SampleSink) -> u64 {
+        let mut recorded = 0;
+        if !self.values.is_empty() {
+            recorded += sink.record_values(&self.values);
+        }
+        if !self.samples.is_empty() {
+            recorded += sink.record_samples(&self.samples);
+        }
+        self.clear();
+        recorded
+    }
+}
+
 /// Closes a worker's queue room when the worker ends (or panics), so a
 /// consumer waiting for room learns it will never come.
 struct CloseOnDrop(Arc<Semaphore>);
@@ -504,7 +531,7 @@ impl Worker {
         // call per message.
         let mut pending: HashMap<(Arc<str>, i32), i64> = HashMap::new();
         let mut n_pending = 0;
-        let mut samples = Vec::new();
+        let mut pending_data = Pending::default();
         let mut counters: HashMap<Arc<str>, Counter> = HashMap::new();
         loop {
             let batch = match jobs.try_recv() {
@@ -521,7 +548,7 @@ impl Worker {
             };
             // The batch left the queue: its room is free again.
             self.permits.add_permits(batch.len());
-            self.handle(&batch, &mut samples, &mut counters);
+            self.handle(&batch, &mut pending_data, &mut counters);
             for job in &batch {
                 pending.insert((Arc::clone(&job.topic), job.partition), job.offset + 1);
             }
@@ -564,17 +591,17 @@ impl Worker {
     }
 
     /// Decodes a batch of messages, records their samples in one call per
-    /// run of messages of the same topic (`samples` is a reused buffer; a
-    /// SampleBatch of values only is recorded as one series' values, with no
-    /// sample per point, in message order) and dead-letters what is
+    /// run of messages of the same topic and kind (`pending` holds them; a
+    /// SampleBatch of values only is kept as one series' values, with no
+    /// sample per point), in message order, and dead-letters what is
     /// rejected.
     fn handle(
         &self,
         batch: &[Job],
-        samples: &mut Vec<vigil_core::Sample>,
+        pending: &mut Pending,
         counters: &mut HashMap<Arc<str>, Counter>,
     ) {
-        samples.clear();
+        pending.clear();
         for (k, job) in batch.iter().enumerate() {
             let source = |line| Source {
                 topic: &job.topic,
@@ -586,14 +613,15 @@ impl Worker {
             let mut recorded = 0;
             match decode_compact(job.format, &job.payload, &self.options) {
                 Ok(decoded) => {
-                    if !decoded.values.is_empty() && !samples.is_empty() {
-                        recorded += self.sink.record_samples(samples);
-                        samples.clear();
+                    // Samples and values are recorded in message order.
+                    if !decoded.values.is_empty() && !pending.samples.is_empty() {
+                        recorded += pending.record(self.sink.as_ref());
                     }
-                    for run in &decoded.values {
-                        recorded += self.sink.record_values(&run.head, &run.points);
+                    if !decoded.samples.is_empty() && !pending.values.is_empty() {
+                        recorded += pending.record(self.sink.as_ref());
                     }
-                    samples.extend(decoded.samples);
+                    pending.values.extend(decoded.values);
+                    pending.samples.extend(decoded.samples);
                     for rejected in &decoded.rejected_lines {
                         let line = match &rejected.error {
                             crate::DecodeError::Event { line, .. } => Some(*line),
@@ -605,9 +633,8 @@ impl Worker {
                 Err(error) => self.dead_letter(&job.payload, &error, source(None)),
             }
             let run_ends = batch.get(k + 1).is_none_or(|next| next.topic != job.topic);
-            if run_ends && !samples.is_empty() {
-                recorded += self.sink.record_samples(samples);
-                samples.clear();
+            if run_ends {
+                recorded += pending.record(self.sink.as_ref());
             }
             if recorded > 0 {
                 counters

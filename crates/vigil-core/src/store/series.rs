@@ -22,8 +22,8 @@
 //! open slice is a binary search and an insert into a few dozen pairs.
 //! - `late`: additions to completed slices (or to slices older than any
 //!   held), kept as plain sorted pairs per slice, like `open`, and merged
-//!   into the ring in one pass once they take as many bytes as the ring
-//!   itself (or [`LATE_MIN_BYTES`]). A late sample thus costs about what an
+//!   into the ring in one pass once they take twice the ring's bytes (plus
+//!   [`LATE_MIN_BYTES`]). A late sample thus costs about what an
 //!   in-order one does, amortised: a partitioned Kafka topic read in
 //!   parallel delivers a series' samples dozens of slices apart, and
 //!   re-encoding a completed slice (and copying the ring) per late group,
@@ -234,7 +234,9 @@ pub(super) fn malloc_size(n: usize) -> usize {
 const OPEN_CAPACITY: usize = 16;
 
 /// Bytes of pending late additions a series always may hold before they are
-/// merged into its ring (beyond that, as many as the ring's length).
+/// merged into its ring, beyond twice the ring's length. (Under heavy
+/// reordering, a few dozen recent slices take late samples at once: a
+/// smaller bound merges them over and over.)
 pub(super) const LATE_MIN_BYTES: usize = 4096;
 
 /// Additions to slices older than the open one, not yet in the ring.
@@ -465,7 +467,7 @@ impl Series {
 
     /// Adds `delta` to a completed slice, or to one older than any held
     /// (inside the window): into the pending late additions, merged into
-    /// the ring once they are as large as it.
+    /// the ring once they are twice as large as it.
     fn add_late(&mut self, slice: i64, delta: Delta<'_>, scratch: &mut Scratch) {
         let late = self.late.get_or_insert_with(Box::default);
         let pos = match late.slices.binary_search_by_key(&slice, |(i, _)| *i) {
@@ -479,7 +481,7 @@ impl Series {
         let before = data.heap_bytes();
         data.apply(delta);
         late.heap = late.heap + data.heap_bytes() - before;
-        if late.bytes() > self.done.len().max(LATE_MIN_BYTES) {
+        if late.bytes() > LATE_MIN_BYTES + 2 * self.done.len() {
             self.merge_late(scratch);
         }
     }

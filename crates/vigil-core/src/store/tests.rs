@@ -657,7 +657,9 @@ proptest! {
             .map(|&(ts, v)| Sample { ts, observation: Observation::Value(v), ..head.clone() })
             .collect();
         let as_samples = stores[0].record_batch(&samples);
-        let as_values = stores[1].record_values(&head, &points);
+        let other = sample(0.0, "v2", metric, endpoint, Observation::Value(0.0));
+        let (a, b) = points.split_at(points.len() / 2);
+        let as_values = stores[1].record_values([(&head, a), (&other, &[][..]), (&head, b)]);
         let errors = |o: &BatchOutcome| o.rejected.iter().map(|(i, e)| (*i, e.to_string())).collect::<Vec<_>>();
         prop_assert_eq!(as_values.recorded, as_samples.recorded);
         prop_assert_eq!(errors(&as_values), errors(&as_samples));
