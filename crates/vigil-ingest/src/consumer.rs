@@ -465,12 +465,15 @@ fn commit_stored(consumer: &KafkaConsumer, stored: &Stored) {
 }
 
 /// Which worker handles a partition: always the same one, so a partition's
-/// messages are recorded and their offsets stored in order.
+/// messages are recorded and their offsets stored in order. A topic's
+/// partitions go round the workers from a place set by the topic's name,
+/// so they are spread evenly (hashing each partition could leave most on
+/// one worker, which then sets the pace of all).
 fn worker_of(topic: &str, partition: i32, n_workers: usize) -> usize {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     topic.hash(&mut hasher);
-    partition.hash(&mut hasher);
-    (hasher.finish() % n_workers as u64) as usize
+    let partition = u64::from(partition.unsigned_abs());
+    (hasher.finish().wrapping_add(partition) % n_workers as u64) as usize
 }
 
 /// A decode worker's shared handles.
@@ -673,6 +676,18 @@ mod tests {
             let w = worker_of("vigil.samples", p, 3);
             assert!(w < 3);
             assert_eq!(w, worker_of("vigil.samples", p, 3));
+        }
+    }
+
+    #[test]
+    fn a_topics_partitions_are_spread_evenly() {
+        for (partitions, workers) in [(12, 2), (12, 3), (7, 2), (24, 5)] {
+            let mut load = vec![0; workers];
+            for p in 0..partitions {
+                load[worker_of("bench", p, workers)] += 1;
+            }
+            let (min, max) = (load.iter().min(), load.iter().max());
+            assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 1), "{load:?}");
         }
     }
 }
