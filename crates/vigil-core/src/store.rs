@@ -271,22 +271,23 @@ impl Store {
     /// oldest slice given the high-water mark `high` (updated).
     fn place(
         &self,
-        sample: &Sample,
+        ts: Timestamp,
+        observation: &Observation,
         high: &mut i64,
     ) -> Result<(Contribution, i64, i64), CoreError> {
-        if !sample.ts.is_finite() {
+        if !ts.is_finite() {
             return Err(CoreError::NotFinite {
                 what: "timestamp",
-                value: sample.ts,
+                value: ts,
             });
         }
-        let data = contribution(&sample.observation)?;
-        let slice = self.slice_of(sample.ts);
+        let data = contribution(observation)?;
+        let slice = self.slice_of(ts);
         *high = (*high).max(slice);
         let oldest = *high - self.config.window_slices() + 1;
         if slice < oldest {
             return Err(CoreError::TooOld {
-                ts: sample.ts,
+                ts,
                 window_start: self.slice_start(oldest),
             });
         }
@@ -295,7 +296,7 @@ impl Store {
 
     fn record_inner(&self, sample: &Sample) -> Result<(), CoreError> {
         let mut high = self.high_water.load(Ordering::Acquire);
-        let (data, slice, _) = self.place(sample, &mut high)?;
+        let (data, slice, _) = self.place(sample.ts, &sample.observation, &mut high)?;
         let high = self
             .high_water
             .fetch_max(slice, Ordering::AcqRel)
@@ -339,16 +340,49 @@ impl Store {
     /// error [`Store::record`] would have given, and counted in
     /// [`StoreStats`]; the others are recorded.
     pub fn record_batch(&self, samples: &[Sample]) -> BatchOutcome {
+        self.record_points(
+            samples
+                .iter()
+                .map(|s| (s, s.ts, std::borrow::Cow::Borrowed(&s.observation))),
+        )
+    }
+
+    /// Records runs of values, each `(timestamp, value)` pairs of one
+    /// series (a `SampleBatch`'s points) with the service, version, metric
+    /// and labels of its head sample (whose own timestamp and observation
+    /// are ignored): the same as [`Store::record_batch`] of the samples
+    /// they make (the head with each pair as timestamp and
+    /// [`Observation::Value`], run after run), without building them.
+    /// Rejected indices count the points of all runs in order.
+    pub fn record_values<'s>(
+        &self,
+        runs: impl IntoIterator<Item = (&'s Sample, &'s [(Timestamp, f64)])>,
+    ) -> BatchOutcome {
+        self.record_points(runs.into_iter().flat_map(|(head, points)| {
+            points
+                .iter()
+                .map(move |&(ts, v)| (head, ts, std::borrow::Cow::Owned(Observation::Value(v))))
+        }))
+    }
+
+    /// Records points, each the series of a sample with a timestamp and an
+    /// observation; see [`Store::record_batch`].
+    fn record_points<'s>(
+        &self,
+        points: impl Iterator<Item = (&'s Sample, Timestamp, std::borrow::Cow<'s, Observation>)>,
+    ) -> BatchOutcome {
         let mut outcome = BatchOutcome::default();
         let mut batch = Batch::default();
         let mut high = self.high_water.load(Ordering::Acquire);
-        for (i, sample) in samples.iter().enumerate() {
-            if let Err(error) = self.batch_one(sample, &mut high, &mut batch) {
+        let mut n = 0;
+        for (i, (sample, ts, observation)) in points.enumerate() {
+            n += 1;
+            if let Err(error) = self.batch_one(sample, ts, &observation, &mut high, &mut batch) {
                 self.count_rejection(&error);
                 outcome.rejected.push((i, error));
             }
         }
-        outcome.recorded = samples.len() - outcome.rejected.len();
+        outcome.recorded = n - outcome.rejected.len();
         // Stream time moves even if the samples that moved it were refused
         // later (for their kind), as one by one.
         let high = self.high_water.fetch_max(high, Ordering::AcqRel).max(high);
@@ -392,15 +426,36 @@ impl Store {
     fn batch_one<'s>(
         &self,
         sample: &'s Sample,
+        ts: Timestamp,
+        observation: &Observation,
         high: &mut i64,
         batch: &mut Batch<'s>,
     ) -> Result<(), CoreError> {
-        let (data, slice, _) = self.place(sample, high)?;
-        let labels = batch.kept_labels(self, &sample.service, &sample.labels);
-        let names = batch.name_ids(sample);
+        let (data, slice, _) = self.place(ts, observation, high)?;
         let delta = data.delta();
         let delta = delta.as_delta();
         let is_distribution = matches!(delta, Delta::Buckets(_));
+        // Fast path: the series, slice and kind of the previous sample (a
+        // stream's samples come in runs). Its names, labels and kind were
+        // checked then; only what it counted is counted again.
+        if let Some(last) = &batch.last {
+            let same = |a: &str, b: &str| std::ptr::eq(a, b);
+            if last.slice == slice
+                && last.is_distribution == is_distribution
+                && same(last.sample.service.as_str(), sample.service.as_str())
+                && same(last.sample.version.as_str(), sample.version.as_str())
+                && same(last.sample.metric.as_str(), sample.metric.as_str())
+                && last.sample.labels == sample.labels
+            {
+                if last.folded {
+                    self.stats.folded_into_other.fetch_add(1, Ordering::Relaxed);
+                }
+                batch.groups[last.group].add(delta);
+                return Ok(());
+            }
+        }
+        let (labels, folded) = batch.kept_labels(self, &sample.service, &sample.labels);
+        let names = batch.name_ids(sample);
         // Kinds as one by one: the aggregate's, then the labelled series'.
         let mut series = [(names, NO_LABELS), (names, labels)];
         let n_series = if batch.kept[labels].is_empty() { 1 } else { 2 };
@@ -448,14 +503,14 @@ impl Store {
                 batch.groups.len() - 1
             }
         };
-        let group = &mut batch.groups[group];
-        match delta {
-            Delta::Buckets(b) => group.buckets.extend_from_slice(b),
-            Delta::Counts { requests, errors } => {
-                group.requests += requests;
-                group.errors += errors;
-            }
-        }
+        batch.groups[group].add(delta);
+        batch.last = Some(LastSample {
+            sample,
+            slice,
+            is_distribution,
+            group,
+            folded,
+        });
         Ok(())
     }
 
@@ -788,6 +843,17 @@ struct Batch<'s> {
     kinds: HashMap<(NameIds, usize), Option<bool>, RandomState>,
     group_of: HashMap<(NameIds, usize, i64), usize, RandomState>,
     groups: Vec<Group>,
+    /// The previous sample added to a group, for runs of one series.
+    last: Option<LastSample<'s>>,
+}
+
+/// A sample added to a group, and where it went.
+struct LastSample<'s> {
+    sample: &'s Sample,
+    slice: i64,
+    is_distribution: bool,
+    group: usize,
+    folded: bool,
 }
 
 impl Default for Batch<'_> {
@@ -800,6 +866,7 @@ impl Default for Batch<'_> {
             kinds: HashMap::default(),
             group_of: HashMap::default(),
             groups: Vec::new(),
+            last: None,
         }
     }
 }
@@ -831,10 +898,16 @@ impl<'s> Batch<'s> {
     }
 
     /// Slot of the kept labels of a sample, as [`Store::kept_labels`]
-    /// (which counts folding into `other`) gives them.
-    fn kept_labels(&mut self, store: &Store, service: &ServiceName, labels: &Labels) -> usize {
+    /// (which counts folding into `other`) gives them, and whether they
+    /// folded (counted).
+    fn kept_labels(
+        &mut self,
+        store: &Store,
+        service: &ServiceName,
+        labels: &Labels,
+    ) -> (usize, bool) {
         if labels.is_empty() {
-            return NO_LABELS;
+            return (NO_LABELS, false);
         }
         if let Some(&(_, _, slot, folded)) = self
             .label_cache
@@ -847,7 +920,7 @@ impl<'s> Batch<'s> {
                     .folded_into_other
                     .fetch_add(1, Ordering::Relaxed);
             }
-            return slot;
+            return (slot, folded);
         }
         let (kept, folded) = store.kept_labels(service, labels);
         let slot = match self.kept.iter().position(|k| *k == kept) {
@@ -861,7 +934,7 @@ impl<'s> Batch<'s> {
             self.label_cache
                 .push((service.clone(), labels.clone(), slot, folded));
         }
-        slot
+        (slot, folded)
     }
 }
 
@@ -881,6 +954,16 @@ struct Group {
 }
 
 impl Group {
+    fn add(&mut self, delta: Delta<'_>) {
+        match delta {
+            Delta::Buckets(b) => self.buckets.extend_from_slice(b),
+            Delta::Counts { requests, errors } => {
+                self.requests += requests;
+                self.errors += errors;
+            }
+        }
+    }
+
     fn delta(&mut self) -> Delta<'_> {
         if self.is_distribution {
             sort_buckets(&mut self.buckets);

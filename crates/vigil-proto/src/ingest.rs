@@ -98,6 +98,99 @@ fn check_ts(field: impl FnOnce() -> String, ts: f64) -> Result<f64, PointError> 
     }
 }
 
+/// A batch's series: its names and labels, validated; an error rejects
+/// all `total` points.
+fn batch_header(
+    batch: &SampleBatch,
+    total: u64,
+) -> Result<(ServiceName, Version, MetricName, Labels), PointError> {
+    let service = ServiceName::new(&batch.service).map_err(|e| name_error("service", e, total))?;
+    let version = Version::new(&batch.version).map_err(|e| name_error("version", e, total))?;
+    let metric = MetricName::new(&batch.metric).map_err(|e| name_error("metric", e, total))?;
+    if batch.labels.len() > MAX_LABELS {
+        return Err(PointError {
+            field: "labels".into(),
+            message: format!(
+                "{} labels, at most {MAX_LABELS} are accepted",
+                batch.labels.len()
+            ),
+            points: total,
+            reason: RejectReason::TooManyLabels,
+        });
+    }
+    for (k, v) in &batch.labels {
+        for (what, s) in [("key", k), ("value", v)] {
+            if s.is_empty()
+                || s.chars().any(char::is_control)
+                || s.len() > vigil_core::names::MAX_NAME_BYTES
+            {
+                return Err(PointError {
+                    field: format!("labels[{k:?}]"),
+                    message: format!(
+                        "label {what} must be non-empty printable text of at most {} bytes",
+                        vigil_core::names::MAX_NAME_BYTES
+                    ),
+                    points: total,
+                    reason: RejectReason::InvalidName,
+                });
+            }
+        }
+    }
+    Ok((
+        service,
+        version,
+        metric,
+        Labels::from_pairs(batch.labels.iter()),
+    ))
+}
+
+/// What a batch of values only decodes to: its series and its points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchValues {
+    /// The series, as a sample carrying the first point (only its names
+    /// and labels matter: see `Store::record_values`).
+    pub head: Sample,
+    /// `(timestamp, value)` pairs, in batch order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A batch that holds values only (no histograms, counts or outcomes, as
+/// many timestamps as values, at least one): its series and points, with
+/// no [`Sample`] per point; or the first error [`samples_from_batch`]
+/// would give. `None` for any other batch (use [`samples_from_batch`]).
+pub fn values_from_batch(batch: &SampleBatch) -> Option<Result<BatchValues, PointError>> {
+    if !(batch.histograms.is_empty() && batch.counts.is_empty() && batch.outcomes.is_empty())
+        || batch.timestamps.len() != batch.values.len()
+        || batch.values.is_empty()
+    {
+        return None;
+    }
+    let total = point_count(batch);
+    let (service, version, metric, labels) = match batch_header(batch, total) {
+        Ok(h) => h,
+        Err(e) => return Some(Err(e)),
+    };
+    let mut points = Vec::with_capacity(batch.values.len());
+    for (i, (&ts, &v)) in batch.timestamps.iter().zip(&batch.values).enumerate() {
+        match check_ts(|| format!("timestamps[{i}]"), ts) {
+            Ok(ts) => points.push((ts, v)),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    let (ts, v) = points[0];
+    Some(Ok(BatchValues {
+        head: Sample {
+            ts,
+            service,
+            version,
+            metric,
+            labels,
+            observation: Observation::Value(v),
+        },
+        points,
+    }))
+}
+
 /// Decodes one batch.
 pub fn samples_from_batch(batch: &SampleBatch) -> BatchSamples {
     let mut out = BatchSamples::default();
@@ -105,47 +198,7 @@ pub fn samples_from_batch(batch: &SampleBatch) -> BatchSamples {
     if total == 0 {
         return out;
     }
-    let header = (|| {
-        let service =
-            ServiceName::new(&batch.service).map_err(|e| name_error("service", e, total))?;
-        let version = Version::new(&batch.version).map_err(|e| name_error("version", e, total))?;
-        let metric = MetricName::new(&batch.metric).map_err(|e| name_error("metric", e, total))?;
-        if batch.labels.len() > MAX_LABELS {
-            return Err(PointError {
-                field: "labels".into(),
-                message: format!(
-                    "{} labels, at most {MAX_LABELS} are accepted",
-                    batch.labels.len()
-                ),
-                points: total,
-                reason: RejectReason::TooManyLabels,
-            });
-        }
-        for (k, v) in &batch.labels {
-            for (what, s) in [("key", k), ("value", v)] {
-                if s.is_empty()
-                    || s.chars().any(char::is_control)
-                    || s.len() > vigil_core::names::MAX_NAME_BYTES
-                {
-                    return Err(PointError {
-                        field: format!("labels[{k:?}]"),
-                        message: format!(
-                            "label {what} must be non-empty printable text of at most {} bytes",
-                            vigil_core::names::MAX_NAME_BYTES
-                        ),
-                        points: total,
-                        reason: RejectReason::InvalidName,
-                    });
-                }
-            }
-        }
-        Ok((
-            service,
-            version,
-            metric,
-            Labels::from_pairs(batch.labels.iter()),
-        ))
-    })();
+    let header = batch_header(batch, total);
     let (service, version, metric, labels) = match header {
         Ok(h) => h,
         Err(e) => {
@@ -233,6 +286,51 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    /// Values-only batches give the samples' series and points, or their
+    /// first error; other batches are left to `samples_from_batch`.
+    #[test]
+    fn values_only_batches_match_their_samples() {
+        let as_values = |b: &SampleBatch| -> Option<Result<Vec<Sample>, PointError>> {
+            values_from_batch(b).map(|r| {
+                r.map(|v| {
+                    v.points
+                        .iter()
+                        .map(|&(ts, x)| Sample {
+                            ts,
+                            observation: Observation::Value(x),
+                            ..v.head.clone()
+                        })
+                        .collect()
+                })
+            })
+        };
+        let as_samples = |b: &SampleBatch| {
+            let out = samples_from_batch(b);
+            match out.rejected.into_iter().next() {
+                Some(e) => Err(e),
+                None => Ok(out.samples),
+            }
+        };
+        let mut b = batch();
+        b.timestamps = vec![10.0, 11.0, 12.0];
+        b.values = vec![80.5, -1.0, 90.0];
+        assert_eq!(as_values(&b), Some(as_samples(&b)));
+        b.timestamps[1] = f64::NAN;
+        b.timestamps[2] = -3.0;
+        assert_eq!(as_values(&b), Some(as_samples(&b)));
+        let mut bad = b.clone();
+        bad.service = String::new();
+        assert_eq!(as_values(&bad), Some(as_samples(&bad)));
+        bad.timestamps.pop();
+        assert_eq!(as_values(&bad), None);
+        b.outcomes = vec![OutcomePoint {
+            ts: 1.0,
+            error: true,
+        }];
+        assert_eq!(as_values(&b), None);
+        assert_eq!(as_values(&batch()), None);
     }
 
     #[test]

@@ -24,4 +24,6 @@ pub mod v1 {
         include_bytes!(concat!(env!("OUT_DIR"), "/vigil_v1_descriptor.bin"));
 }
 
-pub use ingest::{samples_from_batch, BatchSamples, PointError, RejectReason};
+pub use ingest::{
+    samples_from_batch, values_from_batch, BatchSamples, BatchValues, PointError, RejectReason,
+};

@@ -583,3 +583,87 @@ fn late_samples_reach_completed_and_older_slices() {
     let bytes = store.snapshot().unwrap();
     assert!(Store::restore(&bytes).unwrap().same_data(&store));
 }
+
+/// Runs of samples of one series and slice (the batch's fast path),
+/// including labels folded into `other` and a kind switch inside a run,
+/// count and land as one by one.
+#[test]
+fn batch_runs_of_one_series_equal_one_by_one() {
+    let config = StoreConfig {
+        slice_secs: 10,
+        window_secs: 600,
+        max_label_sets_per_service: 1,
+        ..StoreConfig::default()
+    };
+    let mut samples = Vec::new();
+    for (endpoint, metric) in [
+        (Some("/a"), "latency"),
+        (Some("/b"), "latency"),
+        (None, "errors"),
+    ] {
+        let first = sample(1.0, "v1", metric, endpoint, Observation::Value(1.0));
+        for k in 0..30 {
+            let mut s = first.clone();
+            s.ts = 1.0 + f64::from(k % 15);
+            s.observation = if k == 20 {
+                Observation::Outcome { error: true }
+            } else {
+                Observation::Value(f64::from(k))
+            };
+            samples.push(s);
+        }
+    }
+    let one_by_one = Store::new(config.clone());
+    let errors: Vec<Option<String>> = samples
+        .iter()
+        .map(|s| one_by_one.record(s).err().map(|e| e.to_string()))
+        .collect();
+    let batched = Store::new(config);
+    let outcome = batched.record_batch(&samples);
+    let mut got = vec![None; samples.len()];
+    for (i, e) in outcome.rejected {
+        got[i] = Some(e.to_string());
+    }
+    assert_eq!(got, errors);
+    assert!(one_by_one.stats().folded_into_other >= 30);
+    assert_eq!(counters(&batched), counters(&one_by_one));
+    assert_eq!(visible(&batched), visible(&one_by_one));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// Values of one series recorded as pairs equal the same samples
+    /// recorded as a batch: refusals (NaN, negative, too old, a kind
+    /// mismatch with an existing series), counters and slices.
+    #[test]
+    fn values_equal_their_samples(
+        points in prop::collection::vec(
+            (prop_oneof![8 => 0.0f64..900.0, 1 => Just(f64::NAN)], prop_oneof![8 => 0.0f64..5_000.0, 1 => Just(-1.0), 1 => Just(f64::INFINITY)]),
+            1..200,
+        ),
+        metric in prop::sample::select(vec!["latency", "errors"]),
+        endpoint in prop::sample::select(vec![None, Some("/a")]),
+    ) {
+        let config = StoreConfig { slice_secs: 10, window_secs: 300, ..StoreConfig::default() };
+        let head = sample(0.0, "v1", metric, endpoint, Observation::Value(0.0));
+        let stores = [Store::new(config.clone()), Store::new(config)];
+        for store in &stores {
+            // An existing counter series: values for it are refused.
+            store.record(&sample(0.0, "v1", "errors", None, Observation::Outcome { error: false })).unwrap();
+        }
+        let samples: Vec<Sample> = points
+            .iter()
+            .map(|&(ts, v)| Sample { ts, observation: Observation::Value(v), ..head.clone() })
+            .collect();
+        let as_samples = stores[0].record_batch(&samples);
+        let other = sample(0.0, "v2", metric, endpoint, Observation::Value(0.0));
+        let (a, b) = points.split_at(points.len() / 2);
+        let as_values = stores[1].record_values([(&head, a), (&other, &[][..]), (&head, b)]);
+        let errors = |o: &BatchOutcome| o.rejected.iter().map(|(i, e)| (*i, e.to_string())).collect::<Vec<_>>();
+        prop_assert_eq!(as_values.recorded, as_samples.recorded);
+        prop_assert_eq!(errors(&as_values), errors(&as_samples));
+        prop_assert_eq!(counters(&stores[1]), counters(&stores[0]));
+        prop_assert_eq!(visible(&stores[1]), visible(&stores[0]));
+    }
+}

@@ -188,6 +188,9 @@ pub struct RejectedLine {
 pub struct Decoded {
     /// Validated samples, ready for the store.
     pub samples: Vec<Sample>,
+    /// Validated values of one series each (SampleBatch messages of values
+    /// only, from [`decode_compact`]; [`decode`] leaves this empty).
+    pub values: Vec<vigil_proto::BatchValues>,
     /// JSON lines rejected one by one (always empty for other formats).
     pub rejected_lines: Vec<RejectedLine>,
 }
@@ -217,9 +220,50 @@ pub fn decode(
     payload: &[u8],
     options: &DecodeOptions,
 ) -> Result<Decoded, DecodeError> {
+    let mut decoded = decode_compact(format, payload, options)?;
+    for run in std::mem::take(&mut decoded.values) {
+        decoded
+            .samples
+            .extend(run.points.iter().map(|&(ts, v)| Sample {
+                ts,
+                observation: Observation::Value(v),
+                ..run.head.clone()
+            }));
+    }
+    Ok(decoded)
+}
+
+/// Decodes one message as [`decode`] does, except that a SampleBatch of
+/// values only comes out in [`Decoded::values`] (its series once and its
+/// points), not as one [`Sample`] per point: the Kafka consumer records it
+/// with [`crate::SampleSink::record_values`].
+///
+/// # Errors
+///
+/// A [`DecodeError`] when the message as a whole is rejected.
+pub fn decode_compact(
+    format: Format,
+    payload: &[u8],
+    options: &DecodeOptions,
+) -> Result<Decoded, DecodeError> {
     let samples = match format {
         Format::Events => return Ok(decode_events(payload)),
-        Format::Samples => decode_samples(payload)?,
+        Format::Samples => {
+            let batch = vigil_proto::v1::SampleBatch::decode(payload)?;
+            if let Some(values) = vigil_proto::values_from_batch(&batch) {
+                let values = values.map_err(DecodeError::InvalidPoint)?;
+                // What check_sample checks of a value (the timestamps are
+                // already checked), in the same order.
+                for &(_, v) in &values.points {
+                    check_value(v)?;
+                }
+                return Ok(Decoded {
+                    values: vec![values],
+                    ..Decoded::default()
+                });
+            }
+            samples_of_batch(&batch)?
+        }
         Format::OtlpSpans => decode_otlp_spans(payload, options)?,
         Format::OtlpMetrics => decode_otlp_metrics(payload, options)?,
         Format::Arrow => decode_arrow(payload)?,
@@ -229,14 +273,13 @@ pub fn decode(
     }
     Ok(Decoded {
         samples,
-        rejected_lines: Vec::new(),
+        ..Decoded::default()
     })
 }
 
 /// `vigil.v1.SampleBatch`: one batch per message, all points or none.
-fn decode_samples(payload: &[u8]) -> Result<Vec<Sample>, DecodeError> {
-    let batch = vigil_proto::v1::SampleBatch::decode(payload)?;
-    let decoded = vigil_proto::samples_from_batch(&batch);
+fn samples_of_batch(batch: &vigil_proto::v1::SampleBatch) -> Result<Vec<Sample>, DecodeError> {
+    let decoded = vigil_proto::samples_from_batch(batch);
     match decoded.rejected.into_iter().next() {
         Some(error) => Err(DecodeError::InvalidPoint(error)),
         None => Ok(decoded.samples),
@@ -268,6 +311,25 @@ fn decode_events(payload: &[u8]) -> Decoded {
     decoded
 }
 
+/// The store's checks of a distribution value.
+fn check_value(v: f64) -> Result<(), DecodeError> {
+    if !v.is_finite() {
+        return Err(CoreError::NotFinite {
+            what: "value",
+            value: v,
+        }
+        .into());
+    }
+    if v < 0.0 {
+        return Err(CoreError::Negative {
+            what: "value",
+            value: v,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// The checks the store makes on an observation, made before any sample of
 /// the message is recorded, so a message is recorded whole or not at all.
 pub fn check_sample(sample: &Sample) -> Result<(), DecodeError> {
@@ -278,23 +340,6 @@ pub fn check_sample(sample: &Sample) -> Result<(), DecodeError> {
         }
         .into());
     }
-    let check_value = |v: f64| -> Result<(), DecodeError> {
-        if !v.is_finite() {
-            return Err(CoreError::NotFinite {
-                what: "value",
-                value: v,
-            }
-            .into());
-        }
-        if v < 0.0 {
-            return Err(CoreError::Negative {
-                what: "value",
-                value: v,
-            }
-            .into());
-        }
-        Ok(())
-    };
     match &sample.observation {
         Observation::Value(v) => check_value(*v),
         Observation::Histogram(pairs) => {
