@@ -141,6 +141,10 @@ impl SampleSink for ServerSink {
     fn record_samples(&self, samples: &[Sample]) -> u64 {
         self.vigil.ingest.record(self.source, samples).accepted
     }
+
+    fn record_values(&self, runs: &[vigil_proto::BatchValues]) -> u64 {
+        self.vigil.ingest.record_values(self.source, runs).accepted
+    }
 }
 
 /// The ingest plug-ins' metrics (`vigil_kafka_*`), registered once in the

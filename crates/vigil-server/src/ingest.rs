@@ -5,8 +5,9 @@
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
-use vigil_core::store::Store;
+use vigil_core::store::{BatchOutcome, Store};
 use vigil_core::{CoreError, Sample, ServiceName, Version};
+use vigil_proto::BatchValues;
 
 use crate::metrics::Metrics;
 
@@ -97,19 +98,46 @@ impl Ingestor {
     /// Records `samples` from `source` (`grpc`, `http`, `kafka`): each is
     /// accepted or rejected exactly once, and counted.
     pub fn record(&self, source: &str, samples: &[Sample]) -> IngestOutcome {
+        // One batch into the store (grouped by series and slice there).
+        let batch = self.store.record_batch(samples);
+        self.account(source, batch, samples.iter().map(|s| (s, s.ts)))
+    }
+
+    /// Records runs of values from `source`, each `(timestamp, value)`
+    /// pairs of the series of its head sample (a `SampleBatch` of values,
+    /// see `Store::record_values`), without building a sample per point:
+    /// accepted, rejected and counted as [`Ingestor::record`] would the
+    /// samples they make.
+    pub fn record_values(&self, source: &str, runs: &[BatchValues]) -> IngestOutcome {
+        let batch = self
+            .store
+            .record_values(runs.iter().map(|r| (&r.head, &r.points[..])));
+        let points = runs
+            .iter()
+            .flat_map(|r| r.points.iter().map(move |&(ts, _)| (&r.head, ts)));
+        self.account(source, batch, points)
+    }
+
+    /// Counts what the store did with a batch's points (each a sample's
+    /// series and a timestamp, in the order the store saw them): the
+    /// rejections in order, then the accepted points' owners, whose first
+    /// sight queues an auto analysis check.
+    fn account<'s>(
+        &self,
+        source: &str,
+        batch: BatchOutcome,
+        points: impl Iterator<Item = (&'s Sample, f64)>,
+    ) -> IngestOutcome {
         let mut out = IngestOutcome::default();
         // (service, version) -> (min ts, max ts) of this call, so the
         // shared map is touched once per series owner, not per sample.
         let mut touched: Vec<((&ServiceName, &Version), f64, f64)> = Vec::new();
-        // One batch into the store (grouped by series and slice there), then
-        // the rejections in order, then the accepted samples' owners.
-        let batch = self.store.record_batch(samples);
         let mut rejected = batch.rejected.iter().peekable();
-        for (i, s) in samples.iter().enumerate() {
+        for (i, (s, ts)) in points.enumerate() {
             if let Some((_, e)) = rejected.next_if(|(at, _)| *at == i) {
                 self.metrics.count_rejected(source, store_reason(e), 1);
                 out.reject(1, || {
-                    format!("{}/{}/{} at {}: {e}", s.service, s.version, s.metric, s.ts)
+                    format!("{}/{}/{} at {}: {e}", s.service, s.version, s.metric, ts)
                 });
                 continue;
             }
@@ -119,10 +147,10 @@ impl Ingestor {
                 .find(|((svc, ver), _, _)| *svc == &s.service && *ver == &s.version)
             {
                 Some((_, lo, hi)) => {
-                    *lo = lo.min(s.ts);
-                    *hi = hi.max(s.ts);
+                    *lo = lo.min(ts);
+                    *hi = hi.max(ts);
                 }
-                None => touched.push(((&s.service, &s.version), s.ts, s.ts)),
+                None => touched.push(((&s.service, &s.version), ts, ts)),
             }
         }
         self.metrics.count_ingested(source, out.accepted);
@@ -188,5 +216,98 @@ impl Ingestor {
             .collect();
         v.sort_by(|a, b| a.1.first.total_cmp(&b.1.first).then_with(|| a.0.cmp(&b.0)));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use vigil_core::store::StoreConfig;
+    use vigil_core::{Labels, MetricName, Observation};
+
+    fn head(version: &str, metric: &str) -> Sample {
+        Sample {
+            ts: 0.0,
+            service: ServiceName::new("payment").unwrap(),
+            version: Version::new(version).unwrap(),
+            metric: MetricName::new(metric).unwrap(),
+            labels: Labels::from_pairs([("endpoint", "/charge")]),
+            observation: Observation::Value(0.0),
+        }
+    }
+
+    fn ingestor() -> Ingestor {
+        let store = Store::new(StoreConfig {
+            slice_secs: 10,
+            window_secs: 60,
+            ..StoreConfig::default()
+        });
+        Ingestor::new(Arc::new(store), Metrics::new())
+    }
+
+    #[test]
+    fn values_are_counted_as_the_samples_they_make() {
+        // Accepted points in two versions, one too old for the window and
+        // one of the wrong kind (`errors` is first recorded as counts).
+        let counts = Sample {
+            ts: 995.0,
+            observation: Observation::Counts {
+                requests: 10,
+                errors: 1,
+            },
+            ..head("v7", "errors")
+        };
+        let runs = vec![
+            BatchValues {
+                head: head("v7", "latency"),
+                points: vec![(1000.0, 5.0), (1001.0, 7.5), (100.0, 2.0)],
+            },
+            BatchValues {
+                head: head("v8", "latency"),
+                points: vec![(1002.0, 1.0)],
+            },
+            BatchValues {
+                head: head("v7", "errors"),
+                points: vec![(1003.0, 1.0)],
+            },
+        ];
+        let samples: Vec<Sample> = runs
+            .iter()
+            .flat_map(|r| {
+                r.points.iter().map(|&(ts, v)| Sample {
+                    ts,
+                    observation: Observation::Value(v),
+                    ..r.head.clone()
+                })
+            })
+            .collect();
+        let (by_samples, by_values) = (ingestor(), ingestor());
+        for i in [&by_samples, &by_values] {
+            assert_eq!(i.record("kafka", std::slice::from_ref(&counts)).accepted, 1);
+        }
+        let a = by_samples.record("kafka", &samples);
+        let b = by_values.record_values("kafka", &runs);
+        assert_eq!((a.accepted, a.rejected), (3, 2));
+        assert_eq!((b.accepted, b.rejected, &b.errors), (3, 2, &a.errors));
+        let counters = |i: &Ingestor| {
+            let text = i.metrics.encode();
+            text.lines()
+                .filter(|l| l.starts_with("vigil_ingest"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(counters(&by_samples), counters(&by_values));
+        assert_eq!(counters(&by_values).len(), 3);
+        assert_eq!(
+            by_samples.take_new_versions(),
+            by_values.take_new_versions()
+        );
+        let svc = ServiceName::new("payment").unwrap();
+        assert_eq!(
+            by_samples.emitting(&svc, 0.0),
+            by_values.emitting(&svc, 0.0)
+        );
+        assert_eq!(by_values.emitting(&svc, 0.0).len(), 2);
     }
 }
