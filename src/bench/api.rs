@@ -13,10 +13,14 @@
 //!   rate, round-robin over the connections, whether or not earlier calls
 //!   have returned, each timed from its *scheduled* send time, so a late
 //!   pacer or a stalled server counts against the latency (no coordinated
-//!   omission). The offered rate is half the saturated throughput of the
-//!   slower of the two servers in the same run (unless `--rate` sets it),
-//!   the same for both servers. The latency goal is read here, as a latency
-//!   SLO is: at a given load below saturation.
+//!   omission). The offered rate is one read per live analysis per second
+//!   (10,000 calls/s for 10,000 analyses: a controller polling every
+//!   analysis each second, ten to sixty times what Argo Rollouts and
+//!   Flagger do at their usual intervals), or half the saturated
+//!   throughput of the slower of the two servers in the same run if that
+//!   is lower, unless `--rate` sets it; the same for both servers. The
+//!   latency goal is read here, as a latency SLO is: at a given load below
+//!   saturation.
 //!
 //! Each server runs on its own two-thread runtime, the load generator on
 //! another; the paced schedule is kept by the calling thread, which sleeps
@@ -46,9 +50,11 @@ const SERVICES: usize = 100;
 pub const CONNECTIONS: usize = 32;
 /// Calls in flight per connection in the saturated load.
 pub const IN_FLIGHT: usize = 4;
-/// The paced load's offered rate is this share of the saturated
+/// The paced load's offered rate is at most this share of the saturated
 /// throughput of the slower of the two servers.
 pub const OFFERED_SHARE: f64 = 0.5;
+/// Reads per live analysis per second in the paced load.
+pub const READS_PER_ANALYSIS: f64 = 1.0;
 /// How long the last paced calls may take to return.
 const DRAIN: Duration = Duration::from_secs(30);
 /// Latencies are recorded in microseconds up to one minute.
@@ -66,8 +72,9 @@ pub struct ApiArgs {
     /// Seconds measured of each load.
     #[arg(long, default_value_t = 5.0)]
     measure_secs: f64,
-    /// Offered rate of the paced load, calls per second (default: half
-    /// the slower server's saturated throughput in this run).
+    /// Offered rate of the paced load, calls per second (default: one read
+    /// per analysis per second, at most half the slower server's saturated
+    /// throughput in this run).
     #[arg(long)]
     rate: Option<f64>,
     /// Print one JSON object instead of a table.
@@ -404,21 +411,30 @@ fn data(t0: f64) -> anyhow::Result<Vec<Sample>> {
     Ok(out)
 }
 
-/// The rate of the paced load: `--rate`, or `OFFERED_SHARE` of the
-/// saturated throughput of the slower server in this run (so that neither
-/// is paced above half of what it just sustained; on a shared machine the
-/// two saturated figures can differ by more than the servers do), with
-/// the rule that chose it.
-fn offered(rate: Option<f64>, baseline_qps: f64, vigil_qps: f64) -> (f64, String) {
-    match rate {
-        Some(r) => (r, "set by --rate".to_owned()),
-        None => (
-            (baseline_qps.min(vigil_qps) * OFFERED_SHARE).round(),
+/// The rate of the paced load: `--rate`, or `READS_PER_ANALYSIS` per
+/// live analysis, capped at `OFFERED_SHARE` of the saturated throughput of
+/// the slower server in this run (so that neither is paced above half of
+/// what it just sustained; on a shared machine the two saturated figures
+/// can differ by more than the servers do), with the rule that chose it.
+fn offered(rate: Option<f64>, analyses: u32, baseline_qps: f64, vigil_qps: f64) -> (f64, String) {
+    if let Some(r) = rate {
+        return (r, "set by --rate".to_owned());
+    }
+    let workload = f64::from(analyses) * READS_PER_ANALYSIS;
+    let cap = (baseline_qps.min(vigil_qps) * OFFERED_SHARE).round();
+    if workload <= cap {
+        (
+            workload,
+            format!("{READS_PER_ANALYSIS} read per live analysis per second"),
+        )
+    } else {
+        (
+            cap,
             format!(
                 "{OFFERED_SHARE} x the saturated calls/s of the slower server (hello world or \
-                 vigil) in this run"
+                 vigil) in this run, below {READS_PER_ANALYSIS} read per analysis per second"
             ),
-        ),
+        )
     }
 }
 
@@ -568,7 +584,12 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
     ))?;
 
     // Both paced loads back to back, at the same rate, on the same schedule.
-    let (rate, rule) = offered(args.rate, baseline_sat.qps.round(), ours_sat.qps.round());
+    let (rate, rule) = offered(
+        args.rate,
+        args.analyses,
+        baseline_sat.qps.round(),
+        ours_sat.qps.round(),
+    );
     let schedule = Schedule::new(rate, timing)?;
     eprintln!("vigil bench api: hello world, paced at {rate} calls/s");
     let baseline_cpu = threads_cpu("bench-baseline");
@@ -768,12 +789,15 @@ mod tests {
     }
 
     #[test]
-    fn the_offered_rate_is_half_the_slower_server_unless_set() {
-        assert_eq!(offered(None, 53_465.0, 60_000.0).0, 26_733.0);
-        assert_eq!(offered(None, 53_465.0, 46_768.0).0, 23_384.0);
-        assert_eq!(offered(Some(1000.0), 53_465.0, 46_768.0).0, 1000.0);
-        assert!(offered(None, 1.0, 1.0).1.contains("slower server"));
-        assert!(offered(Some(1.0), 1.0, 1.0).1.contains("--rate"));
+    fn the_offered_rate_is_a_read_per_analysis_capped_at_half_the_slower_server() {
+        let (rate, rule) = offered(None, 10_000, 53_465.0, 46_768.0);
+        assert_eq!(rate, 10_000.0);
+        assert!(rule.contains("per live analysis"), "{rule}");
+        assert_eq!(offered(None, 30_000, 53_465.0, 60_000.0).0, 26_733.0);
+        assert_eq!(offered(None, 30_000, 53_465.0, 46_768.0).0, 23_384.0);
+        assert_eq!(offered(Some(1000.0), 10_000, 53_465.0, 46_768.0).0, 1000.0);
+        assert!(offered(None, 10, 1.0, 1.0).1.contains("slower server"));
+        assert!(offered(Some(1.0), 10, 1.0, 1.0).1.contains("--rate"));
     }
 
     /// Every call scheduled in the window is measured exactly once, from
