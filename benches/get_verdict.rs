@@ -14,12 +14,15 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::{BodyExt as _, Full};
 use tonic::codegen::{http, Bytes};
-use vigil_core::{Labels, MetricName, Observation, Sample, ServiceName, Version};
+use vigil_core::ServiceName;
 use vigil_proto::v1;
 use vigil_proto::v1::vigil_service_server::VigilServiceServer;
 use vigil_server::grpc::Service;
 use vigil_server::verdict_route::VerdictRoute;
 use vigil_server::{Config, Vigil};
+
+#[path = "../src/bench/api_fixture.rs"]
+mod api_fixture;
 
 /// One analysis of `svc` v8 against v7, judged once over 12 slices.
 fn fixture() -> (Arc<Vigil>, String) {
@@ -42,32 +45,7 @@ fn fixture() -> (Arc<Vigil>, String) {
         .id
         .to_string();
     let service = ServiceName::new("svc").unwrap();
-    let latency = MetricName::new("latency").unwrap();
-    let errors = MetricName::new("error_rate").unwrap();
-    let mut samples = Vec::new();
-    for (version, slow) in [("v7", 0.0), ("v8", 3.0)] {
-        let version = Version::new(version).unwrap();
-        for slice in 0..12 {
-            let ts = t0 + 10.0 * f64::from(slice) + 1.0;
-            let mk = |metric: &MetricName, observation| Sample {
-                ts,
-                service: service.clone(),
-                version: version.clone(),
-                metric: metric.clone(),
-                labels: Labels::empty(),
-                observation,
-            };
-            let buckets = (0..40).map(|i| (20.0 + f64::from(i) + slow, 5)).collect();
-            samples.push(mk(&latency, Observation::Histogram(buckets)));
-            samples.push(mk(
-                &errors,
-                Observation::Counts {
-                    requests: 200,
-                    errors: 1,
-                },
-            ));
-        }
-    }
+    let samples = api_fixture::service_samples(&service, t0).unwrap();
     assert_eq!(vigil.ingest.record("bench", &samples).rejected, 0);
     vigil.tick(&mut None);
     (vigil, id)

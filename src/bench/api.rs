@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;
-use vigil_core::{Labels, MetricName, Observation, Sample, ServiceName, Version};
+use vigil_core::{Sample, ServiceName};
 use vigil_proto::v1::vigil_service_client::VigilServiceClient;
 use vigil_proto::v1::GetVerdictRequest;
 use vigil_server::{Config, Server};
@@ -380,33 +380,9 @@ async fn channels(addr: std::net::SocketAddr) -> anyhow::Result<Vec<Channel>> {
 /// error counts, starting at `t0`.
 fn data(t0: f64) -> anyhow::Result<Vec<Sample>> {
     let mut out = Vec::new();
-    let latency = MetricName::new("latency")?;
-    let errors = MetricName::new("error_rate")?;
     for s in 0..SERVICES {
         let service = ServiceName::new(format!("svc-{s}"))?;
-        for (version, slow) in [("v7", 0.0), ("v8", 3.0)] {
-            let version = Version::new(version)?;
-            for slice in 0..12 {
-                let ts = t0 + 10.0 * f64::from(slice) + 1.0;
-                let mk = |metric: &MetricName, observation| Sample {
-                    ts,
-                    service: service.clone(),
-                    version: version.clone(),
-                    metric: metric.clone(),
-                    labels: Labels::empty(),
-                    observation,
-                };
-                let buckets = (0..40).map(|i| (20.0 + f64::from(i) + slow, 5)).collect();
-                out.push(mk(&latency, Observation::Histogram(buckets)));
-                out.push(mk(
-                    &errors,
-                    Observation::Counts {
-                        requests: 200,
-                        errors: 1,
-                    },
-                ));
-            }
-        }
+        out.extend(super::api_fixture::service_samples(&service, t0)?);
     }
     Ok(out)
 }

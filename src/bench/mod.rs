@@ -6,6 +6,7 @@
 //! line in [`BenchCommand`] / [`run`].
 
 pub mod api;
+pub mod api_fixture;
 mod e2e;
 mod ingest;
 mod judge;
