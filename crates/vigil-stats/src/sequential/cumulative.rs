@@ -6,15 +6,24 @@
 //! buckets) but the wrong one for an arm that has accumulated thousands:
 //! every new bucket shifts the tail of its vector, and a rank look-up walks
 //! every bucket below the rank. Here the bucket indices of the shared layout
-//! are grouped into blocks of [`BLOCK`] consecutive indices; a block holds
-//! the counts of all its buckets (allocated on its first sample, kept while
-//! the block is inside the range in use) and the blocks' totals sit in one dense vector over the range
-//! of blocks in use, so a rank is found by summing totals from the nearer
-//! end and then scanning one block.
+//! are grouped into blocks of [`BLOCK`] consecutive indices. A block's
+//! counts take a slot of one arena (given on the block's first sample, kept
+//! while the block is inside the range in use, reused once it leaves it),
+//! so an arm is one allocation however many blocks it has; the blocks'
+//! totals sit in one dense vector over the range of blocks in use, and the
+//! totals of groups of [`GROUP`] blocks in another, so a rank is found by
+//! summing group totals from the nearer end, then block totals within one
+//! group, then counts within one block.
+//!
+//! Counts are 32-bit (half the memory an arm's tick touches); a bucket
+//! holding more than `u32::MAX` samples keeps the excess in a side map, so
+//! every count stays exact.
 //!
 //! The buckets, and therefore every statistic read through
 //! [`BucketCounts`], are exactly those of a [`SparseHistogram`] holding the
 //! same samples.
+
+use std::collections::BTreeMap;
 
 use crate::histogram::{Bucket, BucketCounts};
 use crate::sparse::{bucket_high, bucket_low, SparseHistogram};
@@ -24,7 +33,11 @@ use crate::StatsError;
 pub const BLOCK: usize = 32;
 const BLOCK_SHIFT: u32 = BLOCK.trailing_zeros();
 
-type Counts = Box<[u64; BLOCK]>;
+/// Blocks per group in the second level of totals.
+const GROUP: usize = 16;
+
+/// A block with no slot in the arena (no sample yet).
+const NO_SLOT: u32 = u32::MAX;
 
 /// A histogram in the shared bucket layout, built for adding and removing
 /// whole slices and for rank look-ups.
@@ -34,8 +47,18 @@ pub struct CumulativeHistogram {
     first: u32,
     /// Samples per block, for every block from `first` on.
     totals: Vec<u64>,
-    /// Per-bucket counts of each block, `None` while the block is empty.
-    blocks: Vec<Option<Counts>>,
+    /// Samples per group of [`GROUP`] blocks, from `totals[0]` on.
+    groups: Vec<u64>,
+    /// Arena slot of each block from `first` on, [`NO_SLOT`] while the
+    /// block has had no sample.
+    slots: Vec<u32>,
+    /// [`BLOCK`] counts per slot.
+    arena: Vec<u32>,
+    /// Slots of blocks that left the range, all counts zero.
+    free: Vec<u32>,
+    /// Per bucket index, the samples beyond `u32::MAX` (its arena count
+    /// then stays at `u32::MAX`).
+    excess: BTreeMap<u32, u64>,
     total: u64,
 }
 
@@ -56,18 +79,66 @@ impl CumulativeHistogram {
         if self.totals.is_empty() {
             self.first = lo;
         }
+        let first_before = self.first;
         let hi = hi.max(self.first);
         if lo < self.first {
             let extra = (self.first - lo) as usize;
             self.totals.splice(0..0, std::iter::repeat_n(0, extra));
-            self.blocks.splice(0..0, std::iter::repeat_n(None, extra));
+            self.slots.splice(0..0, std::iter::repeat_n(NO_SLOT, extra));
             self.first = lo;
         }
         let needed = (hi - self.first) as usize + 1;
         if needed > self.totals.len() {
             self.totals.resize(needed, 0);
-            self.blocks.resize(needed, None);
+            self.slots.resize(needed, NO_SLOT);
         }
+        if lo < first_before || self.groups.len() != self.totals.len().div_ceil(GROUP) {
+            self.regroup();
+        }
+    }
+
+    /// Recomputes the group totals (after the range of blocks moved).
+    fn regroup(&mut self) {
+        self.groups.clear();
+        self.groups
+            .extend(self.totals.chunks(GROUP).map(|c| c.iter().sum::<u64>()));
+    }
+
+    /// Offset in the arena of block `b`'s counts (relative to `first`),
+    /// giving it a slot if it has none.
+    fn slot_of(&mut self, b: usize) -> usize {
+        let slot = match self.slots[b] {
+            NO_SLOT => {
+                let slot = match self.free.pop() {
+                    Some(slot) => slot,
+                    None => {
+                        let slot = (self.arena.len() / BLOCK) as u32;
+                        self.arena.resize(self.arena.len() + BLOCK, 0);
+                        slot
+                    }
+                };
+                self.slots[b] = slot;
+                slot
+            }
+            slot => slot,
+        };
+        slot as usize * BLOCK
+    }
+
+    /// Adds `count` samples to bucket `idx` (its block covered).
+    fn add_at(&mut self, idx: u32, count: u64) {
+        let b = ((idx >> BLOCK_SHIFT) - self.first) as usize;
+        let at = self.slot_of(b) + idx as usize % BLOCK;
+        let sum = u64::from(self.arena[at]) + count;
+        match u32::try_from(sum) {
+            Ok(c) => self.arena[at] = c,
+            Err(_) => {
+                self.arena[at] = u32::MAX;
+                *self.excess.entry(idx).or_insert(0) += sum - u64::from(u32::MAX);
+            }
+        }
+        self.totals[b] += count;
+        self.groups[b / GROUP] += count;
     }
 
     /// Adds every sample of `slice`: O(its buckets).
@@ -78,10 +149,7 @@ impl CumulativeHistogram {
         };
         self.cover(lo >> BLOCK_SHIFT, hi >> BLOCK_SHIFT);
         for &(idx, count) in pairs {
-            let b = ((idx >> BLOCK_SHIFT) - self.first) as usize;
-            let block = self.blocks[b].get_or_insert_with(|| Box::new([0; BLOCK]));
-            block[idx as usize % BLOCK] += count;
-            self.totals[b] += count;
+            self.add_at(idx, count);
         }
         self.total += slice.len();
     }
@@ -94,10 +162,7 @@ impl CumulativeHistogram {
         let idx = crate::sparse::bucket_index(value);
         let block = idx >> BLOCK_SHIFT;
         self.cover(block, block);
-        let b = (block - self.first) as usize;
-        let counts = self.blocks[b].get_or_insert_with(|| Box::new([0; BLOCK]));
-        counts[idx as usize % BLOCK] += count;
-        self.totals[b] += count;
+        self.add_at(idx, count);
         self.total += count;
     }
 
@@ -112,29 +177,66 @@ impl CumulativeHistogram {
         }
         for &(idx, count) in pairs {
             let b = ((idx >> BLOCK_SHIFT) - self.first) as usize;
-            // An emptied block keeps its allocation: a rolling window
-            // refills it within a few slices.
+            // An emptied block keeps its slot: a rolling window refills it
+            // within a few slices.
             self.totals[b] -= count;
-            if let Some(block) = &mut self.blocks[b] {
-                block[idx as usize % BLOCK] -= count;
+            self.groups[b / GROUP] -= count;
+            let at = self.slots[b] as usize * BLOCK + idx as usize % BLOCK;
+            let left = self.count_at(idx) - count;
+            let stored = u32::try_from(left).unwrap_or(u32::MAX);
+            self.arena[at] = stored;
+            if stored == u32::MAX || self.excess.contains_key(&idx) {
+                let beyond = left - u64::from(stored);
+                if beyond == 0 {
+                    self.excess.remove(&idx);
+                } else {
+                    self.excess.insert(idx, beyond);
+                }
             }
         }
         self.total -= slice.len();
-        // Keep the range to the blocks in use.
+        // Keep the range to the blocks in use; the slots of the blocks
+        // that leave it (all their counts zero) are free for others.
         let keep = self
             .totals
             .iter()
             .rposition(|&t| t > 0)
             .map_or(0, |i| i + 1);
+        self.free
+            .extend(self.slots.drain(keep..).filter(|&s| s != NO_SLOT));
         self.totals.truncate(keep);
-        self.blocks.truncate(keep);
         let lead = self.totals.iter().take_while(|&&t| t == 0).count();
         if lead > 0 {
             self.totals.drain(..lead);
-            self.blocks.drain(..lead);
+            self.free
+                .extend(self.slots.drain(..lead).filter(|&s| s != NO_SLOT));
             self.first += lead as u32;
         }
+        if lead > 0 || self.groups.len() != self.totals.len().div_ceil(GROUP) {
+            self.regroup();
+        }
         Ok(())
+    }
+
+    /// The counts of block `b` (relative to `first`), if it has a slot.
+    fn block(&self, b: usize) -> Option<&[u32]> {
+        match *self.slots.get(b)? {
+            NO_SLOT => None,
+            slot => {
+                let at = slot as usize * BLOCK;
+                self.arena.get(at..at + BLOCK)
+            }
+        }
+    }
+
+    /// The true count of a bucket whose arena count is `stored`.
+    fn full_count(&self, idx: u32, stored: u32) -> u64 {
+        let c = u64::from(stored);
+        if stored == u32::MAX {
+            c + self.excess.get(&idx).copied().unwrap_or(0)
+        } else {
+            c
+        }
     }
 
     /// Samples in bucket `idx`.
@@ -142,21 +244,25 @@ impl CumulativeHistogram {
         let Some(b) = (idx >> BLOCK_SHIFT).checked_sub(self.first) else {
             return 0;
         };
-        self.blocks
-            .get(b as usize)
-            .and_then(Option::as_ref)
-            .map_or(0, |block| block[idx as usize % BLOCK])
+        self.block(b as usize).map_or(0, |counts| {
+            self.full_count(idx, counts[idx as usize % BLOCK])
+        })
     }
 
     /// Heap bytes held (for memory accounting).
     pub fn heap_bytes(&self) -> usize {
-        self.totals.capacity() * std::mem::size_of::<u64>()
-            + self.blocks.capacity() * std::mem::size_of::<Option<Counts>>()
-            + self.blocks.iter().flatten().count() * std::mem::size_of::<[u64; BLOCK]>()
+        (self.totals.capacity() + self.groups.capacity()) * std::mem::size_of::<u64>()
+            + (self.slots.capacity() + self.arena.capacity() + self.free.capacity())
+                * std::mem::size_of::<u32>()
+            + self.excess.len() * 2 * std::mem::size_of::<u64>()
     }
 
-    fn bucket(&self, block: usize, slot: usize, count: u64) -> Bucket {
-        let idx = ((self.first + block as u32) << BLOCK_SHIFT) + slot as u32;
+    /// Bucket index of `slot` in block `b` (relative to `first`).
+    fn index(&self, b: usize, slot: usize) -> u32 {
+        ((self.first + b as u32) << BLOCK_SHIFT) + slot as u32
+    }
+
+    fn bucket(&self, idx: u32, count: u64) -> Bucket {
         Bucket {
             low: bucket_low(idx),
             high: bucket_high(idx),
@@ -179,36 +285,49 @@ impl BucketCounts for CumulativeHistogram {
     }
 
     fn buckets(&self) -> impl Iterator<Item = Bucket> + '_ {
-        self.blocks
-            .iter()
-            .enumerate()
-            .filter_map(|(b, block)| block.as_ref().map(|counts| (b, counts)))
+        (0..self.slots.len())
+            .filter_map(|b| self.block(b).map(|counts| (b, counts)))
             .flat_map(move |(b, counts)| {
                 counts
                     .iter()
                     .enumerate()
                     .filter(|&(_, &c)| c > 0)
-                    .map(move |(slot, &c)| self.bucket(b, slot, c))
+                    .map(move |(slot, &c)| {
+                        let idx = self.index(b, slot);
+                        self.bucket(idx, self.full_count(idx, c))
+                    })
             })
     }
 
-    /// O(blocks + [`BLOCK`]), from whichever end is nearer.
+    /// O(blocks / [`GROUP`] + [`GROUP`] + [`BLOCK`]), from whichever end
+    /// is nearer.
     fn bucket_at_rank(&self, rank: u64) -> Option<Bucket> {
         if rank == 0 || rank > self.total {
             return None;
         }
+        let blocks = self.totals.len();
         if rank <= self.total / 2 {
             let mut seen = 0;
-            for (b, &t) in self.totals.iter().enumerate() {
+            let (g, _) = self.groups.iter().enumerate().find(|&(_, &gt)| {
+                let found = seen + gt >= rank;
+                if !found {
+                    seen += gt;
+                }
+                found
+            })?;
+            for b in g * GROUP..((g + 1) * GROUP).min(blocks) {
+                let t = self.totals[b];
                 if seen + t < rank {
                     seen += t;
                     continue;
                 }
-                let counts = self.blocks[b].as_ref()?;
+                let counts = self.block(b)?;
                 for (slot, &c) in counts.iter().enumerate() {
+                    let idx = self.index(b, slot);
+                    let c = self.full_count(idx, c);
                     seen += c;
                     if seen >= rank {
-                        return Some(self.bucket(b, slot, c));
+                        return Some(self.bucket(idx, c));
                     }
                 }
                 return None;
@@ -217,16 +336,26 @@ impl BucketCounts for CumulativeHistogram {
             // The same sample, counted from the top.
             let from_top = self.total - rank + 1;
             let mut seen = 0;
-            for (b, &t) in self.totals.iter().enumerate().rev() {
+            let (g, _) = self.groups.iter().enumerate().rev().find(|&(_, &gt)| {
+                let found = seen + gt >= from_top;
+                if !found {
+                    seen += gt;
+                }
+                found
+            })?;
+            for b in (g * GROUP..((g + 1) * GROUP).min(blocks)).rev() {
+                let t = self.totals[b];
                 if seen + t < from_top {
                     seen += t;
                     continue;
                 }
-                let counts = self.blocks[b].as_ref()?;
+                let counts = self.block(b)?;
                 for (slot, &c) in counts.iter().enumerate().rev() {
+                    let idx = self.index(b, slot);
+                    let c = self.full_count(idx, c);
                     seen += c;
                     if seen >= from_top {
-                        return Some(self.bucket(b, slot, c));
+                        return Some(self.bucket(idx, c));
                     }
                 }
                 return None;
@@ -282,7 +411,82 @@ mod tests {
         );
         assert_eq!(cum, before);
         cum.subtract(&slices[3]).unwrap();
-        assert!(cum.is_empty() && cum.totals.is_empty());
+        assert!(cum.is_empty() && cum.totals.is_empty() && cum.slots.is_empty());
         assert_eq!(cum.bucket_at_rank(1), None);
+    }
+
+    #[test]
+    fn ranks_across_many_groups_after_adds_and_removals() {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut cum = CumulativeHistogram::new();
+        let mut all = SparseHistogram::new();
+        let mut window = std::collections::VecDeque::new();
+        for round in 0..60 {
+            // Values over many octaves: thousands of buckets, dozens of groups.
+            let s = sparse(
+                &(0..1 + next() % 50)
+                    .map(|_| (1 + next() % 1000) << (next() % 20))
+                    .collect::<Vec<_>>(),
+            );
+            cum.add(&s);
+            all.merge(&s);
+            window.push_back(s);
+            if window.len() > 5 {
+                let old = window.pop_front().unwrap();
+                cum.subtract(&old).unwrap();
+                all.subtract(&old).unwrap();
+            }
+            let n = BucketCounts::len(&all);
+            assert_eq!(cum.len(), n);
+            for rank in (0..=n + 1).step_by(1 + round % 3) {
+                assert_eq!(
+                    cum.bucket_at_rank(rank),
+                    all.bucket_at_rank(rank),
+                    "{round} {rank}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn counts_beyond_32_bits_stay_exact() {
+        let big = u64::from(u32::MAX) + 7;
+        let mut s = SparseHistogram::new();
+        s.record_n(150_000, big);
+        s.record_n(150_000_000, 3);
+        let mut all = SparseHistogram::new();
+        let mut cum = CumulativeHistogram::new();
+        for _ in 0..3 {
+            cum.add(&s);
+            all.merge(&s);
+            assert!(cum.buckets().eq(all.buckets()));
+            let n = BucketCounts::len(&all);
+            for rank in [1, big, big + 1, n - 3, n - 2, n] {
+                assert_eq!(cum.bucket_at_rank(rank), all.bucket_at_rank(rank), "{rank}");
+            }
+        }
+        let mut small = SparseHistogram::new();
+        small.record_n(150_000, 5);
+        cum.subtract(&small).unwrap();
+        all.subtract(&small).unwrap();
+        assert!(cum.buckets().eq(all.buckets()));
+        cum.add(&small);
+        all.merge(&small);
+        for _ in 0..3 {
+            cum.subtract(&s).unwrap_or_else(|_| panic!("subtract"));
+            all.subtract(&s).unwrap_or_else(|_| panic!("subtract"));
+            assert!(cum.buckets().eq(all.buckets()));
+        }
+        assert!(cum.excess.is_empty());
+        assert_eq!(cum.len(), 0);
+        let mut over = SparseHistogram::new();
+        over.record_n(150_000, 1);
+        assert_eq!(cum.subtract(&over), Err(StatsError::SubtractionUnderflow));
     }
 }
