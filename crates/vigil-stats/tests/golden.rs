@@ -10,7 +10,12 @@
 //!   one its histogram bucket stands for);
 //! - savvi log e-values: 1e-9 relative, or 1e-9 absolute when |log e| < 1;
 //! - rank-shift log e-values (`scripts/gen_rank_shift_golden.py`, scipy
-//!   midranks and quadrature, same versions): 1e-9 relative + 1e-6 absolute.
+//!   midranks and quadrature, same versions): 1e-9 relative + 1e-6 absolute;
+//! - the error-rate confidence sequence's ends
+//!   (`scripts/gen_proportion_golden.py`, mpmath 1.3.0 at 60 digits): 1e-7
+//!   relative (largest seen 2.6e-8, at 1 error in 10^7: ln B of arguments
+//!   near 10^7 is a difference of log-gammas near 1.5e8, whose last bits
+//!   are 2e-8 of ln E, and the slope there turns that into ~1e-8 of p).
 
 // Test code: a failed unwrap is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -236,4 +241,34 @@ fn rank_shift_matches_its_reference() {
             );
         }
     }
+}
+
+#[test]
+fn proportion_cs_matches_mpmath() {
+    use vigil_stats::sequential::proportion::proportion_cs;
+    let golden = load("proportion_cs.json");
+    let cases = golden["cases"].as_array().unwrap();
+    assert!(cases.len() >= 200, "got {}", cases.len());
+    let mut worst = 0.0_f64;
+    for case in cases {
+        let x = case["successes"].as_u64().unwrap();
+        let n = case["n"].as_u64().unwrap();
+        let alpha = case["alpha"].as_f64().unwrap();
+        let (low, high) = proportion_cs(x, n, alpha).unwrap();
+        for (got, want) in [
+            (low, case["low"].as_f64().unwrap()),
+            (high, case["high"].as_f64().unwrap()),
+        ] {
+            worst = worst.max(if want == 0.0 {
+                got.abs()
+            } else {
+                ((got - want) / want).abs()
+            });
+            assert!(
+                close_relative(got, want, 1e-7),
+                "{x}/{n} at {alpha}: {got} vs {want}"
+            );
+        }
+    }
+    eprintln!("proportion_cs: largest relative difference {worst:e}");
 }
