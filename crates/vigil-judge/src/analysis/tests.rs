@@ -406,3 +406,75 @@ fn catching_up_sees_every_slice_of_the_combined_evidence() {
         assert_eq!(a.e_value(), b.e_value());
     }
 }
+
+#[test]
+fn ticks_between_slices_give_the_report_a_fresh_decision_gives() {
+    // A server ticks every second over 10 s slices; the ticks that see no
+    // new slice reuse the last report. Each must equal what deciding from
+    // scratch gives, through a verdict change, a dimension appearing and
+    // the end of max_duration.
+    let store = Store::new(StoreConfig::default());
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let latency = LogNormal::new(80f64.ln(), 0.5).unwrap();
+    let service = ServiceName::new("payment").unwrap();
+    let (v7, v8) = (Version::new("v7").unwrap(), Version::new("v8").unwrap());
+    let lat = MetricName::new("latency").unwrap();
+    let err = MetricName::new("error_rate").unwrap();
+    // The analysis ends between two slice boundaries, at a tick that sees
+    // no new slice.
+    let extra = "policy: {max_duration: 175s, min_samples: 20}\ndimensions: [endpoint]\n";
+    let mut analysis = Analysis::new("a", spec(LATENCY_AND_ERRORS, extra), T0).unwrap();
+    analysis.stop_at_terminal = false;
+    let mut t = 0.0;
+    let mut next_tick = 1.0;
+    let mut verdicts = Vec::new();
+    let mut reused = 0;
+    while t < 300.0 {
+        t += 0.02;
+        let is_canary = rng.random::<f64>() < 0.2;
+        // The canary turns 50% slower after 200 s; /refund appears after
+        // one minute.
+        let mult = if is_canary && t > 200.0 { 1.5 } else { 1.0 };
+        let endpoint = if t > 60.0 && rng.random::<f64>() < 0.3 {
+            "/refund"
+        } else {
+            "/charge"
+        };
+        let base = Sample {
+            ts: T0 + t,
+            service: service.clone(),
+            version: if is_canary { v8.clone() } else { v7.clone() },
+            metric: lat.clone(),
+            labels: Labels::from_pairs([("endpoint", endpoint)]),
+            observation: Observation::Value((latency.sample(&mut rng) * mult).round()),
+        };
+        store.record(&base).unwrap();
+        let error = rng.random::<f64>() < 0.001;
+        store
+            .record(&Sample {
+                metric: err.clone(),
+                observation: Observation::Outcome { error },
+                ..base
+            })
+            .unwrap();
+        if t >= next_tick {
+            next_tick += 1.0;
+            let mut fresh = analysis.clone();
+            fresh.latest = None;
+            fresh.latest_ended = None;
+            let before = analysis.latest.clone();
+            let report = analysis.tick(&store, T0 + t);
+            let want = fresh.tick(&store, T0 + t);
+            assert_eq!(report, want, "at {t:.2}");
+            if before.is_some_and(|b| b.reason == report.reason) {
+                reused += 1;
+            }
+            if verdicts.last() != Some(&report.verdict) {
+                verdicts.push(report.verdict);
+            }
+        }
+    }
+    assert!(reused > 200, "{reused} ticks reused a report");
+    assert!(analysis.tracks.len() > 2, "a dimension's tracks were added");
+    assert!(verdicts.len() >= 2, "the verdict changed: {verdicts:?}");
+}
