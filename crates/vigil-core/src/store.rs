@@ -400,18 +400,19 @@ impl Store {
                 labels: Labels::empty(),
             };
             let slice = group.slice;
-            let delta = group.delta();
             // A slice that fell out of the window during the batch is still
             // applied (and hidden from readers), as one by one.
             let oldest = window_oldest.min(slice);
-            if !labels.is_empty() {
-                let aggregate = std::mem::replace(&mut key.labels, labels.clone());
-                if self.add(&key, slice, oldest, delta, &mut scratch) {
-                    self.index_label_set(&key);
+            for delta in group.deltas().into_iter().flatten() {
+                if !labels.is_empty() {
+                    let aggregate = std::mem::replace(&mut key.labels, labels.clone());
+                    if self.add(&key, slice, oldest, delta, &mut scratch) {
+                        self.index_label_set(&key);
+                    }
+                    key.labels = aggregate;
                 }
-                key.labels = aggregate;
+                self.add(&key, slice, oldest, delta, &mut scratch);
             }
-            self.add(&key, slice, oldest, delta, &mut scratch);
             if self.bytes.load(Ordering::Relaxed) > self.config.memory_budget_bytes {
                 self.evict();
             }
@@ -434,7 +435,7 @@ impl Store {
         let (data, slice, _) = self.place(ts, observation, high)?;
         let delta = data.delta();
         let delta = delta.as_delta();
-        let is_distribution = matches!(delta, Delta::Buckets(_));
+        let is_distribution = !matches!(delta, Delta::Counts { .. });
         // Fast path: the series, slice and kind of the previous sample (a
         // stream's samples come in runs). Its names, labels and kind were
         // checked then; only what it counted is counted again.
@@ -492,6 +493,7 @@ impl Store {
                     metric: sample.metric.clone(),
                     labels,
                     slice,
+                    units: Vec::new(),
                     buckets: Vec::new(),
                     requests: 0,
                     errors: 0,
@@ -720,7 +722,7 @@ enum Contribution {
 
 /// A [`Contribution`] in the form series take it.
 enum OwnedDelta<'a> {
-    One([(u32, u64); 1]),
+    One([u32; 1]),
     Many(&'a [(u32, u64)]),
     Counts { requests: u64, errors: u64 },
 }
@@ -728,7 +730,7 @@ enum OwnedDelta<'a> {
 impl OwnedDelta<'_> {
     fn as_delta(&self) -> Delta<'_> {
         match self {
-            OwnedDelta::One(b) => Delta::Buckets(b),
+            OwnedDelta::One(u) => Delta::Units(u),
             OwnedDelta::Many(b) => Delta::Buckets(b),
             OwnedDelta::Counts { requests, errors } => Delta::Counts {
                 requests: *requests,
@@ -741,7 +743,7 @@ impl OwnedDelta<'_> {
 impl Contribution {
     fn delta(&self) -> OwnedDelta<'_> {
         match self {
-            Contribution::Value(v) => OwnedDelta::One([(bucket_index(*v), 1)]),
+            Contribution::Value(v) => OwnedDelta::One([bucket_index(*v)]),
             Contribution::Histogram(b) => OwnedDelta::Many(b),
             Contribution::Counts { requests, errors } => OwnedDelta::Counts {
                 requests: *requests,
@@ -947,7 +949,9 @@ struct Group {
     labels: usize,
     slice: i64,
     is_distribution: bool,
-    /// Unsorted until [`Group::delta`].
+    /// Bucket indices of single values, as they came.
+    units: Vec<u32>,
+    /// Histograms' buckets, unsorted until [`Group::deltas`].
     buckets: Vec<(u32, u64)>,
     requests: u64,
     errors: u64,
@@ -956,6 +960,7 @@ struct Group {
 impl Group {
     fn add(&mut self, delta: Delta<'_>) {
         match delta {
+            Delta::Units(u) => self.units.extend_from_slice(u),
             Delta::Buckets(b) => self.buckets.extend_from_slice(b),
             Delta::Counts { requests, errors } => {
                 self.requests += requests;
@@ -964,15 +969,24 @@ impl Group {
         }
     }
 
-    fn delta(&mut self) -> Delta<'_> {
+    /// What the group adds to its slice: a distribution's single values
+    /// and histograms' buckets (either may be empty, not both), or
+    /// counters.
+    fn deltas(&mut self) -> [Option<Delta<'_>>; 2] {
         if self.is_distribution {
             sort_buckets(&mut self.buckets);
-            Delta::Buckets(&self.buckets)
+            [
+                (!self.units.is_empty()).then_some(Delta::Units(&self.units)),
+                (!self.buckets.is_empty()).then_some(Delta::Buckets(&self.buckets)),
+            ]
         } else {
-            Delta::Counts {
-                requests: self.requests,
-                errors: self.errors,
-            }
+            [
+                Some(Delta::Counts {
+                    requests: self.requests,
+                    errors: self.errors,
+                }),
+                None,
+            ]
         }
     }
 }

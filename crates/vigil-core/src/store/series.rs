@@ -129,19 +129,149 @@ pub(super) fn merge_buckets(dst: &mut Vec<(u32, u64)>, src: &[(u32, u64)]) {
     }
 }
 
+/// Adds sorted bucket indices of single samples (repeats allowed) into
+/// sorted pairs, in place, as [`merge_buckets`] does.
+pub(super) fn merge_units(dst: &mut Vec<(u32, u64)>, src: &[u32]) {
+    let (mut i, mut new) = (0, 0);
+    let mut prev = None;
+    for &idx in src {
+        if prev == Some(idx) {
+            continue;
+        }
+        prev = Some(idx);
+        while i < dst.len() && dst[i].0 < idx {
+            i += 1;
+        }
+        if i >= dst.len() || dst[i].0 != idx {
+            new += 1;
+        }
+    }
+    let old_len = dst.len();
+    dst.resize(old_len + new, (0, 0));
+    let (mut a, mut b, mut w) = (old_len, src.len(), old_len + new);
+    while b > 0 {
+        let idx = src[b - 1];
+        let mut run = 0u64;
+        while b > 0 && src[b - 1] == idx {
+            b -= 1;
+            run += 1;
+        }
+        while a > 0 && dst[a - 1].0 > idx {
+            w -= 1;
+            dst[w] = dst[a - 1];
+            a -= 1;
+        }
+        w -= 1;
+        if a > 0 && dst[a - 1].0 == idx {
+            dst[w] = (idx, dst[a - 1].1 + run);
+            a -= 1;
+        } else {
+            dst[w] = (idx, run);
+        }
+    }
+}
+
+/// Bucket indices of single samples a slice buffers before sorting them
+/// in, at least (see [`Buckets`]).
+const UNITS_MIN: usize = 32;
+
+/// A distribution slice being filled: sorted pairs, and the bucket indices
+/// of single samples not yet added to them, in arrival order. A sample is
+/// a push; once the buffer holds as many indices as there are pairs (and
+/// at least [`UNITS_MIN`]), it is sorted and merged into the pairs in one
+/// pass. So a sample costs O(1) amortised plus its share of a sort,
+/// in order or late, where inserting each group into a slice of a
+/// thousand pairs cost a pass over them; and memory stays within about
+/// twice the pairs.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Buckets {
+    sorted: Vec<(u32, u64)>,
+    units: Vec<u32>,
+}
+
+impl Buckets {
+    fn with_capacity(pairs: usize, units: usize) -> Self {
+        Buckets {
+            sorted: Vec::with_capacity(pairs),
+            units: Vec::with_capacity(units),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sorted.is_empty() && self.units.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.sorted.clear();
+        self.units.clear();
+    }
+
+    fn heap_bytes(&self) -> usize {
+        malloc_size(self.sorted.capacity() * std::mem::size_of::<(u32, u64)>())
+            + malloc_size(self.units.capacity() * std::mem::size_of::<u32>())
+    }
+
+    fn add_units(&mut self, units: &[u32]) {
+        if self.units.capacity() == 0 {
+            // One allocation for a typical slice (doubling from a few
+            // would leave freed blocks behind per series).
+            self.units.reserve_exact(UNITS_MIN.max(units.len()));
+        }
+        self.units.extend_from_slice(units);
+        if self.units.len() >= UNITS_MIN.max(self.sorted.len()) {
+            self.settle();
+        }
+    }
+
+    /// Sorts the buffered indices into the pairs.
+    fn settle(&mut self) {
+        if self.units.is_empty() {
+            return;
+        }
+        self.units.sort_unstable();
+        merge_units(&mut self.sorted, &self.units);
+        self.units.clear();
+    }
+
+    /// Adds these buckets into `dst` (sorted pairs), without changing them.
+    fn add_into(&self, dst: &mut Vec<(u32, u64)>) {
+        merge_buckets(dst, &self.sorted);
+        if !self.units.is_empty() {
+            let mut units = self.units.clone();
+            units.sort_unstable();
+            merge_units(dst, &units);
+        }
+    }
+
+    /// The sorted pairs, buffered samples included.
+    fn pairs(&self) -> Vec<(u32, u64)> {
+        if self.units.is_empty() {
+            return self.sorted.clone();
+        }
+        let mut out = Vec::with_capacity(self.sorted.len() + self.units.len());
+        out.extend_from_slice(&self.sorted);
+        let mut units = self.units.clone();
+        units.sort_unstable();
+        merge_units(&mut out, &units);
+        out
+    }
+}
+
 /// What a group of samples adds to one slice of one series.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Delta<'a> {
     /// Sorted, deduplicated `(bucket index, count)` pairs.
     Buckets(&'a [(u32, u64)]),
+    /// Bucket indices of single samples, in any order, repeats allowed.
+    Units(&'a [u32]),
     /// Counters.
     Counts { requests: u64, errors: u64 },
 }
 
-/// The newest slice of a series, updated in place.
+/// A slice updated in place (the newest, or pending late additions).
 #[derive(Debug, Clone)]
 enum Open {
-    Buckets(Vec<(u32, u64)>),
+    Buckets(Buckets),
     Counts { requests: u64, errors: u64 },
 }
 
@@ -149,7 +279,7 @@ impl Open {
     /// An empty slice of the kind of `delta`.
     fn empty_like(delta: Delta<'_>) -> Open {
         match delta {
-            Delta::Buckets(_) => Open::Buckets(Vec::new()),
+            Delta::Buckets(_) | Delta::Units(_) => Open::Buckets(Buckets::default()),
             Delta::Counts { .. } => Open::Counts {
                 requests: 0,
                 errors: 0,
@@ -157,10 +287,13 @@ impl Open {
         }
     }
 
-    /// This slice as a delta to add to another.
-    fn as_delta(&self) -> Delta<'_> {
+    /// This slice as a delta to add to another (settled first).
+    fn as_delta(&mut self) -> Delta<'_> {
         match self {
-            Open::Buckets(b) => Delta::Buckets(b),
+            Open::Buckets(b) => {
+                b.settle();
+                Delta::Buckets(&b.sorted)
+            }
             Open::Counts { requests, errors } => Delta::Counts {
                 requests: *requests,
                 errors: *errors,
@@ -171,14 +304,15 @@ impl Open {
     /// Bytes of its allocation, as the allocator sizes it.
     fn heap_bytes(&self) -> usize {
         match self {
-            Open::Buckets(b) => malloc_size(b.capacity() * std::mem::size_of::<(u32, u64)>()),
+            Open::Buckets(b) => b.heap_bytes(),
             Open::Counts { .. } => 0,
         }
     }
 
     fn apply(&mut self, delta: Delta<'_>) {
         match (self, delta) {
-            (Open::Buckets(b), Delta::Buckets(d)) => merge_buckets(b, d),
+            (Open::Buckets(b), Delta::Buckets(d)) => merge_buckets(&mut b.sorted, d),
+            (Open::Buckets(b), Delta::Units(d)) => b.add_units(d),
             (
                 Open::Counts { requests, errors },
                 Delta::Counts {
@@ -194,9 +328,13 @@ impl Open {
         }
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the payload (settled first).
+    fn encode(&mut self, out: &mut Vec<u8>) {
         match self {
-            Open::Buckets(b) => encode_buckets(b, out),
+            Open::Buckets(b) => {
+                b.settle();
+                encode_buckets(&b.sorted, out);
+            }
             Open::Counts { requests, errors } => {
                 put_varint(out, *requests);
                 put_varint(out, *errors);
@@ -206,18 +344,15 @@ impl Open {
 
     fn to_slice_data(&self) -> SliceData {
         match self {
-            Open::Buckets(b) => SliceData::Distribution(histogram(b)),
+            Open::Buckets(b) => {
+                SliceData::Distribution(SparseHistogram::from_index_counts(b.pairs()))
+            }
             Open::Counts { requests, errors } => SliceData::Counts {
                 requests: *requests,
                 errors: *errors,
             },
         }
     }
-}
-
-/// A histogram of sorted pairs.
-fn histogram(buckets: &[(u32, u64)]) -> SparseHistogram {
-    SparseHistogram::from_index_counts(buckets.to_vec())
 }
 
 /// glibc's chunk for a request of `n` bytes: 8 bytes of header, rounded up
@@ -230,7 +365,8 @@ pub(super) fn malloc_size(n: usize) -> usize {
     }
 }
 
-/// Buckets the open slice has room for when a series is created.
+/// Buckets the open slice has room for when a series of histograms is
+/// created.
 const OPEN_CAPACITY: usize = 16;
 
 /// Bytes of pending late additions a series always may hold before they are
@@ -297,7 +433,8 @@ impl Series {
         let open = match delta {
             // Room for a typical slice at once: growing by doubling would
             // leave three freed blocks behind per series.
-            Delta::Buckets(_) => Open::Buckets(Vec::with_capacity(OPEN_CAPACITY)),
+            Delta::Buckets(_) => Open::Buckets(Buckets::with_capacity(OPEN_CAPACITY, 0)),
+            Delta::Units(_) => Open::Buckets(Buckets::with_capacity(0, UNITS_MIN)),
             Delta::Counts { .. } => Open::Counts {
                 requests: 0,
                 errors: 0,
@@ -318,7 +455,8 @@ impl Series {
     pub(super) fn accepts(&self, delta: Delta<'_>) -> bool {
         matches!(
             (&self.open, delta),
-            (Open::Buckets(_), Delta::Buckets(_)) | (Open::Counts { .. }, Delta::Counts { .. })
+            (Open::Buckets(_), Delta::Buckets(_) | Delta::Units(_))
+                | (Open::Counts { .. }, Delta::Counts { .. })
         )
     }
 
@@ -337,10 +475,7 @@ impl Series {
     /// holds too: the store benchmark measured resident memory 14% above
     /// the accounting without it, 4% with it). O(1).
     pub(super) fn account(&mut self) -> usize {
-        let open = match &self.open {
-            Open::Buckets(b) => malloc_size(b.capacity() * std::mem::size_of::<(u32, u64)>()),
-            Open::Counts { .. } => 0,
-        };
+        let open = self.open.heap_bytes();
         let late = self.late.as_ref().map_or(0, |l| l.bytes());
         let heap = malloc_size(self.done.capacity()) + open + late;
         self.bytes = ENTRY_BYTES + heap + heap / 8;
@@ -490,7 +625,7 @@ impl Series {
     /// each slice they touch is decoded, added to and re-encoded, the
     /// others are copied as they are.
     fn merge_late(&mut self, scratch: &mut Scratch) {
-        let Some(late) = self.late.take() else {
+        let Some(mut late) = self.late.take() else {
             return;
         };
         let Some(&(oldest_late, _)) = late.slices.first() else {
@@ -503,7 +638,7 @@ impl Series {
         let out = &mut scratch.bytes;
         out.clear();
         let mut encoded = std::mem::take(&mut scratch.encoded);
-        let mut pending = late.slices.iter().peekable();
+        let mut pending = late.slices.iter_mut().peekable();
         // Slices older than any held: the late ones, empty ones between.
         for index in new_first..first {
             match pending.next_if(|(i, _)| *i == index) {
@@ -530,7 +665,10 @@ impl Series {
             let mut data = if distribution {
                 scratch.buckets.clear();
                 decode_buckets(bytes, &mut scratch.buckets);
-                Open::Buckets(std::mem::take(&mut scratch.buckets))
+                Open::Buckets(Buckets {
+                    sorted: std::mem::take(&mut scratch.buckets),
+                    units: Vec::new(),
+                })
             } else if payload == end {
                 Open::Counts {
                     requests: 0,
@@ -549,7 +687,7 @@ impl Series {
             put_varint(out, encoded.len() as u64);
             out.extend_from_slice(&encoded);
             if let Open::Buckets(b) = data {
-                scratch.buckets = b;
+                scratch.buckets = b.sorted;
             }
         }
         debug_assert!(pending.next().is_none(), "late slices are all held");
@@ -605,7 +743,7 @@ impl Series {
                     let mut buckets = Vec::with_capacity(end - payload);
                     decode_buckets(bytes, &mut buckets);
                     if let Some(Open::Buckets(b)) = add {
-                        merge_buckets(&mut buckets, b);
+                        b.add_into(&mut buckets);
                     }
                     if buckets.is_empty() {
                         continue;
@@ -718,8 +856,14 @@ mod tests {
     fn late_additions_read_back_exactly() {
         use proptest::prelude::*;
         use std::collections::BTreeMap;
+        // Each addition either as sorted pairs or as single samples (in
+        // reverse order, each pair's count times).
         let adds = prop::collection::vec(
-            (0i64..60, prop::collection::vec((0u32..300, 1u64..4), 1..40)),
+            (
+                0i64..60,
+                prop::collection::vec((0u32..300, 1u64..4), 1..40),
+                any::<bool>(),
+            ),
             1..400,
         );
         proptest!(ProptestConfig::with_cases(48), |(adds in adds, window in 5i64..40)| {
@@ -727,15 +871,24 @@ mod tests {
             let mut series: Option<Series> = None;
             let mut scratch = Scratch::default();
             let mut high = i64::MIN;
-            for (slice, mut buckets) in adds {
+            for (slice, mut buckets, as_units) in adds {
                 buckets.sort_unstable_by_key(|&(i, _)| i);
                 buckets.dedup_by_key(|&mut (i, _)| i);
+                let units: Vec<u32> = buckets
+                    .iter()
+                    .rev()
+                    .flat_map(|&(i, c)| std::iter::repeat_n(i, c as usize))
+                    .collect();
                 high = high.max(slice);
                 let oldest = high - window + 1;
                 if slice < oldest {
                     continue;
                 }
-                let delta = Delta::Buckets(&buckets);
+                let delta = if as_units {
+                    Delta::Units(&units)
+                } else {
+                    Delta::Buckets(&buckets)
+                };
                 let s = series.get_or_insert_with(|| Series::new(slice, delta, 0));
                 s.add(slice, oldest, window, delta, &mut scratch);
                 s.account();
@@ -822,5 +975,45 @@ mod tests {
         assert_eq!(dst, vec![(1, 1), (2, 1), (5, 3), (7, 1), (9, 3), (12, 4)]);
         merge_buckets(&mut dst, &[(6, 1)]);
         assert_eq!(dst[3], (6, 1));
+        merge_units(&mut dst, &[0, 0, 5, 6, 6, 6, 13, 13]);
+        assert_eq!(
+            dst,
+            vec![
+                (0, 2),
+                (1, 1),
+                (2, 1),
+                (5, 4),
+                (6, 4),
+                (7, 1),
+                (9, 3),
+                (12, 4),
+                (13, 2)
+            ]
+        );
+        let mut empty = Vec::new();
+        merge_units(&mut empty, &[3, 3, 4]);
+        assert_eq!(empty, vec![(3, 2), (4, 1)]);
+    }
+
+    /// A slice filled with single samples, past several settles, reads as
+    /// their counts, before and after it is settled.
+    #[test]
+    fn buffered_units_count_exactly() {
+        let mut b = Buckets::default();
+        let mut expected = std::collections::BTreeMap::new();
+        for k in 0..5_000u32 {
+            let idx = (k * 7919) % 1_000;
+            b.add_units(&[idx]);
+            *expected.entry(idx).or_insert(0u64) += 1;
+            assert!(b.units.len() < UNITS_MIN.max(b.sorted.len()));
+        }
+        let expected: Vec<(u32, u64)> = expected.into_iter().collect();
+        assert_eq!(b.pairs(), expected);
+        let mut into = vec![(0, 1)];
+        b.add_into(&mut into);
+        assert_eq!(into[0], (0, expected[0].1 + 1));
+        b.settle();
+        assert!(b.units.is_empty());
+        assert_eq!(b.sorted, expected);
     }
 }
