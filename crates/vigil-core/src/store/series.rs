@@ -1,34 +1,43 @@
 //! One series' window, compact: completed slices encoded in one byte ring,
-//! the newest (open) slice as plain sorted buckets.
+//! the newest (open) slice, and the few before it while samples still
+//! arrive late for them, as plain buckets.
 //!
 //! Layout. A series holds the slices `first ..= open_index`, every index in
 //! that range (a slice without data is one byte), so a slice's index is
-//! implicit from its position and `first = open_index - n_done`:
-//! - `done`: the completed slices, oldest first, each a LEB128 length then
-//!   its payload. An empty payload is a slice without data. A distribution
+//! implicit from its position:
+//! - `done`: the oldest completed slices, each a LEB128 length then its
+//!   payload. An empty payload is a slice without data. A distribution
 //!   payload is its non-empty buckets in increasing order, each a varint
 //!   token `(index delta) << 1 | (count == 1)`, followed by a varint count
 //!   when the count is not 1 (most buckets of a 10 s slice hold one sample,
 //!   and neighbouring bucket indices are close, so a bucket costs 2 bytes
 //!   where a `(u32, u64)` pair costs 16). A counter payload is two varints,
 //!   requests and errors.
-//! - `open`: the newest slice, sorted `(bucket index, count)` pairs (or the
-//!   two counters), which samples update in place. When a sample for a
-//!   newer slice arrives, the open slice is encoded onto the end of `done`.
+//! - `open`: the newest slice, as [`Buckets`] (sorted pairs plus a buffer
+//!   of single samples' bucket indices) or the two counters, which samples
+//!   update in place.
+//! - recent slices (in `late`, for a series that gets late samples): the
+//!   completed slices newer than the ring's, kept as the open one is, up
+//!   to the series' allowed lateness ([`Late::depth`], at most
+//!   [`MAX_DEPTH`] slices). It follows the stream: it rises at once to
+//!   the lateness of a sample that came later than it allows (the newest
+//!   ring slices are decoded back into recent ones), and falls back to
+//!   what the stream needed after [`DEPTH_PERIOD`] slices. A series in
+//!   stream order has none. When the open slice advances, the completed
+//!   slices past the allowed lateness are encoded onto the ring's end
+//!   (all are newer than what it holds, so nothing is re-encoded). A
+//!   partitioned Kafka topic read in parallel delivers a series' samples
+//!   dozens of slices apart, even in stream order: this makes a late
+//!   sample as cheap as an in-order one.
 //!
 //! The ring is a `VecDeque<u8>` grown by an eighth at a time, so it stays
 //! within about 12% of the window's encoded size; expiring the oldest slice
-//! pops its bytes off the front without moving the rest. Recording into the
-//! open slice is a binary search and an insert into a few dozen pairs.
-//! - `late`: additions to completed slices (or to slices older than any
-//!   held), kept as plain sorted pairs per slice, like `open`, and merged
-//!   into the ring in one pass once they take twice the ring's bytes (plus
-//!   [`LATE_MIN_BYTES`]). A late sample thus costs about what an
-//!   in-order one does, amortised: a partitioned Kafka topic read in
-//!   parallel delivers a series' samples dozens of slices apart, and
-//!   re-encoding a completed slice (and copying the ring) per late group,
-//!   as before, took most of the ingest time. Readers merge `late` into
-//!   what they decode.
+//! pops its bytes off the front without moving the rest.
+//! - late additions (also in `late`): samples for ring slices, or slices
+//!   older than any held (inside the window), kept per slice like `open`
+//!   and merged into the ring in one pass once they take twice the ring's
+//!   bytes (plus [`LATE_MIN_BYTES`]): each slice they touch is decoded,
+//!   added to and re-encoded. Readers merge them into what they decode.
 
 use std::collections::VecDeque;
 
@@ -110,6 +119,9 @@ pub(super) fn merge_buckets(dst: &mut Vec<(u32, u64)>, src: &[(u32, u64)]) {
         }
     }
     let old_len = dst.len();
+    // Exact growth: a slice is merged into once per buffer of its size,
+    // and doubling would leave up to half of it unused.
+    dst.reserve_exact(new);
     dst.resize(old_len + new, (0, 0));
     let (mut a, mut b, mut w) = (old_len, src.len(), old_len + new);
     while b > 0 {
@@ -147,6 +159,7 @@ pub(super) fn merge_units(dst: &mut Vec<(u32, u64)>, src: &[u32]) {
         }
     }
     let old_len = dst.len();
+    dst.reserve_exact(new);
     dst.resize(old_len + new, (0, 0));
     let (mut a, mut b, mut w) = (old_len, src.len(), old_len + new);
     while b > 0 {
@@ -223,7 +236,9 @@ impl Buckets {
         }
     }
 
-    /// Sorts the buffered indices into the pairs.
+    /// Sorts the buffered indices into the pairs. A large buffer is given
+    /// back (it is as large as the pairs: a slice past its busy time
+    /// would hold it for nothing).
     fn settle(&mut self) {
         if self.units.is_empty() {
             return;
@@ -231,6 +246,41 @@ impl Buckets {
         self.units.sort_unstable();
         merge_units(&mut self.sorted, &self.units);
         self.units.clear();
+        if self.units.capacity() > 4 * UNITS_MIN {
+            self.units = Vec::new();
+        }
+    }
+
+    /// Settles and gives back spare room: the slice is complete, and
+    /// late samples for it are few.
+    fn compact(&mut self) {
+        self.settle();
+        self.sorted.shrink_to_fit();
+        if self.units.is_empty() {
+            self.units = Vec::new();
+        }
+    }
+
+    /// Appends the payload (see the module docs). A slice of buffered
+    /// samples only is encoded straight from them, sorted in place.
+    fn encode(&mut self, out: &mut Vec<u8>) {
+        if !self.sorted.is_empty() {
+            self.settle();
+            encode_buckets(&self.sorted, out);
+            return;
+        }
+        self.units.sort_unstable();
+        let mut prev = 0u32;
+        let mut rest = &self.units[..];
+        while let Some(&idx) = rest.first() {
+            let run = rest.iter().take_while(|&&u| u == idx).count();
+            rest = &rest[run..];
+            put_varint(out, (u64::from(idx - prev) << 1) | u64::from(run == 1));
+            if run != 1 {
+                put_varint(out, run as u64);
+            }
+            prev = idx;
+        }
     }
 
     /// Adds these buckets into `dst` (sorted pairs), without changing them.
@@ -329,12 +379,30 @@ impl Open {
     }
 
     /// Appends the payload (settled first).
+    /// An empty slice of the same kind.
+    fn emptied(&self) -> Open {
+        match self {
+            Open::Buckets(_) => Open::Buckets(Buckets::default()),
+            Open::Counts { .. } => Open::Counts {
+                requests: 0,
+                errors: 0,
+            },
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Open::Buckets(b) => b.clear(),
+            Open::Counts { requests, errors } => {
+                *requests = 0;
+                *errors = 0;
+            }
+        }
+    }
+
     fn encode(&mut self, out: &mut Vec<u8>) {
         match self {
-            Open::Buckets(b) => {
-                b.settle();
-                encode_buckets(&b.sorted, out);
-            }
+            Open::Buckets(b) => b.encode(out),
             Open::Counts { requests, errors } => {
                 put_varint(out, *requests);
                 put_varint(out, *errors);
@@ -375,23 +443,82 @@ const OPEN_CAPACITY: usize = 16;
 /// smaller bound merges them over and over.)
 pub(super) const LATE_MIN_BYTES: usize = 4096;
 
-/// Additions to slices older than the open one, not yet in the ring.
+/// Most completed slices a series keeps unencoded for late samples (the
+/// largest allowed lateness, in slices): about 10 minutes of 10 s slices.
+const MAX_DEPTH: u32 = 64;
+
+/// Slices of stream time after which a series' allowed lateness is set
+/// down to the largest lateness it saw meanwhile.
+const DEPTH_PERIOD: u32 = 64;
+
+/// What a series with late samples holds besides the ring and the open
+/// slice.
 #[derive(Debug, Clone, Default)]
 struct Late {
-    /// Sorted by slice index, each index at most once, all older than the
-    /// open slice and inside the window.
+    /// Additions to slices in the ring or older than any held: sorted by
+    /// slice index, each index at most once, inside the window.
     slices: Vec<(i64, Open)>,
     /// Sum of the entries' [`Open::heap_bytes`].
     heap: usize,
+    /// The newest completed slices, not yet encoded into the ring: indices
+    /// `open_index - recent.len() ..= open_index - 1`, oldest first; `None`
+    /// for a slice without data.
+    recent: VecDeque<Option<Open>>,
+    /// Sum of the recent slices' [`Open::heap_bytes`].
+    recent_heap: usize,
+    /// Completed slices kept in `recent` (the allowed lateness, in
+    /// slices): raised at once to the lateness of a sample that came too
+    /// late for it, set down every [`DEPTH_PERIOD`] slices to the largest
+    /// lateness seen meanwhile.
+    depth: u32,
+    /// Largest lateness seen in this period (at most [`MAX_DEPTH`]).
+    needed: u32,
+    /// Slices of stream time advanced in this period.
+    since: u32,
 }
 
 impl Late {
     /// Bytes held, as the allocator sizes them.
     fn bytes(&self) -> usize {
         malloc_size(std::mem::size_of::<Late>())
-            + malloc_size(self.slices.capacity() * std::mem::size_of::<(i64, Open)>())
-            + self.heap
+            + self.additions_bytes()
+            + malloc_size(self.recent.capacity() * std::mem::size_of::<Option<Open>>())
+            + self.recent_heap
     }
+
+    /// Bytes of the additions to the ring's slices.
+    fn additions_bytes(&self) -> usize {
+        malloc_size(self.slices.capacity() * std::mem::size_of::<(i64, Open)>()) + self.heap
+    }
+
+    /// Notes a sample `lateness` slices older than the open one, in a window
+    /// of `window_slices`.
+    fn note(&mut self, lateness: i64, window_slices: i64) {
+        let cap = i64::from(MAX_DEPTH).min(window_slices - 1).max(0);
+        let lateness = u32::try_from(lateness.min(cap)).unwrap_or(0);
+        self.needed = self.needed.max(lateness);
+        self.depth = self.depth.max(lateness);
+    }
+
+    fn recount_recent(&mut self) {
+        self.recent_heap = self.recent.iter().flatten().map(Open::heap_bytes).sum();
+    }
+
+    /// Whether it holds nothing and expects no late samples.
+    fn is_idle(&self) -> bool {
+        self.slices.is_empty() && self.recent.is_empty() && self.depth == 0 && self.needed == 0
+    }
+}
+
+/// Appends a slice to encoded ring bytes (its length, then its payload);
+/// `payload` is a buffer.
+fn push_encoded(data: Option<&mut Open>, bytes: &mut Vec<u8>, payload: &mut Vec<u8>) {
+    payload.clear();
+    if let Some(data) = data {
+        data.encode(payload);
+    }
+    put_varint(bytes, payload.len() as u64);
+    bytes.extend_from_slice(payload);
 }
 
 /// The byte range (header start, payload start, payload end) of the encoded
@@ -411,8 +538,9 @@ pub(super) struct Series {
     n_done: u32,
     open_index: i64,
     open: Open,
-    /// Late additions not yet merged into `done` (boxed: most series never
-    /// get any, and this keeps them one pointer).
+    /// Late additions not yet merged into `done`, and the recent slices
+    /// kept unencoded for late samples (boxed: most series never get
+    /// any, and this keeps them one pointer).
     late: Option<Box<Late>>,
     /// Logical time of the last update, for least-recently-updated eviction.
     pub(super) touched: u64,
@@ -465,8 +593,15 @@ impl Series {
         matches!(self.open, Open::Buckets(_))
     }
 
+    /// Completed slices kept unencoded.
+    fn recent_len(&self) -> i64 {
+        self.late.as_ref().map_or(0, |l| l.recent.len() as i64)
+    }
+
+    /// Index of the oldest slice in the ring (or of the oldest recent
+    /// slice, or the open one, when there is none).
     fn first_index(&self) -> i64 {
-        self.open_index - i64::from(self.n_done)
+        self.open_index - self.recent_len() - i64::from(self.n_done)
     }
 
     /// Recomputes [`Series::bytes`]: the map entry, the ring's and the open
@@ -499,41 +634,173 @@ impl Series {
         self.expire(oldest);
         if slice == self.open_index {
             self.open.apply(delta);
-        } else {
-            self.add_late(slice, delta, scratch);
+            return;
         }
+        let lateness = self.open_index - slice;
+        let late = self.late.get_or_insert_with(Box::default);
+        late.note(lateness, window_slices);
+        if lateness > late.recent.len() as i64 && lateness <= i64::from(late.depth) {
+            // The allowed lateness just rose: the newest ring slices it
+            // now covers become recent ones again.
+            self.reopen(lateness);
+        }
+        let Some(late) = &mut self.late else {
+            return;
+        };
+        let recent = late.recent.len() as i64;
+        if lateness > recent {
+            self.add_late(slice, delta, scratch);
+            return;
+        }
+        let Some(slot) = late.recent.get_mut((recent - lateness) as usize) else {
+            return;
+        };
+        let data = slot.get_or_insert_with(|| Open::empty_like(delta));
+        let before = data.heap_bytes();
+        data.apply(delta);
+        late.recent_heap = late.recent_heap + data.heap_bytes() - before;
     }
 
-    /// Makes `slice` (newer than the open slice) the open one.
+    /// Makes `slice` (newer than the open slice) the open one. The
+    /// completed slices (the recent ones, the open one, those without data
+    /// between it and `slice`) stay unencoded, newest first, up to the
+    /// allowed lateness; the others are encoded onto the ring's end, in
+    /// order (all of them are newer than what it holds).
     fn advance(&mut self, slice: i64, oldest: i64, window_slices: i64, scratch: &mut Scratch) {
-        scratch.bytes.clear();
-        if self.open_index < oldest {
-            // Everything held is out of the window.
-            self.done.clear();
-            self.n_done = 0;
-        } else {
-            let payload_start = scratch.bytes.len();
-            self.open.encode(&mut scratch.bytes);
-            let payload = scratch.bytes.split_off(payload_start);
-            put_varint(&mut scratch.bytes, payload.len() as u64);
-            scratch.bytes.extend_from_slice(&payload);
-            self.n_done += 1;
-        }
-        // Slices without data between the old open slice and the new one
-        // (only those inside the window).
-        let gap_from = (self.open_index + 1).max(oldest);
-        let gap = (slice - gap_from).max(0);
-        scratch.bytes.resize(scratch.bytes.len() + gap as usize, 0);
-        self.n_done += gap as u32;
-        self.push_back(&scratch.bytes, window_slices);
-        self.open_index = slice;
-        match &mut self.open {
-            Open::Buckets(b) => b.clear(),
-            Open::Counts { requests, errors } => {
-                *requests = 0;
-                *errors = 0;
+        let mut bytes = std::mem::take(&mut scratch.bytes);
+        let mut payload = std::mem::take(&mut scratch.encoded);
+        bytes.clear();
+        if let Some(late) = &mut self.late {
+            let steps = u32::try_from(slice - self.open_index).unwrap_or(u32::MAX);
+            late.since = late.since.saturating_add(steps);
+            if late.since >= DEPTH_PERIOD {
+                late.depth = late.needed;
+                late.needed = 0;
+                late.since = 0;
             }
         }
+        if self.open_index < oldest {
+            // Everything held is out of the window: only slices without
+            // data from its start on.
+            self.done.clear();
+            self.n_done = 0;
+            if let Some(late) = &mut self.late {
+                late.recent.clear();
+                late.recent_heap = 0;
+            }
+            let gap = usize::try_from(slice - oldest).unwrap_or(0);
+            bytes.resize(gap, 0);
+            self.n_done += gap as u32;
+            self.open.clear();
+        } else {
+            let gap = usize::try_from(slice - self.open_index - 1).unwrap_or(0);
+            let depth = self.late.as_ref().map_or(0, |l| l.depth as usize);
+            let mut encode = (self.recent_len() as usize + 1 + gap).saturating_sub(depth);
+            // A slice emptied on the way, to be the new open one.
+            let mut spare = None;
+            if let Some(late) = &mut self.late {
+                while encode > 0 {
+                    let Some(mut data) = late.recent.pop_front() else {
+                        break;
+                    };
+                    encode -= 1;
+                    push_encoded(data.as_mut(), &mut bytes, &mut payload);
+                    self.n_done += 1;
+                    if let (Some(mut data), None) = (data, &spare) {
+                        data.clear();
+                        spare = Some(data);
+                    }
+                }
+            }
+            match (encode, &mut self.late) {
+                (0, Some(late)) => {
+                    let next = spare.unwrap_or_else(|| self.open.emptied());
+                    let mut done = std::mem::replace(&mut self.open, next);
+                    if let Open::Buckets(b) = &mut done {
+                        b.compact();
+                    }
+                    late.recent.push_back(Some(done));
+                }
+                _ => {
+                    encode = encode.saturating_sub(1);
+                    push_encoded(Some(&mut self.open), &mut bytes, &mut payload);
+                    self.n_done += 1;
+                    self.open.clear();
+                }
+            }
+            let encoded_gap = encode.min(gap);
+            bytes.resize(bytes.len() + encoded_gap, 0);
+            self.n_done += encoded_gap as u32;
+            if let Some(late) = &mut self.late {
+                late.recent.extend((encoded_gap..gap).map(|_| None));
+                late.recount_recent();
+            }
+        }
+        self.push_back(&bytes, window_slices);
+        self.open_index = slice;
+        scratch.bytes = bytes;
+        scratch.encoded = payload;
+    }
+
+    /// Decodes the newest ring slices back into recent ones, so that the
+    /// recent slices reach `lateness` slices back from the open one (or
+    /// the ring is empty), and moves the late additions to them along. A
+    /// pass over the ring, once per rise of the allowed lateness.
+    fn reopen(&mut self, lateness: i64) {
+        let recent = self.recent_len();
+        let k = usize::try_from(lateness - recent)
+            .unwrap_or(0)
+            .min(self.n_done as usize);
+        if k == 0 {
+            return;
+        }
+        let distribution = self.is_distribution();
+        let spans: Vec<(usize, usize, usize)> = self.spans().collect();
+        let Some(&(cut, _, _)) = spans.get(spans.len().saturating_sub(k)) else {
+            return;
+        };
+        let mut reopened = Vec::with_capacity(k);
+        for &(_, payload, end) in &spans[spans.len() - k..] {
+            let bytes = self.done.range(payload..end).copied();
+            reopened.push(if payload == end {
+                None
+            } else if distribution {
+                let mut sorted = Vec::with_capacity(end - payload);
+                decode_buckets(bytes, &mut sorted);
+                sorted.shrink_to_fit();
+                Some(Open::Buckets(Buckets {
+                    sorted,
+                    units: Vec::new(),
+                }))
+            } else {
+                let mut it = bytes;
+                Some(Open::Counts {
+                    requests: get_varint(&mut it).unwrap_or(0),
+                    errors: get_varint(&mut it).unwrap_or(0),
+                })
+            });
+        }
+        self.done.truncate(cut);
+        self.n_done -= k as u32;
+        let ring_end = self.open_index - recent - k as i64;
+        let Some(late) = &mut self.late else {
+            return;
+        };
+        for data in reopened.into_iter().rev() {
+            late.recent.push_front(data);
+        }
+        let moved = late.slices.partition_point(|(i, _)| *i < ring_end);
+        for (index, mut add) in late.slices.split_off(moved) {
+            let Some(slot) = late.recent.get_mut((index - ring_end) as usize) else {
+                continue;
+            };
+            match slot {
+                Some(data) => data.apply(add.as_delta()),
+                None => *slot = Some(add),
+            }
+        }
+        late.heap = late.slices.iter().map(|(_, d)| d.heap_bytes()).sum();
+        late.recount_recent();
     }
 
     /// Appends encoded slices. The ring grows by at least an eighth, and
@@ -569,13 +836,26 @@ impl Series {
             self.done.drain(..n);
             self.n_done -= 1;
         }
+        let ring_empty = self.n_done == 0;
         if let Some(late) = &mut self.late {
+            if ring_empty {
+                // The recent slices may be out of the window too.
+                let mut start = self.open_index - late.recent.len() as i64;
+                let mut dropped = false;
+                while start < oldest && late.recent.pop_front().is_some() {
+                    start += 1;
+                    dropped = true;
+                }
+                if dropped {
+                    late.recount_recent();
+                }
+            }
             let expired = late.slices.partition_point(|(i, _)| *i < oldest);
             if expired > 0 {
                 late.slices.drain(..expired);
                 late.heap = late.slices.iter().map(|(_, d)| d.heap_bytes()).sum();
             }
-            if late.slices.is_empty() {
+            if late.is_idle() {
                 self.late = None;
             }
         }
@@ -616,7 +896,7 @@ impl Series {
         let before = data.heap_bytes();
         data.apply(delta);
         late.heap = late.heap + data.heap_bytes() - before;
-        if late.bytes() > LATE_MIN_BYTES + 2 * self.done.len() {
+        if late.additions_bytes() > LATE_MIN_BYTES + 2 * self.done.len() {
             self.merge_late(scratch);
         }
     }
@@ -625,10 +905,12 @@ impl Series {
     /// each slice they touch is decoded, added to and re-encoded, the
     /// others are copied as they are.
     fn merge_late(&mut self, scratch: &mut Scratch) {
-        let Some(mut late) = self.late.take() else {
+        let Some(late) = &mut self.late else {
             return;
         };
-        let Some(&(oldest_late, _)) = late.slices.first() else {
+        let mut slices = std::mem::take(&mut late.slices);
+        late.heap = 0;
+        let Some(&(oldest_late, _)) = slices.first() else {
             return;
         };
         let first = self.first_index();
@@ -638,7 +920,7 @@ impl Series {
         let out = &mut scratch.bytes;
         out.clear();
         let mut encoded = std::mem::take(&mut scratch.encoded);
-        let mut pending = late.slices.iter_mut().peekable();
+        let mut pending = slices.iter_mut().peekable();
         // Slices older than any held: the late ones, empty ones between.
         for index in new_first..first {
             match pending.next_if(|(i, _)| *i == index) {
@@ -723,7 +1005,9 @@ impl Series {
                 data: data.to_slice_data(),
             }),
         };
-        if to >= first && from < self.open_index {
+        let recent = self.late.as_ref().map(|l| &l.recent);
+        let ring_end = self.open_index - self.recent_len();
+        if to >= first && from < ring_end {
             for (k, (_, payload, end)) in self.spans().enumerate() {
                 let index = first + k as i64;
                 if index > to {
@@ -770,6 +1054,11 @@ impl Series {
         }
         for (i, data) in late {
             out.extend(alone(*i, data));
+        }
+        for (index, data) in (ring_end..).zip(recent.into_iter().flatten()) {
+            if (from..=to).contains(&index) {
+                out.extend(data.as_ref().and_then(|d| alone(index, d)));
+            }
         }
         if (from..=to).contains(&self.open_index) {
             out.push(Slice {
@@ -924,6 +1213,128 @@ mod tests {
             let back = Series::from_slices(&series.slices(i64::MIN, i64::MAX), 0).unwrap();
             prop_assert_eq!(read(&back), expected);
         });
+    }
+
+    /// A slice as read back: index, buckets, requests.
+    type ReadSlice = (i64, Vec<(u32, u64)>, u64);
+
+    /// A stream whose samples arrive up to 30 slices late while time
+    /// moves on over hundreds of slices (the allowed lateness grows, is
+    /// set down again after quiet periods, recent slices expire with the
+    /// window): every slice reads back as recorded, counters too, also
+    /// after a snapshot round trip; bytes are accounted within bounds.
+    #[test]
+    fn drifting_late_stream_reads_back_exactly() {
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+        let steps = prop::collection::vec(
+            (
+                prop_oneof![3 => Just(0i64), 1 => 1i64..4, 1 => Just(0i64)],
+                prop_oneof![2 => Just(0i64), 2 => 0i64..4, 1 => 0i64..31, 1 => 0i64..80],
+                prop::collection::vec(0u32..200, 1..12),
+            ),
+            1..700,
+        );
+        proptest!(ProptestConfig::with_cases(40), |(steps in steps, window in 3i64..60, counters in any::<bool>())| {
+            let mut model: BTreeMap<i64, (BTreeMap<u32, u64>, u64)> = BTreeMap::new();
+            let mut series: Option<Series> = None;
+            let mut scratch = Scratch::default();
+            let (mut cursor, mut high) = (1_000i64, i64::MIN);
+            for (advance, back, units) in steps {
+                cursor += advance;
+                let slice = cursor - back;
+                high = high.max(slice);
+                let oldest = high - window + 1;
+                if slice < oldest {
+                    continue;
+                }
+                let delta = if counters {
+                    Delta::Counts { requests: units.len() as u64, errors: u64::from(units[0] % 2) }
+                } else {
+                    Delta::Units(&units)
+                };
+                let s = series.get_or_insert_with(|| Series::new(slice, delta, 0));
+                s.add(slice, oldest, window, delta, &mut scratch);
+                let bytes = s.account();
+                prop_assert!(bytes < 1 << 20);
+                let slot = model.entry(slice).or_default();
+                if counters {
+                    slot.1 += units.len() as u64;
+                } else {
+                    for &u in &units {
+                        *slot.0.entry(u).or_default() += 1;
+                    }
+                }
+                model.retain(|&i, _| i >= oldest);
+            }
+            let Some(series) = series else { return Ok(()) };
+            let expected: Vec<ReadSlice> = model
+                .into_iter()
+                .map(|(i, (b, n))| (i, b.into_iter().collect(), n))
+                .collect();
+            let read = |s: &Series, from: i64, to: i64| -> Vec<ReadSlice> {
+                s.slices(from, to)
+                    .into_iter()
+                    .map(|s| match s.data {
+                        SliceData::Distribution(h) => (s.index, h.index_counts().to_vec(), 0),
+                        SliceData::Counts { requests, .. } => (s.index, Vec::new(), requests),
+                    })
+                    .collect()
+            };
+            // Reads are clipped to the window as the store does.
+            let oldest = high - window + 1;
+            prop_assert_eq!(&read(&series, oldest, i64::MAX), &expected);
+            let (lo, hi) = (high - window / 2, high - 1);
+            let part: Vec<_> = expected.iter().filter(|(i, _, _)| (lo..=hi).contains(i)).cloned().collect();
+            prop_assert_eq!(read(&series, lo.max(oldest), hi), part);
+            let back = Series::from_slices(&series.slices(oldest, i64::MAX), 0);
+            if let Some(back) = back {
+                prop_assert_eq!(read(&back, oldest, i64::MAX), expected);
+            }
+        });
+    }
+
+    /// The allowed lateness follows what the stream needs: a run of late
+    /// samples keeps recent slices unencoded, a quiet period sets it back
+    /// to none.
+    #[test]
+    fn allowed_lateness_rises_and_falls() {
+        let mut scratch = Scratch::default();
+        let units = [1u32, 2, 3];
+        let delta = Delta::Units(&units);
+        let mut s = Series::new(100, delta, 0);
+        s.add(100, 0, 1000, delta, &mut scratch);
+        s.add(101, 0, 1000, delta, &mut scratch);
+        assert!(s.late.is_none());
+        // Five slices late: into the ring's late additions, and the
+        // allowed lateness becomes 5.
+        s.add(96, 0, 1000, delta, &mut scratch);
+        assert_eq!(s.late.as_ref().map(|l| l.depth), Some(5));
+        for slice in 102..110 {
+            s.add(slice, 0, 1000, delta, &mut scratch);
+            s.add(slice - 4, 0, 1000, delta, &mut scratch);
+        }
+        let late = s.late.as_ref().unwrap();
+        assert_eq!(late.recent.len(), 5);
+        // In order for two periods: back to encoding at once.
+        for slice in 110..110 + 2 * i64::from(DEPTH_PERIOD) {
+            s.add(slice, 0, 1000, delta, &mut scratch);
+        }
+        let late = s.late.as_ref().unwrap();
+        assert_eq!((late.depth, late.recent.len()), (0, 0));
+        // Additions to slices older than any the series held then (96,
+        // 98, 99: slice 100 was reopened, and took 104's late sample as a
+        // recent slice) wait to be merged.
+        assert_eq!(
+            late.slices.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            [96, 98, 99]
+        );
+        let counts: u64 = s
+            .slices(i64::MIN, i64::MAX)
+            .iter()
+            .map(|x| x.data.count())
+            .sum();
+        assert_eq!(counts, 3 * (2 + 1 + 8 * 2 + 2 * u64::from(DEPTH_PERIOD)));
     }
 
     #[test]
