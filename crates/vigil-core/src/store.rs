@@ -358,11 +358,43 @@ impl Store {
         &self,
         runs: impl IntoIterator<Item = (&'s Sample, &'s [(Timestamp, f64)])>,
     ) -> BatchOutcome {
-        self.record_points(runs.into_iter().flat_map(|(head, points)| {
-            points
-                .iter()
-                .map(move |&(ts, v)| (head, ts, std::borrow::Cow::Owned(Observation::Value(v))))
-        }))
+        let mut outcome = BatchOutcome::default();
+        let mut batch = Batch::default();
+        let mut high = self.high_water.load(Ordering::Acquire);
+        let window = self.config.window_slices();
+        let slice_secs = f64::from(self.config.slice_secs);
+        let mut n = 0;
+        for (head, points) in runs {
+            for &(ts, v) in points {
+                let i = n;
+                n += 1;
+                // Fast path: the previous point of this run went into a
+                // group of the same slice, and this one is valid (the
+                // checks of `place`, in its order; any failure takes the
+                // slow path, which gives the error). Its slice is not
+                // newer than `high`, which stays.
+                if let Some(last) = &batch.last {
+                    if std::ptr::eq(last.sample, head) && last.is_distribution && ts.is_finite() {
+                        let slice = (ts / slice_secs).floor() as i64;
+                        if slice == last.slice && slice > high - window {
+                            if let Ok(scaled) = scaled_value(v) {
+                                if last.folded {
+                                    self.stats.folded_into_other.fetch_add(1, Ordering::Relaxed);
+                                }
+                                batch.groups[last.group].units.push(bucket_index(scaled));
+                                continue;
+                            }
+                        }
+                    }
+                }
+                let observation = Observation::Value(v);
+                if let Err(error) = self.batch_one(head, ts, &observation, &mut high, &mut batch) {
+                    self.count_rejection(&error);
+                    outcome.rejected.push((i, error));
+                }
+            }
+        }
+        self.apply_batch(batch, outcome, high, n)
     }
 
     /// Records points, each the series of a sample with a timestamp and an
@@ -382,6 +414,18 @@ impl Store {
                 outcome.rejected.push((i, error));
             }
         }
+        self.apply_batch(batch, outcome, high, n)
+    }
+
+    /// Records a batch's groups, given its `n` points, the rejected ones
+    /// already in `outcome`, and the high-water mark they reached.
+    fn apply_batch(
+        &self,
+        mut batch: Batch<'_>,
+        mut outcome: BatchOutcome,
+        high: i64,
+        n: usize,
+    ) -> BatchOutcome {
         outcome.recorded = n - outcome.rejected.len();
         // Stream time moves even if the samples that moved it were refused
         // later (for their kind), as one by one.
