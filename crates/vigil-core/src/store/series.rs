@@ -230,12 +230,12 @@ const UNITS_MIN: usize = 32;
 
 /// A distribution slice being filled: sorted pairs, and the bucket indices
 /// of single samples not yet added to them, in arrival order. A sample is
-/// a push; once the buffer holds as many indices as there are pairs (and
-/// at least [`UNITS_MIN`]), it is sorted and merged into the pairs in one
-/// pass. So a sample costs O(1) amortised plus its share of a sort,
+/// a push; once the buffer holds twice as many indices as there are pairs
+/// (and at least [`UNITS_MIN`]), it is sorted and merged into the pairs in
+/// one pass. So a sample costs O(1) amortised plus its share of a sort,
 /// in order or late, where inserting each group into a slice of a
-/// thousand pairs cost a pass over them; and memory stays within about
-/// twice the pairs.
+/// thousand pairs cost a pass over them; and the buffer takes at most
+/// half the pairs' bytes.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Buckets {
     sorted: Vec<(u32, u64)>,
@@ -271,13 +271,13 @@ impl Buckets {
             self.units.reserve_exact(UNITS_MIN.max(units.len()));
         }
         self.units.extend_from_slice(units);
-        if self.units.len() >= UNITS_MIN.max(self.sorted.len()) {
+        if self.units.len() >= UNITS_MIN.max(2 * self.sorted.len()) {
             self.settle();
         }
     }
 
     /// Sorts the buffered indices into the pairs. A large buffer is given
-    /// back (it is as large as the pairs: a slice past its busy time
+    /// back (it is as large as the pairs, or half: a slice past its busy time
     /// would hold it for nothing).
     fn settle(&mut self) {
         if self.units.is_empty() {
@@ -1470,7 +1470,7 @@ mod tests {
             let idx = (k * 7919) % 1_000;
             b.add_units(&[idx]);
             *expected.entry(idx).or_insert(0u64) += 1;
-            assert!(b.units.len() < UNITS_MIN.max(b.sorted.len()));
+            assert!(b.units.len() < UNITS_MIN.max(2 * b.sorted.len()));
         }
         let expected: Vec<(u32, u64)> = expected.into_iter().collect();
         assert_eq!(b.pairs(), expected);
