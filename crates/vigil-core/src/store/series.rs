@@ -277,8 +277,8 @@ impl Buckets {
     }
 
     /// Sorts the buffered indices into the pairs. A large buffer is given
-    /// back (it is as large as the pairs, or half: a slice past its busy time
-    /// would hold it for nothing).
+    /// back (up to half the pairs' bytes, which a slice past its busy time
+    /// would hold for nothing).
     fn settle(&mut self) {
         if self.units.is_empty() {
             return;
