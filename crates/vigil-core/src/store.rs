@@ -358,11 +358,43 @@ impl Store {
         &self,
         runs: impl IntoIterator<Item = (&'s Sample, &'s [(Timestamp, f64)])>,
     ) -> BatchOutcome {
-        self.record_points(runs.into_iter().flat_map(|(head, points)| {
-            points
-                .iter()
-                .map(move |&(ts, v)| (head, ts, std::borrow::Cow::Owned(Observation::Value(v))))
-        }))
+        let mut outcome = BatchOutcome::default();
+        let mut batch = Batch::default();
+        let mut high = self.high_water.load(Ordering::Acquire);
+        let window = self.config.window_slices();
+        let slice_secs = f64::from(self.config.slice_secs);
+        let mut n = 0;
+        for (head, points) in runs {
+            for &(ts, v) in points {
+                let i = n;
+                n += 1;
+                // Fast path: the previous point of this run went into a
+                // group of the same slice, and this one is valid (the
+                // checks of `place`, in its order; any failure takes the
+                // slow path, which gives the error). Its slice is not
+                // newer than `high`, which stays.
+                if let Some(last) = &batch.last {
+                    if std::ptr::eq(last.sample, head) && last.is_distribution && ts.is_finite() {
+                        let slice = (ts / slice_secs).floor() as i64;
+                        if slice == last.slice && slice > high - window {
+                            if let Ok(scaled) = scaled_value(v) {
+                                if last.folded {
+                                    self.stats.folded_into_other.fetch_add(1, Ordering::Relaxed);
+                                }
+                                batch.groups[last.group].units.push(bucket_index(scaled));
+                                continue;
+                            }
+                        }
+                    }
+                }
+                let observation = Observation::Value(v);
+                if let Err(error) = self.batch_one(head, ts, &observation, &mut high, &mut batch) {
+                    self.count_rejection(&error);
+                    outcome.rejected.push((i, error));
+                }
+            }
+        }
+        self.apply_batch(batch, outcome, high, n)
     }
 
     /// Records points, each the series of a sample with a timestamp and an
@@ -382,6 +414,18 @@ impl Store {
                 outcome.rejected.push((i, error));
             }
         }
+        self.apply_batch(batch, outcome, high, n)
+    }
+
+    /// Records a batch's groups, given its `n` points, the rejected ones
+    /// already in `outcome`, and the high-water mark they reached.
+    fn apply_batch(
+        &self,
+        mut batch: Batch<'_>,
+        mut outcome: BatchOutcome,
+        high: i64,
+        n: usize,
+    ) -> BatchOutcome {
         outcome.recorded = n - outcome.rejected.len();
         // Stream time moves even if the samples that moved it were refused
         // later (for their kind), as one by one.
@@ -400,18 +444,19 @@ impl Store {
                 labels: Labels::empty(),
             };
             let slice = group.slice;
-            let delta = group.delta();
             // A slice that fell out of the window during the batch is still
             // applied (and hidden from readers), as one by one.
             let oldest = window_oldest.min(slice);
-            if !labels.is_empty() {
-                let aggregate = std::mem::replace(&mut key.labels, labels.clone());
-                if self.add(&key, slice, oldest, delta, &mut scratch) {
-                    self.index_label_set(&key);
+            for delta in group.deltas().into_iter().flatten() {
+                if !labels.is_empty() {
+                    let aggregate = std::mem::replace(&mut key.labels, labels.clone());
+                    if self.add(&key, slice, oldest, delta, &mut scratch) {
+                        self.index_label_set(&key);
+                    }
+                    key.labels = aggregate;
                 }
-                key.labels = aggregate;
+                self.add(&key, slice, oldest, delta, &mut scratch);
             }
-            self.add(&key, slice, oldest, delta, &mut scratch);
             if self.bytes.load(Ordering::Relaxed) > self.config.memory_budget_bytes {
                 self.evict();
             }
@@ -434,7 +479,7 @@ impl Store {
         let (data, slice, _) = self.place(ts, observation, high)?;
         let delta = data.delta();
         let delta = delta.as_delta();
-        let is_distribution = matches!(delta, Delta::Buckets(_));
+        let is_distribution = !matches!(delta, Delta::Counts { .. });
         // Fast path: the series, slice and kind of the previous sample (a
         // stream's samples come in runs). Its names, labels and kind were
         // checked then; only what it counted is counted again.
@@ -492,6 +537,7 @@ impl Store {
                     metric: sample.metric.clone(),
                     labels,
                     slice,
+                    units: Vec::new(),
                     buckets: Vec::new(),
                     requests: 0,
                     errors: 0,
@@ -720,7 +766,7 @@ enum Contribution {
 
 /// A [`Contribution`] in the form series take it.
 enum OwnedDelta<'a> {
-    One([(u32, u64); 1]),
+    One([u32; 1]),
     Many(&'a [(u32, u64)]),
     Counts { requests: u64, errors: u64 },
 }
@@ -728,7 +774,7 @@ enum OwnedDelta<'a> {
 impl OwnedDelta<'_> {
     fn as_delta(&self) -> Delta<'_> {
         match self {
-            OwnedDelta::One(b) => Delta::Buckets(b),
+            OwnedDelta::One(u) => Delta::Units(u),
             OwnedDelta::Many(b) => Delta::Buckets(b),
             OwnedDelta::Counts { requests, errors } => Delta::Counts {
                 requests: *requests,
@@ -741,7 +787,7 @@ impl OwnedDelta<'_> {
 impl Contribution {
     fn delta(&self) -> OwnedDelta<'_> {
         match self {
-            Contribution::Value(v) => OwnedDelta::One([(bucket_index(*v), 1)]),
+            Contribution::Value(v) => OwnedDelta::One([bucket_index(*v)]),
             Contribution::Histogram(b) => OwnedDelta::Many(b),
             Contribution::Counts { requests, errors } => OwnedDelta::Counts {
                 requests: *requests,
@@ -947,7 +993,9 @@ struct Group {
     labels: usize,
     slice: i64,
     is_distribution: bool,
-    /// Unsorted until [`Group::delta`].
+    /// Bucket indices of single values, as they came.
+    units: Vec<u32>,
+    /// Histograms' buckets, unsorted until [`Group::deltas`].
     buckets: Vec<(u32, u64)>,
     requests: u64,
     errors: u64,
@@ -956,6 +1004,7 @@ struct Group {
 impl Group {
     fn add(&mut self, delta: Delta<'_>) {
         match delta {
+            Delta::Units(u) => self.units.extend_from_slice(u),
             Delta::Buckets(b) => self.buckets.extend_from_slice(b),
             Delta::Counts { requests, errors } => {
                 self.requests += requests;
@@ -964,15 +1013,24 @@ impl Group {
         }
     }
 
-    fn delta(&mut self) -> Delta<'_> {
+    /// What the group adds to its slice: a distribution's single values
+    /// and histograms' buckets (either may be empty, not both), or
+    /// counters.
+    fn deltas(&mut self) -> [Option<Delta<'_>>; 2] {
         if self.is_distribution {
             sort_buckets(&mut self.buckets);
-            Delta::Buckets(&self.buckets)
+            [
+                (!self.units.is_empty()).then_some(Delta::Units(&self.units)),
+                (!self.buckets.is_empty()).then_some(Delta::Buckets(&self.buckets)),
+            ]
         } else {
-            Delta::Counts {
-                requests: self.requests,
-                errors: self.errors,
-            }
+            [
+                Some(Delta::Counts {
+                    requests: self.requests,
+                    errors: self.errors,
+                }),
+                None,
+            ]
         }
     }
 }

@@ -238,16 +238,19 @@ impl Consumer {
         let mut topic_names: HashMap<String, (Arc<str>, Counter)> = HashMap::new();
         let mut job_of = |message: BorrowedMessage<'_>| -> Option<Job> {
             let format = config.format_of(message.topic())?;
-            let (topic, received) = topic_names
-                .entry(message.topic().to_owned())
-                .or_insert_with(|| {
-                    let counter = self
-                        .metrics
-                        .messages
-                        .get_or_create(&IngestMetrics::topic(message.topic()))
-                        .clone();
-                    (Arc::from(message.topic()), counter)
-                });
+            // Looked up by `&str` first: no key is built per message.
+            if !topic_names.contains_key(message.topic()) {
+                let counter = self
+                    .metrics
+                    .messages
+                    .get_or_create(&IngestMetrics::topic(message.topic()))
+                    .clone();
+                topic_names.insert(
+                    message.topic().to_owned(),
+                    (Arc::from(message.topic()), counter),
+                );
+            }
+            let (topic, received) = topic_names.get(message.topic())?;
             received.inc();
             Some(Job {
                 topic: Arc::clone(topic),
