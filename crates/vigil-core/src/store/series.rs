@@ -418,7 +418,6 @@ impl Open {
         }
     }
 
-    /// Appends the payload (settled first).
     /// An empty slice of the same kind.
     fn emptied(&self) -> Open {
         match self {
@@ -440,6 +439,7 @@ impl Open {
         }
     }
 
+    /// Appends the payload (settled first).
     fn encode(&mut self, out: &mut Vec<u8>) {
         match self {
             Open::Buckets(b) => b.encode(out),
