@@ -350,6 +350,27 @@ fn kayenta_method_fails_a_clear_regression_and_passes_a_healthy_canary() {
     assert!(report.reason.contains("Kayenta score"), "{}", report.reason);
 }
 
+/// One request of `payment` at stream second `t`: its latency (ms) and
+/// its outcome, in the canary (v8) or the baseline (v7).
+fn record_request(store: &Store, t: f64, canary: bool, labels: Labels, ms: f64, error: bool) {
+    let base = Sample {
+        ts: T0 + t,
+        service: ServiceName::new("payment").unwrap(),
+        version: Version::new(if canary { "v8" } else { "v7" }).unwrap(),
+        metric: MetricName::new("latency").unwrap(),
+        labels,
+        observation: Observation::Value(ms),
+    };
+    store.record(&base).unwrap();
+    store
+        .record(&Sample {
+            metric: MetricName::new("error_rate").unwrap(),
+            observation: Observation::Outcome { error },
+            ..base
+        })
+        .unwrap();
+}
+
 /// A tick that catches up on many slices (a server restarted, a replay
 /// decoding ahead) gives the combined evidence the same running maximum as
 /// ticking at every slice: each slice is fed to every track before the
@@ -359,10 +380,6 @@ fn catching_up_sees_every_slice_of_the_combined_evidence() {
     let store = Store::new(StoreConfig::default());
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let latency = LogNormal::new(80f64.ln(), 0.5).unwrap();
-    let service = ServiceName::new("payment").unwrap();
-    let (v7, v8) = (Version::new("v7").unwrap(), Version::new("v8").unwrap());
-    let lat = MetricName::new("latency").unwrap();
-    let err = MetricName::new("error_rate").unwrap();
     let mut each = Analysis::new("each", spec(LATENCY_AND_ERRORS, ""), T0).unwrap();
     let mut once = Analysis::new("once", spec(LATENCY_AND_ERRORS, ""), T0).unwrap();
     each.stop_at_terminal = false;
@@ -375,23 +392,9 @@ fn catching_up_sees_every_slice_of_the_combined_evidence() {
         // The canary is 40% slower for its first two minutes only: the
         // evidence peaks, then the healthy stretch wears it down.
         let mult = if is_canary && t < 120.0 { 1.4 } else { 1.0 };
-        let base = Sample {
-            ts: T0 + t,
-            service: service.clone(),
-            version: if is_canary { v8.clone() } else { v7.clone() },
-            metric: lat.clone(),
-            labels: Labels::default(),
-            observation: Observation::Value((latency.sample(&mut rng) * mult).round()),
-        };
-        store.record(&base).unwrap();
+        let ms = (latency.sample(&mut rng) * mult).round();
         let error = rng.random::<f64>() < 0.001;
-        store
-            .record(&Sample {
-                metric: err.clone(),
-                observation: Observation::Outcome { error },
-                ..base
-            })
-            .unwrap();
+        record_request(&store, t, is_canary, Labels::default(), ms, error);
         if t >= next_tick {
             each.tick(&store, T0 + t);
             next_tick += 10.0;
@@ -416,10 +419,6 @@ fn ticks_between_slices_give_the_report_a_fresh_decision_gives() {
     let store = Store::new(StoreConfig::default());
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let latency = LogNormal::new(80f64.ln(), 0.5).unwrap();
-    let service = ServiceName::new("payment").unwrap();
-    let (v7, v8) = (Version::new("v7").unwrap(), Version::new("v8").unwrap());
-    let lat = MetricName::new("latency").unwrap();
-    let err = MetricName::new("error_rate").unwrap();
     // The analysis ends between two slice boundaries, at a tick that sees
     // no new slice.
     let extra = "policy: {max_duration: 175s, min_samples: 20}\ndimensions: [endpoint]\n";
@@ -440,23 +439,10 @@ fn ticks_between_slices_give_the_report_a_fresh_decision_gives() {
         } else {
             "/charge"
         };
-        let base = Sample {
-            ts: T0 + t,
-            service: service.clone(),
-            version: if is_canary { v8.clone() } else { v7.clone() },
-            metric: lat.clone(),
-            labels: Labels::from_pairs([("endpoint", endpoint)]),
-            observation: Observation::Value((latency.sample(&mut rng) * mult).round()),
-        };
-        store.record(&base).unwrap();
+        let ms = (latency.sample(&mut rng) * mult).round();
         let error = rng.random::<f64>() < 0.001;
-        store
-            .record(&Sample {
-                metric: err.clone(),
-                observation: Observation::Outcome { error },
-                ..base
-            })
-            .unwrap();
+        let labels = Labels::from_pairs([("endpoint", endpoint)]);
+        record_request(&store, t, is_canary, labels, ms, error);
         if t >= next_tick {
             next_tick += 1.0;
             let mut fresh = analysis.clone();
