@@ -27,10 +27,8 @@
 //! once (feeding the new slice and re-evaluating its verdict). The
 //! `judge_tick` bench times only the ticks, `store_record_slice` only the
 //! recording; both advance the same fixture by one slice per iteration, so
-//! the judge always sees a fresh slice. `judge_idle_tick` times ticks at
-//! which no slice has completed since the last: nine in ten of a server's
-//! ticks at the default 1 s interval and 10 s slices. Flat sampling keeps
-//! the number of slices the run adds (and the store's memory) bounded.
+//! the judge always sees a fresh slice. Flat sampling keeps the number of
+//! slices the run adds (and the store's memory) bounded.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -83,27 +81,6 @@ fn bench(c: &mut Criterion) {
             timed
         })
     });
-    // A tick at which no slice has completed since the previous one: a
-    // server ticks every second (`tick_interval`) over 10 s slices, so nine
-    // ticks in ten are these.
-    fixture.record_slice();
-    black_box(fixture.tick_all());
-    let mut idle_cpu_ms = Vec::new();
-    group.bench_function("judge_idle_tick", |b| {
-        b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            for _ in 0..iters {
-                let cpu = thread_cpu_ns();
-                let start = Instant::now();
-                black_box(fixture.tick_all());
-                timed += start.elapsed();
-                if let (Some(before), Some(after)) = (cpu, thread_cpu_ns()) {
-                    idle_cpu_ms.push(after.saturating_sub(before) as f64 / 1e6);
-                }
-            }
-            timed
-        })
-    });
     group.bench_function("store_record_slice", |b| {
         b.iter_custom(|iters| {
             let mut timed = Duration::ZERO;
@@ -125,16 +102,6 @@ fn bench(c: &mut Criterion) {
             tick_cpu_ms[tick_cpu_ms.len() / 2],
             tick_cpu_ms[0],
             tick_cpu_ms[tick_cpu_ms.len() - 1]
-        );
-    }
-    if !idle_cpu_ms.is_empty() {
-        idle_cpu_ms.sort_by(f64::total_cmp);
-        eprintln!(
-            "judge_idle_tick CPU time per tick over {} ticks: median {:.1} ms (min {:.1}, max {:.1})",
-            idle_cpu_ms.len(),
-            idle_cpu_ms[idle_cpu_ms.len() / 2],
-            idle_cpu_ms[0],
-            idle_cpu_ms[idle_cpu_ms.len() - 1]
         );
     }
     let verdicts = fixture.tick_all();

@@ -39,9 +39,6 @@ pub struct Analysis {
     keys: Vec<(SeriesKey, Option<SeriesKey>)>,
     overall: Evidence,
     latest: Option<VerdictReport>,
-    /// Whether `latest` was decided past `max_duration`: with no slice fed
-    /// and no track added since, the only other thing a verdict depends on.
-    latest_ended: Option<bool>,
     decided: Option<VerdictReport>,
     timeline: Vec<TimelineEntry>,
     /// Whether ticks stop at the first terminal verdict (the default).
@@ -77,7 +74,6 @@ impl Analysis {
             keys: Vec::new(),
             overall: Evidence::default(),
             latest: None,
-            latest_ended: None,
             decided: None,
             timeline: Vec::new(),
             stop_at_terminal: true,
@@ -152,12 +148,9 @@ impl Analysis {
         let start = store.slice_of(self.created_at);
         // The slice holding `now` is still filling.
         let last_complete = store.slice_of(now) - 1;
-        let tracks_before = self.tracks.len();
         self.discover_dimensions(store);
-        let mut changed = self.tracks.len() != tracks_before;
         let from = self.next_slice.unwrap_or(start);
         if last_complete >= from {
-            changed = true;
             // Slices in time order, every track at each: the combined
             // evidence then sees each slice, as each track's own running
             // maximum does, however many slices one tick catches up on.
@@ -191,20 +184,7 @@ impl Analysis {
             }
             self.next_slice = Some(last_complete + 1);
         }
-        let ended = self.ended(now);
-        let report = match &self.latest {
-            // Nothing the verdict depends on moved since the last tick (a
-            // server ticks several times per slice): the same report, read
-            // at `now`.
-            Some(latest) if !changed && self.latest_ended == Some(ended) => {
-                let mut report = latest.clone();
-                report.evaluated_at = now;
-                report.decided_at = report.verdict.is_terminal().then_some(now);
-                report
-            }
-            _ => self.decide(now),
-        };
-        self.latest_ended = Some(ended);
+        let report = self.decide(now);
         if self
             .timeline
             .last()
@@ -306,11 +286,6 @@ impl Analysis {
         }
     }
 
-    /// Whether the analysis has run its `max_duration` at `now`.
-    fn ended(&self, now: Timestamp) -> bool {
-        now - self.created_at >= self.spec.policy.max_duration.as_secs_f64()
-    }
-
     fn decide(&mut self, now: Timestamp) -> VerdictReport {
         let policy = self.spec.policy.clone();
         let alpha = policy.alpha;
@@ -327,7 +302,7 @@ impl Analysis {
             .iter_mut()
             .map(|t| t.assess(&self.spec.metrics[t.metric], self.how, slo_alpha))
             .collect();
-        let ended = self.ended(now);
+        let ended = now - self.created_at >= policy.max_duration.as_secs_f64();
 
         // Enough samples: every critical metric's aggregate in each arm.
         let short = self
