@@ -260,7 +260,12 @@ pub fn decode_compact(
                     .merge(payload)
                     .map_err(DecodeError::from)
                     .and_then(|()| decode_sample_batch(&batch));
-                if batch.values.capacity() + batch.timestamps.capacity() <= SCRATCH_MAX_POINTS {
+                let room = batch.values.capacity()
+                    + batch.timestamps.capacity()
+                    + batch.histograms.capacity()
+                    + batch.counts.capacity()
+                    + batch.outcomes.capacity();
+                if room <= SCRATCH_MAX_POINTS {
                     scratch.set(batch);
                 }
                 decoded
@@ -285,8 +290,9 @@ thread_local! {
         std::cell::Cell::new(vigil_proto::v1::SampleBatch::default());
 }
 
-/// Points (values and timestamps) the kept message may hold room for: one
-/// huge batch should not pin its memory to a worker thread.
+/// Points (values, timestamps, histograms, counters, outcomes) the kept
+/// message may hold room for: one huge batch should not pin its memory to
+/// a worker thread.
 const SCRATCH_MAX_POINTS: usize = 1 << 16;
 
 /// A decoded SampleBatch: plain values as one run, anything else as samples.
