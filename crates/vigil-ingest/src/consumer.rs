@@ -236,7 +236,17 @@ impl Consumer {
         }
         info!(topics = ?topics, group = %config.group_id, "kafka consumer started");
         let mut topic_names: HashMap<String, (Arc<str>, Counter)> = HashMap::new();
-        let mut job_of = |message: BorrowedMessage<'_>| -> Option<Job> {
+        // A received message as a job; `None` for an error (transient broker
+        // errors and unknown topics: librdkafka retries by itself) or a
+        // topic with no format.
+        let mut job_of = |received: Result<BorrowedMessage<'_>, KafkaError>| -> Option<Job> {
+            let message = match received {
+                Ok(message) => message,
+                Err(error) => {
+                    debug!(%error, "kafka consumer error");
+                    return None;
+                }
+            };
             let format = config.format_of(message.topic())?;
             // Looked up by `&str` first: no key is built per message.
             if !topic_names.contains_key(message.topic()) {
@@ -274,17 +284,8 @@ impl Consumer {
                         () = shutdown.cancelled() => break Ok(()),
                         m = stream.next() => m,
                     };
-                    match received {
-                        Some(Ok(message)) => match job_of(message) {
-                            Some(job) => job,
-                            None => continue,
-                        },
-                        // Transient broker errors and unknown topics:
-                        // librdkafka retries by itself.
-                        Some(Err(error)) => {
-                            debug!(%error, "kafka consumer error");
-                            continue;
-                        }
+                    match received.and_then(&mut job_of) {
+                        Some(job) => job,
                         None => continue,
                     }
                 }
@@ -301,14 +302,10 @@ impl Consumer {
             // Take what librdkafka already holds, while the queues have room.
             while n < HANDOFF_MESSAGES && bytes < HANDOFF_BYTES {
                 let job = match ready_now(&mut stream) {
-                    Some(Ok(message)) => match job_of(message) {
+                    Some(received) => match job_of(received) {
                         Some(job) => job,
                         None => continue,
                     },
-                    Some(Err(error)) => {
-                        debug!(%error, "kafka consumer error");
-                        continue;
-                    }
                     None => break,
                 };
                 let n_queues = queues.len();
