@@ -107,10 +107,28 @@ pub(super) fn merge_buckets(dst: &mut Vec<(u32, u64)>, src: &[(u32, u64)]) {
         }
         return;
     }
-    // Count the new indices, grow once, then merge from the back so that
-    // nothing is overwritten before it is read.
+    merge_runs(dst, src.iter().copied());
+}
+
+/// Adds sorted bucket indices of single samples (repeats allowed) into
+/// sorted pairs, in place, as [`merge_buckets`] does.
+pub(super) fn merge_units(dst: &mut Vec<(u32, u64)>, src: &[u32]) {
+    merge_runs(
+        dst,
+        src.chunk_by(|a, b| a == b)
+            .map(|run| (run[0], run.len() as u64)),
+    );
+}
+
+/// Adds `runs` (sorted by index, each index once) into sorted pairs, in
+/// place: count the new indices, grow once, then merge from the back so
+/// that nothing is overwritten before it is read.
+fn merge_runs<I>(dst: &mut Vec<(u32, u64)>, runs: I)
+where
+    I: DoubleEndedIterator<Item = (u32, u64)> + Clone,
+{
     let (mut i, mut new) = (0, 0);
-    for &(idx, _) in src {
+    for (idx, _) in runs.clone() {
         while i < dst.len() && dst[i].0 < idx {
             i += 1;
         }
@@ -123,52 +141,8 @@ pub(super) fn merge_buckets(dst: &mut Vec<(u32, u64)>, src: &[(u32, u64)]) {
     // and doubling would leave up to half of it unused.
     dst.reserve_exact(new);
     dst.resize(old_len + new, (0, 0));
-    let (mut a, mut b, mut w) = (old_len, src.len(), old_len + new);
-    while b > 0 {
-        let s = src[b - 1];
-        w -= 1;
-        if a > 0 && dst[a - 1].0 > s.0 {
-            dst[w] = dst[a - 1];
-            a -= 1;
-        } else if a > 0 && dst[a - 1].0 == s.0 {
-            dst[w] = (s.0, dst[a - 1].1 + s.1);
-            a -= 1;
-            b -= 1;
-        } else {
-            dst[w] = s;
-            b -= 1;
-        }
-    }
-}
-
-/// Adds sorted bucket indices of single samples (repeats allowed) into
-/// sorted pairs, in place, as [`merge_buckets`] does.
-pub(super) fn merge_units(dst: &mut Vec<(u32, u64)>, src: &[u32]) {
-    let (mut i, mut new) = (0, 0);
-    let mut prev = None;
-    for &idx in src {
-        if prev == Some(idx) {
-            continue;
-        }
-        prev = Some(idx);
-        while i < dst.len() && dst[i].0 < idx {
-            i += 1;
-        }
-        if i >= dst.len() || dst[i].0 != idx {
-            new += 1;
-        }
-    }
-    let old_len = dst.len();
-    dst.reserve_exact(new);
-    dst.resize(old_len + new, (0, 0));
-    let (mut a, mut b, mut w) = (old_len, src.len(), old_len + new);
-    while b > 0 {
-        let idx = src[b - 1];
-        let mut run = 0u64;
-        while b > 0 && src[b - 1] == idx {
-            b -= 1;
-            run += 1;
-        }
+    let (mut a, mut w) = (old_len, old_len + new);
+    for (idx, count) in runs.rev() {
         while a > 0 && dst[a - 1].0 > idx {
             w -= 1;
             dst[w] = dst[a - 1];
@@ -176,10 +150,10 @@ pub(super) fn merge_units(dst: &mut Vec<(u32, u64)>, src: &[u32]) {
         }
         w -= 1;
         if a > 0 && dst[a - 1].0 == idx {
-            dst[w] = (idx, dst[a - 1].1 + run);
+            dst[w] = (idx, dst[a - 1].1 + count);
             a -= 1;
         } else {
-            dst[w] = (idx, run);
+            dst[w] = (idx, count);
         }
     }
 }
