@@ -116,8 +116,9 @@ impl ConsumerContext for Context {
 
 type KafkaConsumer = StreamConsumer<Context>;
 
-/// librdkafka's `fetch.queue.backoff.ms` (see where it is set).
-const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+/// librdkafka's `fetch.queue.backoff.ms` (see where it is set). Public so
+/// that `vigil bench ingest` gives its raw consumer the same fetch settings.
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
 /// Messages a worker handles before storing their offsets at the latest.
 const OFFSET_BATCH: usize = 256;

@@ -7,6 +7,9 @@
 //! that rdkafka does not wrap) and a small TCP proxy forwards the port to
 //! the broker's real listener. Clients bootstrap from the fixed port, learn
 //! the same address from the metadata, and never see the ephemeral one.
+//! When any port will do (port 0: the demo, tests, benches), clients talk
+//! to the mock broker's own listener: the proxy would copy every byte
+//! through the async runtime once more, on the same cores as the clients.
 //!
 //! The mock cluster keeps everything in memory and implements the consumer
 //! group protocol, offsets and headers, which is all Vigil's ingest needs;
@@ -81,7 +84,8 @@ impl std::fmt::Debug for DevBroker {
 
 impl DevBroker {
     /// Starts a one-broker mock cluster reachable on `127.0.0.1:port` (0:
-    /// any free port) and creates [`VIGIL_TOPICS`] with `partitions` each.
+    /// the mock broker's own listener on a free port, with no proxy) and
+    /// creates [`VIGIL_TOPICS`] with `partitions` each.
     ///
     /// # Errors
     ///
@@ -90,6 +94,34 @@ impl DevBroker {
         let client: BaseProducer = ClientConfig::new()
             .set("test.mock.num.brokers", "1")
             .create()?;
+        let upstream = {
+            let mock = client
+                .client()
+                .mock_cluster()
+                .ok_or(DevBrokerError::NoMockCluster)?;
+            let bootstrap = mock.bootstrap_servers();
+            // One broker: the list is a single `host:port`.
+            if bootstrap.contains(',') || !bootstrap.contains(':') {
+                return Err(DevBrokerError::Bootstrap(bootstrap));
+            }
+            bootstrap
+        };
+        if port == 0 {
+            // Any port: the mock broker's own (ephemeral) listener.
+            let addr = upstream
+                .parse()
+                .map_err(|_| DevBrokerError::Bootstrap(upstream.clone()))?;
+            let broker = DevBroker {
+                client,
+                addr,
+                cancel: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            };
+            for topic in VIGIL_TOPICS {
+                broker.create_topic(topic, partitions)?;
+            }
+            return Ok(broker);
+        }
         let listen = format!("127.0.0.1:{port}");
         let listener = TcpListener::bind(&listen)
             .await
@@ -103,18 +135,6 @@ impl DevBroker {
                 addr: listen,
                 source,
             })?;
-        let upstream = {
-            let mock = client
-                .client()
-                .mock_cluster()
-                .ok_or(DevBrokerError::NoMockCluster)?;
-            let bootstrap = mock.bootstrap_servers();
-            // One broker: the list is a single `host:port`.
-            if bootstrap.contains(',') || !bootstrap.contains(':') {
-                return Err(DevBrokerError::Bootstrap(bootstrap));
-            }
-            bootstrap
-        };
         advertise(&client, "127.0.0.1", addr.port())?;
         let broker = DevBroker {
             client,

@@ -1,0 +1,72 @@
+//! `vigil bench ingest` through the real binary on a small topic (200
+//! messages, 2 partitions, 3 rounds): every round read the whole topic with
+//! both consumers, the rounds alternate which goes first, and the reported
+//! figures are the rounds' medians. No timing thresholds: the figures
+//! themselves belong in docs/BENCHMARKS.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn f(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` is not a number in {v}"))
+}
+
+#[test]
+fn ingest_reports_median_of_alternating_rounds() {
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "bench",
+            "ingest",
+            "--messages",
+            "200",
+            "--partitions",
+            "2",
+            "--rounds",
+            "3",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["samples"], 20_000, "{r}");
+    let rounds = r["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{r}");
+    let firsts: Vec<bool> = rounds
+        .iter()
+        .map(|x| x["raw_first"].as_bool().unwrap())
+        .collect();
+    assert_eq!(firsts, [true, false, true]);
+    let mut ratios: Vec<f64> = rounds.iter().map(|x| f(x, "ratio")).collect();
+    for x in rounds {
+        // Each round's rate is its samples over its own time, and its ratio
+        // the quotient of its rates.
+        let (raw, vigil) = (
+            f(x, "raw_consumer_samples_per_s"),
+            f(x, "vigil_samples_per_s"),
+        );
+        assert!(raw > 0.0 && vigil > 0.0, "{x}");
+        assert!(
+            (f(x, "vigil_seconds") * vigil - 20_000.0).abs() < 1.0,
+            "{x}"
+        );
+        assert!(
+            (f(x, "ratio") - vigil / raw).abs() < 1e-6 * f(x, "ratio"),
+            "{x}"
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    assert_eq!(f(&r, "ratio"), ratios[1], "{r}");
+    assert_eq!(f(&r, "ratio_min"), ratios[0], "{r}");
+    assert_eq!(f(&r, "ratio_max"), ratios[2], "{r}");
+}
