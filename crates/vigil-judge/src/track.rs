@@ -37,9 +37,10 @@ pub(crate) enum Cumulative {
 }
 
 impl Cumulative {
-    fn new(kind: MetricKind) -> Self {
+    /// Empty; a distribution's buckets merge `2^coarsen` of the store's.
+    fn new(kind: MetricKind, coarsen: u32) -> Self {
         if kind.is_distribution() {
-            Cumulative::Distribution(CumulativeHistogram::new())
+            Cumulative::Distribution(CumulativeHistogram::coarser(coarsen))
         } else {
             Cumulative::Counts {
                 requests: 0,
@@ -109,6 +110,22 @@ impl Cumulative {
         }
     }
 }
+
+/// Bits of the store's bucket index merged in the sequential method's
+/// cumulative and recent arms: 128 buckets per octave, each at most 0.78%
+/// wide, instead of the store's 1,024. What the sequential method reads
+/// from these arms are confidence bounds on quantiles, taken at a bucket's
+/// low (lower bounds) or high (upper bounds), so they stay valid and widen
+/// by at most a bucket; and the point estimates in reasons, which move by
+/// at most half a bucket. Its rollback evidence (the rank tests) reads the
+/// store's slices at full resolution. A tick adds each sample of a slice
+/// to two arms and takes it out of one; at the store's resolution nearly
+/// every sample touches a counter (a cache line) of its own, and that was
+/// about 40% of a tick (docs/BENCHMARKS.md). The fixed-horizon and Kayenta
+/// methods keep the store's resolution: their Mann-Whitney and
+/// Hodges-Lehmann read the whole arms and would see the merged buckets as
+/// ties.
+const SEQUENTIAL_COARSEN_BITS: u32 = 3;
 
 /// Quantiles from here into the tail get a rank test of the tail beyond
 /// them (a rank test of the whole distribution cannot see the slowest
@@ -181,6 +198,9 @@ pub(crate) struct Track {
     recent_baseline: Cumulative,
     /// Warm-started boundaries of the SLO bound (SLO mode, distributions).
     slo_ranks: Option<FixedQuantileRanks>,
+    /// Bits of the store's bucket index merged in the arms (see
+    /// [`SEQUENTIAL_COARSEN_BITS`]).
+    coarsen: u32,
     /// The assessment of the data fed so far (a function of the track's
     /// state alone: the spec and judging parameters never change), until
     /// the next slice.
@@ -264,11 +284,16 @@ impl Track {
                 errors = Some(ErrorRateTest::new(spec.tolerance, alternative)?);
             }
         }
+        let coarsen = if how.method == Method::Sequential {
+            SEQUENTIAL_COARSEN_BITS
+        } else {
+            0
+        };
         Ok(Self {
             metric,
             dimension,
-            canary: Cumulative::new(spec.kind),
-            baseline: Cumulative::new(spec.kind),
+            canary: Cumulative::new(spec.kind, coarsen),
+            baseline: Cumulative::new(spec.kind, coarsen),
             shift,
             bands,
             errors,
@@ -282,9 +307,10 @@ impl Track {
                 vec![error_rate_name(spec)]
             },
             recent: std::collections::VecDeque::with_capacity(RECENT_SLICES + 1),
-            recent_canary: Cumulative::new(spec.kind),
-            recent_baseline: Cumulative::new(spec.kind),
+            recent_canary: Cumulative::new(spec.kind, coarsen),
+            recent_baseline: Cumulative::new(spec.kind, coarsen),
             slo_ranks: None,
+            coarsen,
             assessed: None,
         })
     }
@@ -382,8 +408,8 @@ impl Track {
             // Not reachable (every slice in `recent` was added to the sums),
             // but the sums must stay true: rebuild them.
             let kind = self.recent_kind();
-            self.recent_canary = Cumulative::new(kind);
-            self.recent_baseline = Cumulative::new(kind);
+            self.recent_canary = Cumulative::new(kind, self.coarsen);
+            self.recent_baseline = Cumulative::new(kind, self.coarsen);
             for (c, b) in &self.recent {
                 if let Some(c) = c {
                     self.recent_canary.add(c);
@@ -932,8 +958,11 @@ mod tests {
             )
             .unwrap()
         };
-        let mut up = reference(quantile::Direction::Increase);
-        let mut down = reference(quantile::Direction::Decrease);
+        let mut up = reference(quantile::Direction::Increase).coarser(SEQUENTIAL_COARSEN_BITS);
+        let mut down = reference(quantile::Direction::Decrease).coarser(SEQUENTIAL_COARSEN_BITS);
+        // The same bands on the store's own buckets: the track's may only
+        // be wider, by at most a merged bucket.
+        let mut exact_up = reference(quantile::Direction::Increase);
         let mut state = 0x2545_F491_4F6C_DD1D;
         let mut parted = false;
         for i in 0..40 {
@@ -942,11 +971,30 @@ mod tests {
             if let (Some(SliceData::Distribution(c)), Some(SliceData::Distribution(b))) = (&c, &b) {
                 up.update(c, b);
                 down.update(c, b);
+                exact_up.update(c, b);
             }
             track.feed(metric, c, b);
             parted |= track.bands.as_ref().unwrap().paired.is_some();
             let got = track.comparisons().to_vec();
             assert_eq!(got, vec![up.comparisons(), down.comparisons()], "slice {i}");
+            for (coarse, exact) in got[0].iter().zip(exact_up.comparisons()) {
+                for (c, e) in [
+                    (coarse.canary, exact.canary),
+                    (coarse.baseline, exact.baseline),
+                ] {
+                    assert!(c.low <= e.low, "slice {i}: {c:?} vs {e:?}");
+                    assert!(e.low as f64 <= c.low as f64 * (1.0 + 8.0 / 1024.0) + 1.0);
+                    match (c.high, e.high) {
+                        (Some(ch), Some(eh)) => {
+                            assert!(
+                                eh <= ch && ch as f64 <= eh as f64 * (1.0 + 8.0 / 1024.0) + 1.0
+                            );
+                        }
+                        (None, _) => {}
+                        (Some(_), None) => panic!("slice {i}: coarse bounded, exact not"),
+                    }
+                }
+            }
         }
         assert!(parted);
         // The track's own arms have every slice.

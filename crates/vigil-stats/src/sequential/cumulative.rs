@@ -21,7 +21,15 @@
 //!
 //! The buckets, and therefore every statistic read through
 //! [`BucketCounts`], are exactly those of a [`SparseHistogram`] holding the
-//! same samples.
+//! same samples, unless the histogram was made coarser
+//! ([`CumulativeHistogram::coarser`]): then each of its buckets is the
+//! union of `2^bits` neighbouring buckets of the shared layout (values
+//! below 1024 keep their own buckets), so a bucket's low and high are the
+//! low of the first and the high of the last, and a rank falls in the
+//! coarse bucket that holds the shared layout's bucket at that rank.
+//! Bounds read at a coarse bucket's low (lower bounds) or high (upper
+//! bounds) stay valid, only wider, and an arm spans `2^bits` times fewer
+//! counters, which is what a judge tick touches per sample.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +46,15 @@ const GROUP: usize = 16;
 
 /// A block with no slot in the arena (no sample yet).
 const NO_SLOT: u32 = u32::MAX;
+
+/// Bucket indices below this (values below 1024) are never merged: they
+/// are one value wide, and merging them would widen small values by more
+/// than the coarsening widens the others.
+const EXACT_BELOW: u32 = 1024;
+
+/// The most bits [`CumulativeHistogram::coarser`] takes: a whole octave
+/// of the shared layout (1024 buckets) in one bucket.
+pub const MAX_COARSEN_BITS: u32 = 10;
 
 /// A histogram in the shared bucket layout, built for adding and removing
 /// whole slices and for rank look-ups.
@@ -60,6 +77,37 @@ pub struct CumulativeHistogram {
     /// then stays at `u32::MAX`).
     excess: BTreeMap<u32, u64>,
     total: u64,
+    /// Bits of the shared layout's bucket index merged into one bucket
+    /// (above [`EXACT_BELOW`]); 0 keeps every bucket.
+    coarsen: u32,
+}
+
+/// The bucket of a histogram coarsened by `coarsen` bits that holds the
+/// shared layout's bucket `idx`.
+fn own_index(coarsen: u32, idx: u32) -> u32 {
+    if idx < EXACT_BELOW {
+        idx
+    } else {
+        EXACT_BELOW + ((idx - EXACT_BELOW) >> coarsen)
+    }
+}
+
+/// `slice`'s buckets in a histogram coarsened by `coarsen` bits: (index,
+/// count) runs in order, neighbours that share a bucket merged.
+fn own_pairs(coarsen: u32, slice: &SparseHistogram) -> impl Iterator<Item = (u32, u64)> + '_ {
+    let mut pairs = slice.index_counts().iter().peekable();
+    std::iter::from_fn(move || {
+        let &(idx, mut count) = pairs.next()?;
+        let own = own_index(coarsen, idx);
+        while let Some(&&(next, c)) = pairs.peek() {
+            if own_index(coarsen, next) != own {
+                break;
+            }
+            count += c;
+            pairs.next();
+        }
+        Some((own, count))
+    })
 }
 
 impl PartialEq for CumulativeHistogram {
@@ -72,6 +120,37 @@ impl CumulativeHistogram {
     /// An empty histogram.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty histogram whose buckets each merge `2^bits` neighbouring
+    /// buckets of the shared layout (`bits` at most
+    /// [`MAX_COARSEN_BITS`], larger values are taken as that): at 3 bits,
+    /// 128 buckets per octave, each at most 0.78% wide.
+    pub fn coarser(bits: u32) -> Self {
+        Self {
+            coarsen: bits.min(MAX_COARSEN_BITS),
+            ..Self::default()
+        }
+    }
+
+    /// Bits merged per bucket (0: the shared layout's buckets).
+    pub fn coarsen_bits(&self) -> u32 {
+        self.coarsen
+    }
+
+    /// This histogram's bucket for the shared layout's bucket `idx`.
+    fn own_index(&self, idx: u32) -> u32 {
+        own_index(self.coarsen, idx)
+    }
+
+    /// The shared layout's first and last bucket merged into bucket `own`.
+    fn shared_range(&self, own: u32) -> (u32, u32) {
+        if own < EXACT_BELOW {
+            (own, own)
+        } else {
+            let first = EXACT_BELOW + ((own - EXACT_BELOW) << self.coarsen);
+            (first, first + ((1 << self.coarsen) - 1))
+        }
     }
 
     /// Makes room for blocks `lo..=hi`.
@@ -147,8 +226,9 @@ impl CumulativeHistogram {
         let (Some(&(lo, _)), Some(&(hi, _))) = (pairs.first(), pairs.last()) else {
             return;
         };
+        let (lo, hi) = (self.own_index(lo), self.own_index(hi));
         self.cover(lo >> BLOCK_SHIFT, hi >> BLOCK_SHIFT);
-        for &(idx, count) in pairs {
+        for (idx, count) in own_pairs(self.coarsen, slice) {
             self.add_at(idx, count);
         }
         self.total += slice.len();
@@ -159,7 +239,7 @@ impl CumulativeHistogram {
         if count == 0 {
             return;
         }
-        let idx = crate::sparse::bucket_index(value);
+        let idx = self.own_index(crate::sparse::bucket_index(value));
         let block = idx >> BLOCK_SHIFT;
         self.cover(block, block);
         self.add_at(idx, count);
@@ -169,13 +249,12 @@ impl CumulativeHistogram {
     /// Removes every sample of `slice`, which must be contained in `self`
     /// (a slice added earlier); on error `self` is unchanged.
     pub fn subtract(&mut self, slice: &SparseHistogram) -> Result<(), StatsError> {
-        let pairs = slice.index_counts();
-        for &(idx, count) in pairs {
+        for (idx, count) in own_pairs(self.coarsen, slice) {
             if self.count_at(idx) < count {
                 return Err(StatsError::SubtractionUnderflow);
             }
         }
-        for &(idx, count) in pairs {
+        for (idx, count) in own_pairs(self.coarsen, slice) {
             let b = ((idx >> BLOCK_SHIFT) - self.first) as usize;
             // An emptied block keeps its slot: a rolling window refills it
             // within a few slices.
@@ -262,10 +341,12 @@ impl CumulativeHistogram {
         ((self.first + b as u32) << BLOCK_SHIFT) + slot as u32
     }
 
+    /// Bucket `idx` (this histogram's index) holding `count` samples.
     fn bucket(&self, idx: u32, count: u64) -> Bucket {
+        let (first, last) = self.shared_range(idx);
         Bucket {
-            low: bucket_low(idx),
-            high: bucket_high(idx),
+            low: bucket_low(first),
+            high: bucket_high(last),
             count,
         }
     }
@@ -452,6 +533,112 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The shared layout's buckets of `all` merged as a histogram
+    /// coarsened by `bits` merges them: a merged bucket spans all of its
+    /// shared buckets, empty ones included.
+    fn merged(all: &SparseHistogram, bits: u32) -> Vec<Bucket> {
+        let mut out: Vec<(u32, Bucket)> = Vec::new();
+        for &(idx, count) in all.index_counts() {
+            let own = own_index(bits, idx);
+            match out.last_mut() {
+                Some((i, last)) if *i == own => last.count += count,
+                _ => {
+                    // The shared buckets merged into `own`: those whose
+                    // index maps to it.
+                    let first = (0..=idx)
+                        .rev()
+                        .take_while(|&i| own_index(bits, i) == own)
+                        .last()
+                        .unwrap_or(idx);
+                    let last = (idx..)
+                        .take_while(|&i| own_index(bits, i) == own)
+                        .last()
+                        .unwrap_or(idx);
+                    out.push((
+                        own,
+                        Bucket {
+                            low: bucket_low(first),
+                            high: bucket_high(last),
+                            count,
+                        },
+                    ));
+                }
+            }
+        }
+        out.into_iter().map(|(_, b)| b).collect()
+    }
+
+    #[test]
+    fn coarser_buckets_merge_neighbours_and_hold_each_rank() {
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for bits in [1, 3, 4, MAX_COARSEN_BITS] {
+            let mut cum = CumulativeHistogram::coarser(bits);
+            assert_eq!(cum.coarsen_bits(), bits);
+            let mut all = SparseHistogram::new();
+            let mut window = std::collections::VecDeque::new();
+            for round in 0..40 {
+                // Small exact values and values over many octaves.
+                let s = sparse(
+                    &(0..1 + next() % 60)
+                        .map(|_| (next() % 3000) << (next() % 12))
+                        .collect::<Vec<_>>(),
+                );
+                cum.add(&s);
+                all.merge(&s);
+                window.push_back(s);
+                if window.len() > 4 {
+                    let old = window.pop_front().unwrap();
+                    cum.subtract(&old).unwrap();
+                    all.subtract(&old).unwrap();
+                }
+                let want = merged(&all, bits);
+                assert!(cum.buckets().eq(want.iter().copied()), "{bits} {round}");
+                let n = BucketCounts::len(&all);
+                assert_eq!(cum.len(), n);
+                for rank in 1..=n {
+                    let fine = all.bucket_at_rank(rank).unwrap();
+                    let coarse = cum.bucket_at_rank(rank).unwrap();
+                    assert!(
+                        coarse.low <= fine.low && fine.high <= coarse.high,
+                        "{bits} {round} {rank}: {coarse:?} does not hold {fine:?}"
+                    );
+                    assert!(want.contains(&coarse));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn coarser_buckets_are_at_most_their_width() {
+        // 3 bits: 128 buckets per octave, none wider than 2^3 / 1024 of
+        // its low; values below 1024 keep their own bucket.
+        let cum = CumulativeHistogram::coarser(3);
+        for idx in [0, 1, 1023, 1024, 1031, 1032, 2047, 2048, 2055, 9000, 20_000] {
+            let own = cum.own_index(idx);
+            let b = cum.bucket(own, 1);
+            assert!(b.low <= bucket_low(idx) && bucket_high(idx) <= b.high);
+            if idx < 1024 {
+                assert_eq!((b.low, b.high), (u64::from(idx), u64::from(idx)));
+            } else {
+                let width = (b.high - b.low + 1) as f64 / b.low as f64;
+                assert!(width <= 8.0 / 1024.0 + 1e-12, "{idx}: {b:?}");
+            }
+        }
+        // Recording a value lands where adding it in a slice does.
+        let mut by_value = CumulativeHistogram::coarser(3);
+        by_value.record_n(150_123, 2);
+        let mut by_slice = CumulativeHistogram::coarser(3);
+        by_slice.add(&sparse(&[150_123, 150_123]));
+        assert_eq!(by_value, by_slice);
+        assert!(by_value.buckets().eq(by_slice.buckets()));
     }
 
     #[test]

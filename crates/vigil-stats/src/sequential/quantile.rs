@@ -626,6 +626,17 @@ impl QuantileShiftTest {
         Ok(test)
     }
 
+    /// The same test on arms whose buckets each merge `2^bits` of the
+    /// shared layout's ([`CumulativeHistogram::coarser`]): wider bounds,
+    /// still valid. Data seen so far is dropped.
+    #[must_use]
+    pub fn coarser(mut self, bits: u32) -> Self {
+        self.canary = CumulativeHistogram::coarser(bits);
+        self.baseline = CumulativeHistogram::coarser(bits);
+        self.look();
+        self
+    }
+
     /// Adds new samples of each arm.
     pub fn update<C, B>(&mut self, canary: &C, baseline: &B)
     where
