@@ -513,6 +513,28 @@ impl Track {
         }
     }
 
+    /// Counts: the error rates (canary, baseline) of the newest slices in
+    /// which each arm has [`RECENT_MIN_SAMPLES`] requests (within the
+    /// recent view). Once a track has rejected, this is what a person
+    /// wants quoted: an error rate that jumps from 0.1% to 15% is caught
+    /// within a slice or two, when the last minute still holds 40-50 s
+    /// from before the jump and would say 2-4%.
+    fn newest_rates(&self) -> Option<(f64, f64)> {
+        let mut sum = [0u64; 4];
+        for (c, b) in self.recent.iter().rev() {
+            for (at, data) in [(0, c), (2, b)] {
+                if let Some(SliceData::Counts { requests, errors }) = data {
+                    sum[at] += requests;
+                    sum[at + 1] += errors;
+                }
+            }
+            if sum[0] >= RECENT_MIN_SAMPLES && sum[2] >= RECENT_MIN_SAMPLES {
+                return Some((sum[1] as f64 / sum[0] as f64, sum[3] as f64 / sum[2] as f64));
+            }
+        }
+        None
+    }
+
     /// The last minute of each arm, when both have enough samples in it:
     /// what a person wants to hear about "how much worse" once a regression
     /// started mid-analysis. Falls back to everything since the start.
@@ -667,7 +689,14 @@ impl Track {
                 e as f64 / n as f64
             }
         };
-        let (rc, rb) = (rate(view_c), rate(view_b));
+        // Once this track alone rejects (sequential), the newest rates:
+        // the state the verdict is about. Before, the last minute's, which
+        // a single noisy slice moves less.
+        let rejected = how.method == Method::Sequential && self.e_value() >= 1.0 / how.alpha;
+        let (rc, rb) = rejected
+            .then(|| self.newest_rates())
+            .flatten()
+            .unwrap_or_else(|| (rate(view_c), rate(view_b)));
         let beyond = beyond_at(all_c, all_b) || beyond_at(rc, rb);
         let half = how.alpha / 2.0;
         let cs_c = proportion_cs(ec, nc, half).ok();
@@ -999,5 +1028,56 @@ mod tests {
         assert!(parted);
         // The track's own arms have every slice.
         assert!(track.canary.n() > up.arms().0.len());
+    }
+
+    #[test]
+    fn a_rejected_error_rate_quotes_its_newest_slices() {
+        let spec = AnalysisSpec::parse(
+            "service: s\nbaseline_version: v1\ncanary_version: v2\nmetrics:\n  - {name: error_rate, kind: error_rate, tolerance_abs: 0.002}\n",
+            SpecFormat::Yaml,
+        )
+        .unwrap();
+        let metric = &spec.metrics[0];
+        let how = Judging {
+            method: Method::Sequential,
+            alpha: 0.01,
+            slo_mode: false,
+        };
+        let mut track = Track::new(0, metric, None, how).unwrap();
+        let counts = |requests, errors| Some(SliceData::Counts { requests, errors });
+        // Ten healthy minutes: 0.1% errors in both arms.
+        for i in 0..60 {
+            track.feed(metric, counts(100, u64::from(i % 10 == 0)), counts(1000, 1));
+        }
+        let before = track.assess(metric, how, how.alpha);
+        let effect = before.result.effect.unwrap();
+        assert!(track.e_value() < 1.0 / how.alpha);
+        assert!(effect.canary.unwrap() < 0.02, "{effect:?}");
+        // Then 20% errors in the canary, 20 requests a slice: once the
+        // track rejects, the newest slices with 30 requests in each arm are
+        // quoted, not the minute's mix; before, the minute's.
+        let mut minute: std::collections::VecDeque<(u64, u64)> =
+            (54..60).map(|i| (100, u64::from(i % 10 == 0))).collect();
+        let mut rejected = 0;
+        for k in 0..6 {
+            track.feed(metric, counts(20, 4), counts(1000, 1));
+            minute.pop_front();
+            minute.push_back((20, 4));
+            let a = track.assess(metric, how, how.alpha);
+            let e = a.result.effect.unwrap();
+            let (c, b) = (e.canary.unwrap(), e.baseline.unwrap());
+            if track.e_value() >= 1.0 / how.alpha {
+                rejected += 1;
+                // The first spike slice needs the healthy one before it
+                // (no errors) to reach 30 canary requests.
+                let want = if k == 0 { 4.0 / 120.0 } else { 8.0 / 40.0 };
+                assert_eq!((c, b), (want, 2.0 / 2000.0), "slice {k}");
+                assert!(a.beyond_tolerance);
+            } else {
+                let (n, errors) = minute.iter().fold((0, 0), |(n, e), &(r, x)| (n + r, e + x));
+                assert_eq!(c, errors as f64 / n as f64, "slice {k}");
+            }
+        }
+        assert!(rejected >= 4, "rejected in {rejected} of 6 slices");
     }
 }
