@@ -106,36 +106,31 @@ impl DevBroker {
             }
             bootstrap
         };
-        if port == 0 {
-            // Any port: the mock broker's own (ephemeral) listener.
+        // Any port (0): the mock broker's own (ephemeral) listener, no
+        // proxy. A fixed port: bound here, advertised, proxied.
+        let (addr, listener) = if port == 0 {
             let addr = upstream
                 .parse()
                 .map_err(|_| DevBrokerError::Bootstrap(upstream.clone()))?;
-            let broker = DevBroker {
-                client,
-                addr,
-                cancel: CancellationToken::new(),
-                tracker: TaskTracker::new(),
-            };
-            for topic in VIGIL_TOPICS {
-                broker.create_topic(topic, partitions)?;
-            }
-            return Ok(broker);
-        }
-        let listen = format!("127.0.0.1:{port}");
-        let listener = TcpListener::bind(&listen)
-            .await
-            .map_err(|source| DevBrokerError::Bind {
-                addr: listen.clone(),
-                source,
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| DevBrokerError::Bind {
-                addr: listen,
-                source,
-            })?;
-        advertise(&client, "127.0.0.1", addr.port())?;
+            (addr, None)
+        } else {
+            let listen = format!("127.0.0.1:{port}");
+            let listener =
+                TcpListener::bind(&listen)
+                    .await
+                    .map_err(|source| DevBrokerError::Bind {
+                        addr: listen.clone(),
+                        source,
+                    })?;
+            let addr = listener
+                .local_addr()
+                .map_err(|source| DevBrokerError::Bind {
+                    addr: listen,
+                    source,
+                })?;
+            advertise(&client, "127.0.0.1", addr.port())?;
+            (addr, Some(listener))
+        };
         let broker = DevBroker {
             client,
             addr,
@@ -145,12 +140,14 @@ impl DevBroker {
         for topic in VIGIL_TOPICS {
             broker.create_topic(topic, partitions)?;
         }
-        broker.tracker.spawn(proxy(
-            listener,
-            upstream,
-            broker.cancel.clone(),
-            broker.tracker.clone(),
-        ));
+        if let Some(listener) = listener {
+            broker.tracker.spawn(proxy(
+                listener,
+                upstream,
+                broker.cancel.clone(),
+                broker.tracker.clone(),
+            ));
+        }
         Ok(broker)
     }
 
