@@ -960,22 +960,33 @@ mod tests {
         SliceData::Distribution(h)
     }
 
-    #[test]
-    fn bands_take_only_the_slices_with_both_arms() {
-        // The track keeps one copy of each arm while every slice has both;
-        // once one lacks an arm, the bands (which only take slices with
-        // both, like QuantileShiftTest) must go on with their own.
+    /// A spec of one metric (`metric`, a YAML flow mapping) and the
+    /// sequential method at alpha 0.01.
+    fn sequential(metric: &str) -> (AnalysisSpec, Judging) {
         let spec = AnalysisSpec::parse(
-            "service: s\nbaseline_version: v1\ncanary_version: v2\nmetrics:\n  - {name: latency, kind: latency, direction: either, quantiles: [0.5, 0.9], tolerance_abs: 2}\n",
+            &format!(
+                "service: s\nbaseline_version: v1\ncanary_version: v2\nmetrics:\n  - {metric}\n"
+            ),
             SpecFormat::Yaml,
         )
         .unwrap();
-        let metric = &spec.metrics[0];
         let how = Judging {
             method: Method::Sequential,
             alpha: 0.01,
             slo_mode: false,
         };
+        (spec, how)
+    }
+
+    #[test]
+    fn bands_take_only_the_slices_with_both_arms() {
+        // The track keeps one copy of each arm while every slice has both;
+        // once one lacks an arm, the bands (which only take slices with
+        // both, like QuantileShiftTest) must go on with their own.
+        let (spec, how) = sequential(
+            "{name: latency, kind: latency, direction: either, quantiles: [0.5, 0.9], tolerance_abs: 2}",
+        );
+        let metric = &spec.metrics[0];
         let mut track = Track::new(0, metric, None, how).unwrap();
         let reference = |d| {
             QuantileShiftTest::new(
@@ -1032,17 +1043,8 @@ mod tests {
 
     #[test]
     fn a_rejected_error_rate_quotes_its_newest_slices() {
-        let spec = AnalysisSpec::parse(
-            "service: s\nbaseline_version: v1\ncanary_version: v2\nmetrics:\n  - {name: error_rate, kind: error_rate, tolerance_abs: 0.002}\n",
-            SpecFormat::Yaml,
-        )
-        .unwrap();
+        let (spec, how) = sequential("{name: error_rate, kind: error_rate, tolerance_abs: 0.002}");
         let metric = &spec.metrics[0];
-        let how = Judging {
-            method: Method::Sequential,
-            alpha: 0.01,
-            slo_mode: false,
-        };
         let mut track = Track::new(0, metric, None, how).unwrap();
         let counts = |requests, errors| Some(SliceData::Counts { requests, errors });
         // Ten healthy minutes: 0.1% errors in both arms.
