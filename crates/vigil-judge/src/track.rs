@@ -524,8 +524,8 @@ impl Track {
         for (c, b) in self.recent.iter().rev() {
             for (at, data) in [(0, c), (2, b)] {
                 if let Some(SliceData::Counts { requests, errors }) = data {
-                    sum[at] += requests;
-                    sum[at + 1] += errors;
+                    sum[at] = sum[at].saturating_add(*requests);
+                    sum[at + 1] = sum[at + 1].saturating_add(*errors);
                 }
             }
             if sum[0] >= RECENT_MIN_SAMPLES && sum[2] >= RECENT_MIN_SAMPLES {

@@ -103,7 +103,7 @@ fn own_pairs(coarsen: u32, slice: &SparseHistogram) -> impl Iterator<Item = (u32
             if own_index(coarsen, next) != own {
                 break;
             }
-            count += c;
+            count = count.saturating_add(c);
             pairs.next();
         }
         Some((own, count))
