@@ -26,7 +26,12 @@ mod api_fixture;
 
 /// One analysis of `svc` v8 against v7, judged once over 12 slices.
 fn fixture() -> (Arc<Vigil>, String) {
-    let vigil = Vigil::new(Config::default(), Vec::new());
+    // No grace: the one tick below judges every complete slice.
+    let config = Config {
+        slice_grace: std::time::Duration::ZERO,
+        ..Config::default()
+    };
+    let vigil = Vigil::new(config, Vec::new());
     let t0 = (vigil.stream_now() / 10.0).floor() * 10.0;
     let spec = serde_json::from_value(serde_json::json!({
         "service": "svc",
@@ -47,7 +52,7 @@ fn fixture() -> (Arc<Vigil>, String) {
     let service = ServiceName::new("svc").unwrap();
     let samples = api_fixture::service_samples(&service, t0).unwrap();
     assert_eq!(vigil.ingest.record("bench", &samples).rejected, 0);
-    vigil.tick(&mut None);
+    vigil.tick(&mut vigil_server::core::TickState::default());
     (vigil, id)
 }
 

@@ -486,6 +486,8 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         grpc_addr: "127.0.0.1:0".parse()?,
         http_addr: "127.0.0.1:0".parse()?,
         tick_interval: Duration::from_secs(3600),
+        // The one tick (at start) judges every complete slice.
+        slice_grace: Duration::ZERO,
         ..Config::default()
     };
     let server = Server::bind(config)?;

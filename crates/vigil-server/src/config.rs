@@ -27,6 +27,16 @@ pub struct Config {
     /// How often the judge ticker looks for new stream time, e.g. "1s".
     #[serde(with = "duration_text")]
     pub tick_interval: Duration,
+    /// How long (wall clock) after stream time enters a new slice the judge
+    /// still waits for samples of the slice before it, e.g. "2s": samples
+    /// from a Kafka partition or a client batch a little behind the newest
+    /// one. The judge reads a slice once and never again, so samples that
+    /// arrive later are stored but not judged. When the stream moves on
+    /// faster than this (a backlog, a replay), a slice is judged once the
+    /// stream is a whole slice past it. "0s" judges a slice as soon as the
+    /// stream leaves it.
+    #[serde(with = "duration_text")]
+    pub slice_grace: Duration,
     /// Stream time after its last sample during which a version still
     /// counts as emitting (for auto analyses and Flagger), e.g. "2m".
     #[serde(with = "duration_text")]
@@ -57,6 +67,7 @@ impl Default for Config {
             max_body_bytes: 16 * 1024 * 1024,
             max_grpc_message_bytes: 16 * 1024 * 1024,
             tick_interval: Duration::from_secs(1),
+            slice_grace: Duration::from_secs(2),
             emitting_within: Duration::from_secs(120),
             kafka_brokers: Vec::new(),
             otlp_grpc_addr: None,

@@ -309,17 +309,35 @@ impl Vigil {
     }
 
     /// One judge tick: starts auto analyses, then brings every running
-    /// analysis up to stream time (all of them when stream time moved,
-    /// otherwise only those never ticked), publishing changes.
-    pub fn tick(&self, last_high_water: &mut Option<i64>) {
+    /// analysis up to stream time (all of them when the slices judged
+    /// complete moved, otherwise only those never ticked), publishing
+    /// changes. A slice is complete once the stream has left it and
+    /// `slice_grace` has passed, or once the stream is a whole slice past
+    /// it; `state` carries what that needs from one tick to the next.
+    pub fn tick(&self, state: &mut TickState) {
         self.start_auto_analyses();
         let Some(hw) = self.store.high_water() else {
             return;
         };
-        let moved = *last_high_water != Some(hw);
-        *last_high_water = Some(hw);
-        let now = self.store.slice_start(hw);
-        self.metrics.stream_time.set(now);
+        // Slices before `complete` are judged: the newest one the stream
+        // left only once `slice_grace` has passed since it did.
+        let seen_at = match state.high_water {
+            Some((h, at)) if h == hw => at,
+            _ => {
+                let at = Instant::now();
+                state.high_water = Some((hw, at));
+                at
+            }
+        };
+        let complete = if seen_at.elapsed() >= self.config.slice_grace {
+            hw
+        } else {
+            hw - 1
+        };
+        let moved = state.complete != Some(complete);
+        state.complete = Some(complete);
+        let now = self.store.slice_start(complete);
+        self.metrics.stream_time.set(self.store.slice_start(hw));
         let started = Instant::now();
         let mut changed = false;
         for entry in self.analyses.running() {
@@ -365,7 +383,7 @@ impl Vigil {
     pub async fn run_ticker(self: Arc<Self>) {
         let mut interval = tokio::time::interval(self.config.tick_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = None;
+        let mut last = TickState::default();
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -382,5 +400,97 @@ impl Vigil {
                 Err(e) => eprintln!("vigil: judge tick failed: {e}"),
             }
         }
+    }
+}
+
+/// What the judge ticker keeps between ticks ([`Vigil::tick`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TickState {
+    /// The store's high-water slice, and when this ticker first saw it.
+    high_water: Option<(i64, Instant)>,
+    /// Slices before this one were complete at the last tick.
+    complete: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use vigil_core::{Labels, MetricName, Observation, Sample, ServiceName, Verdict, Version};
+
+    use super::*;
+
+    /// `n` request outcomes of `version` at stream time `ts`, `errors` of
+    /// them failed.
+    fn requests(version: &str, ts: f64, n: usize, errors: usize) -> Vec<Sample> {
+        (0..n)
+            .map(|i| Sample {
+                ts,
+                service: ServiceName::new("pay").unwrap(),
+                version: Version::new(version).unwrap(),
+                metric: MetricName::new("error_rate").unwrap(),
+                labels: Labels::empty(),
+                observation: Observation::Outcome { error: i < errors },
+            })
+            .collect()
+    }
+
+    /// A canary's errors that arrive just after the stream entered the next
+    /// slice, then the verdict once the grace has passed.
+    fn verdict_with_late_errors(grace: Duration) -> Verdict {
+        let config = Config {
+            slice_grace: grace,
+            ..Config::default()
+        };
+        let vigil = Vigil::new(config, Vec::new());
+        let t0 = 1_800_000_000.0;
+        let spec = serde_json::from_value(serde_json::json!({
+            "service": "pay",
+            "baseline_version": "v7",
+            "canary_version": "v8",
+            "metrics": [{"name": "error_rate", "kind": "error_rate", "tolerance_abs": 0.002}],
+            "policy": {"min_samples": 50},
+        }))
+        .unwrap();
+        let entry = vigil.create_from(None, spec, "test", t0).unwrap();
+        let mut state = TickState::default();
+        // Slice 0: both arms healthy.
+        vigil
+            .ingest
+            .record("test", &requests("v7", t0 + 1.0, 1000, 0));
+        vigil
+            .ingest
+            .record("test", &requests("v8", t0 + 1.0, 200, 0));
+        vigil.tick(&mut state);
+        // Slice 1 fills; the stream enters slice 2 (one baseline sample).
+        vigil
+            .ingest
+            .record("test", &requests("v7", t0 + 11.0, 1000, 0));
+        vigil
+            .ingest
+            .record("test", &requests("v8", t0 + 11.0, 200, 0));
+        vigil
+            .ingest
+            .record("test", &requests("v7", t0 + 20.5, 1, 0));
+        vigil.tick(&mut state);
+        // Then the canary's samples of slice 1 still on their way arrive:
+        // half of them errors.
+        vigil
+            .ingest
+            .record("test", &requests("v8", t0 + 19.0, 400, 200));
+        std::thread::sleep(grace + Duration::from_millis(50));
+        vigil.tick(&mut state);
+        entry.published().report.verdict
+    }
+
+    #[test]
+    fn samples_within_the_grace_are_judged() {
+        assert_eq!(
+            verdict_with_late_errors(Duration::from_millis(200)),
+            Verdict::Rollback
+        );
+        // Without a grace the slice was judged before they came, and they
+        // never are.
+        assert_eq!(verdict_with_late_errors(Duration::ZERO), Verdict::Continue);
     }
 }
