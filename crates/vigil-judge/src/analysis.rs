@@ -626,7 +626,9 @@ fn align(
 }
 
 /// The track to name: a failing one first, a failing dimension over the
-/// aggregate (it says where to look), then the most evidence.
+/// aggregate (it says where to look), then the most evidence; when only
+/// a metric's aggregate failed, its dimension with the most evidence whose
+/// effect is beyond tolerance, if any.
 fn worst_track(tracks: &[Track], assessed: &[Assessment], failing: &[bool]) -> Option<usize> {
     let score = |i: usize| {
         let dimension = tracks[i].dimension.is_some() && failing[i];
@@ -635,11 +637,26 @@ fn worst_track(tracks: &[Track], assessed: &[Assessment], failing: &[bool]) -> O
             1.0 / tracks[i].p_value().max(1e-300),
         )
     };
-    (0..tracks.len()).max_by(|&a, &b| {
+    let worst = (0..tracks.len()).max_by(|&a, &b| {
         let (ka, ea) = score(a);
         let (kb, eb) = score(b);
         ka.cmp(&kb).then(ea.total_cmp(&eb))
-    })
+    })?;
+    if tracks[worst].dimension.is_some() || !failing[worst] {
+        return Some(worst);
+    }
+    // The metric as a whole failed before any one dimension did: name the
+    // dimension of that metric whose own evidence is strongest and whose
+    // effect is beyond tolerance, as the reason should say which endpoint.
+    let evidence = |i: usize| 1.0 / tracks[i].p_value().max(1e-300);
+    (0..tracks.len())
+        .filter(|&i| {
+            tracks[i].metric == tracks[worst].metric
+                && tracks[i].dimension.is_some()
+                && assessed[i].beyond_tolerance
+        })
+        .max_by(|&a, &b| evidence(a).total_cmp(&evidence(b)))
+        .or(Some(worst))
 }
 
 fn dimension_values(labels: &Labels) -> String {

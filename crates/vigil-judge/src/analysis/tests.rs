@@ -409,3 +409,38 @@ fn catching_up_sees_every_slice_of_the_combined_evidence() {
         assert_eq!(a.e_value(), b.e_value());
     }
 }
+
+#[test]
+fn a_rollback_names_an_endpoint_when_endpoints_are_judged() {
+    // The payment incident on every endpoint: the metric as a whole often
+    // has the evidence before any one endpoint does; the reason still says
+    // where to look.
+    let scenario = Scenario {
+        rps: 100.0,
+        canary_fraction: |_| 0.1,
+        drift: |_| 1.0,
+        canary: |t, _, _| {
+            if t >= 300.0 {
+                (1.0, 0.15)
+            } else {
+                (1.0, 0.001)
+            }
+        },
+        baseline_error: 0.001,
+        seconds: 600.0,
+    };
+    for seed in 1..=12 {
+        let spec = spec(
+            LATENCY_AND_ERRORS,
+            "policy: {alpha: 0.01, max_duration: 30m}\ndimensions: [endpoint]\n",
+        );
+        let (report, _) = run(&scenario, spec, seed);
+        assert_eq!(report.verdict, Verdict::Rollback, "{}", report.reason);
+        assert!(
+            report.reason.starts_with("error rate of /"),
+            "seed {seed}: {}",
+            report.reason
+        );
+        assert!(report.worst_dimension.is_some(), "seed {seed}");
+    }
+}
