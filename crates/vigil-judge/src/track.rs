@@ -66,6 +66,19 @@ impl Cumulative {
         }
     }
 
+    /// Empty, of the same kind and bucket resolution.
+    fn emptied(&self) -> Self {
+        match self {
+            Cumulative::Distribution(h) => {
+                Cumulative::Distribution(CumulativeHistogram::coarser(h.coarsen_bits()))
+            }
+            Cumulative::Counts { .. } => Cumulative::Counts {
+                requests: 0,
+                errors: 0,
+            },
+        }
+    }
+
     /// Takes out a slice added earlier; false (and unchanged) if it was not.
     fn remove(&mut self, data: &SliceData) -> bool {
         match (self, data) {
@@ -198,9 +211,6 @@ pub(crate) struct Track {
     recent_baseline: Cumulative,
     /// Warm-started boundaries of the SLO bound (SLO mode, distributions).
     slo_ranks: Option<FixedQuantileRanks>,
-    /// Bits of the store's bucket index merged in the arms (see
-    /// [`SEQUENTIAL_COARSEN_BITS`]).
-    coarsen: u32,
     /// The assessment of the data fed so far (a function of the track's
     /// state alone: the spec and judging parameters never change), until
     /// the next slice.
@@ -310,7 +320,6 @@ impl Track {
             recent_canary: Cumulative::new(spec.kind, coarsen),
             recent_baseline: Cumulative::new(spec.kind, coarsen),
             slo_ranks: None,
-            coarsen,
             assessed: None,
         })
     }
@@ -407,9 +416,8 @@ impl Track {
         if !removed {
             // Not reachable (every slice in `recent` was added to the sums),
             // but the sums must stay true: rebuild them.
-            let kind = self.recent_kind();
-            self.recent_canary = Cumulative::new(kind, self.coarsen);
-            self.recent_baseline = Cumulative::new(kind, self.coarsen);
+            self.recent_canary = self.recent_canary.emptied();
+            self.recent_baseline = self.recent_baseline.emptied();
             for (c, b) in &self.recent {
                 if let Some(c) = c {
                     self.recent_canary.add(c);
@@ -418,13 +426,6 @@ impl Track {
                     self.recent_baseline.add(b);
                 }
             }
-        }
-    }
-
-    fn recent_kind(&self) -> MetricKind {
-        match self.canary {
-            Cumulative::Distribution(_) => MetricKind::Latency,
-            Cumulative::Counts { .. } => MetricKind::ErrorRate,
         }
     }
 
