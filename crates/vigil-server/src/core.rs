@@ -454,30 +454,24 @@ mod tests {
         .unwrap();
         let entry = vigil.create_from(None, spec, "test", t0).unwrap();
         let mut state = TickState::default();
+        let record = |version, at, n, errors| {
+            let outcome = vigil
+                .ingest
+                .record("test", &requests(version, t0 + at, n, errors));
+            assert_eq!(outcome.rejected, 0);
+        };
         // Slice 0: both arms healthy.
-        vigil
-            .ingest
-            .record("test", &requests("v7", t0 + 1.0, 1000, 0));
-        vigil
-            .ingest
-            .record("test", &requests("v8", t0 + 1.0, 200, 0));
+        record("v7", 1.0, 1000, 0);
+        record("v8", 1.0, 200, 0);
         vigil.tick(&mut state);
         // Slice 1 fills; the stream enters slice 2 (one baseline sample).
-        vigil
-            .ingest
-            .record("test", &requests("v7", t0 + 11.0, 1000, 0));
-        vigil
-            .ingest
-            .record("test", &requests("v8", t0 + 11.0, 200, 0));
-        vigil
-            .ingest
-            .record("test", &requests("v7", t0 + 20.5, 1, 0));
+        record("v7", 11.0, 1000, 0);
+        record("v8", 11.0, 200, 0);
+        record("v7", 20.5, 1, 0);
         vigil.tick(&mut state);
         // Then the canary's samples of slice 1 still on their way arrive:
         // half of them errors.
-        vigil
-            .ingest
-            .record("test", &requests("v8", t0 + 19.0, 400, 200));
+        record("v8", 19.0, 400, 200);
         std::thread::sleep(grace + Duration::from_millis(50));
         vigil.tick(&mut state);
         entry.published().report.verdict

@@ -103,10 +103,10 @@ fn healthy(_: f64, _: &str, _: f64) -> (f64, f64) {
     (1.0, 0.001)
 }
 
-#[test]
-fn payment_incident_is_rolled_back_within_a_minute() {
-    // Errors 0.1% -> 15% from t = 300 s at 100 rps, 10% canary.
-    let scenario = Scenario {
+/// The payment incident, `seconds` long: canary errors 0.1% -> 15% on
+/// every endpoint from t = 300 s, at 100 rps with a 10% canary.
+fn payment_incident(seconds: f64) -> Scenario {
+    Scenario {
         rps: 100.0,
         canary_fraction: |_| 0.1,
         drift: |_| 1.0,
@@ -118,8 +118,13 @@ fn payment_incident_is_rolled_back_within_a_minute() {
             }
         },
         baseline_error: 0.001,
-        seconds: 1800.0,
-    };
+        seconds,
+    }
+}
+
+#[test]
+fn payment_incident_is_rolled_back_within_a_minute() {
+    let scenario = payment_incident(1800.0);
     let spec = spec(
         LATENCY_AND_ERRORS,
         "policy: {alpha: 0.01, max_duration: 30m}\ndimensions: [endpoint]\n",
@@ -415,20 +420,7 @@ fn a_rollback_names_an_endpoint_when_endpoints_are_judged() {
     // The payment incident on every endpoint: the metric as a whole often
     // has the evidence before any one endpoint does; the reason still says
     // where to look.
-    let scenario = Scenario {
-        rps: 100.0,
-        canary_fraction: |_| 0.1,
-        drift: |_| 1.0,
-        canary: |t, _, _| {
-            if t >= 300.0 {
-                (1.0, 0.15)
-            } else {
-                (1.0, 0.001)
-            }
-        },
-        baseline_error: 0.001,
-        seconds: 600.0,
-    };
+    let scenario = payment_incident(600.0);
     for seed in 1..=12 {
         let spec = spec(
             LATENCY_AND_ERRORS,
