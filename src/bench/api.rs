@@ -42,6 +42,8 @@ use vigil_proto::v1::vigil_service_client::VigilServiceClient;
 use vigil_proto::v1::GetVerdictRequest;
 use vigil_server::{Config, Server};
 
+use super::median;
+
 /// Live analyses (default).
 pub const ANALYSES: u32 = 10_000;
 /// Services they are spread over.
@@ -77,6 +79,11 @@ pub struct ApiArgs {
     /// throughput in this run).
     #[arg(long)]
     rate: Option<f64>,
+    /// Rounds of the four loads (each server saturated, then each paced),
+    /// the order of the two servers alternating from round to round; the
+    /// figures reported are the medians over the rounds, beside each round.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -105,20 +112,30 @@ pub struct Load {
     pub errors: u64,
 }
 
-/// The report of `vigil bench api --json`.
+/// The report of `vigil bench api --json`. On a shared machine one load's
+/// figures move with whatever else runs in those seconds, so the bench runs
+/// `--rounds` rounds, alternating which server goes first, and the figures
+/// here are the medians over the rounds (each taken on its own: the median
+/// ratio is not the ratio of the median rates); every round is in `rounds`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
     /// GetVerdict calls per second, saturated.
     pub vigil_qps: f64,
     /// Health/Check calls per second of the hello-world server, saturated.
     pub baseline_qps: f64,
-    /// vigil_qps / baseline_qps.
+    /// vigil_qps / baseline_qps, per round.
     pub ratio: f64,
+    /// The lowest and highest round ratio.
+    pub ratio_min: f64,
+    pub ratio_max: f64,
     /// GetVerdict p99 at the paced load (the latency goal), ms.
     pub p99_ms: f64,
+    /// The highest round's GetVerdict p99 at the paced load, ms.
+    pub p99_ms_max: f64,
     /// Live analyses.
     pub analyses: usize,
-    /// Offered rate of the paced load, calls per second, both servers.
+    /// Offered rate of the paced load, calls per second, both servers,
+    /// every round (chosen after the first round's saturated loads).
     pub offered_qps: f64,
     /// How the offered rate was chosen.
     pub offered_rule: String,
@@ -130,9 +147,9 @@ pub struct Report {
     pub paced_baseline_p50_ms: f64,
     /// Hello-world p99 at the paced load, ms.
     pub paced_baseline_p99_ms: f64,
-    /// GetVerdict calls measured at the paced load.
+    /// GetVerdict calls measured at the paced load, per round.
     pub paced_vigil_calls: u64,
-    /// Hello-world calls measured at the paced load.
+    /// Hello-world calls measured at the paced load, per round.
     pub paced_baseline_calls: u64,
     /// p99 of how late the pacer sent a call (part of every paced
     /// latency above), ms, the worse of the two servers' loads.
@@ -142,6 +159,12 @@ pub struct Report {
     pub paced_vigil_server_cpu_us: Option<f64>,
     /// The same for the hello-world server's threads.
     pub paced_baseline_server_cpu_us: Option<f64>,
+    /// CPU time of the load generator's threads per paced call to vigil,
+    /// µs: it shares the machine's cores with the servers, and a verdict
+    /// costs it more to receive and decode than a health check.
+    pub paced_vigil_client_cpu_us: Option<f64>,
+    /// The same for the calls to hello world.
+    pub paced_baseline_client_cpu_us: Option<f64>,
     /// GetVerdict p50 saturated, ms.
     pub saturated_vigil_p50_ms: f64,
     /// GetVerdict p99 saturated, ms.
@@ -164,7 +187,79 @@ pub struct Report {
     pub warmup_seconds: f64,
     /// Seconds measured per load.
     pub seconds: f64,
+    /// Every round.
+    pub rounds: Vec<Round>,
 }
+
+/// One round: both servers saturated, then both paced, in the same order.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Round {
+    /// Whether vigil's loads ran before hello world's in this round.
+    pub vigil_first: bool,
+    pub vigil_qps: f64,
+    pub baseline_qps: f64,
+    pub ratio: f64,
+    pub paced_vigil_p50_ms: f64,
+    pub paced_vigil_p99_ms: f64,
+    pub paced_baseline_p50_ms: f64,
+    pub paced_baseline_p99_ms: f64,
+    pub pacer_late_p99_ms: f64,
+    pub paced_vigil_server_cpu_us: Option<f64>,
+    pub paced_baseline_server_cpu_us: Option<f64>,
+    pub paced_vigil_client_cpu_us: Option<f64>,
+    pub paced_baseline_client_cpu_us: Option<f64>,
+    pub saturated_vigil_p50_ms: f64,
+    pub saturated_vigil_p99_ms: f64,
+    pub saturated_baseline_p50_ms: f64,
+    pub saturated_baseline_p99_ms: f64,
+}
+
+/// A paced load with the CPU its server's and the load generator's
+/// threads spent per call.
+struct Paced {
+    load: Load,
+    late: Histogram<u64>,
+    server_cpu_us: Option<f64>,
+    client_cpu_us: Option<f64>,
+}
+
+/// [`paced`], with the CPU per call of the threads named `server` and of
+/// the load generator's.
+fn paced_with_cpu<C, F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    clients: &[C],
+    call: F,
+    schedule: Schedule,
+    timing: Timing,
+    server: &str,
+) -> anyhow::Result<Paced>
+where
+    C: Clone + Send + 'static,
+    F: Fn(C, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let (s0, c0) = (threads_cpu(server), threads_cpu(CLIENT_THREADS));
+    let (load, late) = paced(rt, clients, call, schedule, timing)?;
+    Ok(Paced {
+        load,
+        late,
+        server_cpu_us: cpu_per_call(s0, threads_cpu(server), schedule),
+        client_cpu_us: cpu_per_call(c0, threads_cpu(CLIENT_THREADS), schedule),
+    })
+}
+
+/// Thread names of the load generator and of the two servers' runtimes.
+const CLIENT_THREADS: &str = "bench-client";
+const BASELINE_THREADS: &str = "bench-baseline";
+const VIGIL_THREADS: &str = "bench-vigil";
+
+/// The median of values that are each known or not: `None` unless all are.
+fn median_known(xs: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let xs: Option<Vec<f64>> = xs.collect();
+    xs.filter(|v| !v.is_empty())
+        .map(|v| (median(v) * 100.0).round() / 100.0)
+}
+
 
 fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -437,10 +532,10 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         measure: Duration::from_secs_f64(args.measure_secs),
     };
     let analyses = args.analyses as usize;
-    let client_rt = runtime("bench-client")?;
+    let client_rt = runtime(CLIENT_THREADS)?;
 
     // The hello-world server: tonic with only the health service.
-    let baseline_rt = runtime("bench-baseline")?;
+    let baseline_rt = runtime(BASELINE_THREADS)?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let baseline_addr = listener.local_addr()?;
@@ -476,12 +571,9 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(tonic_health::pb::health_client::HealthClient::new)
         .collect();
-    eprintln!("vigil bench api: hello world, saturated");
-    let baseline_sat =
-        client_rt.block_on(saturated(baseline_clients.clone(), health_call, timing))?;
 
     // Vigil with live analyses holding real reports.
-    let server_rt = runtime("bench-vigil")?;
+    let server_rt = runtime(VIGIL_THREADS)?;
     let config = Config {
         grpc_addr: "127.0.0.1:0".parse()?,
         http_addr: "127.0.0.1:0".parse()?,
@@ -554,116 +646,208 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(VigilServiceClient::new)
         .collect();
-    eprintln!("vigil bench api: vigil, saturated");
-    let ours_sat = client_rt.block_on(saturated(
-        vigil_clients.clone(),
-        verdict_call.clone(),
-        timing,
-    ))?;
-
-    // Both paced loads back to back, at the same rate, on the same schedule.
-    let (rate, rule) = offered(
-        args.rate,
-        args.analyses,
-        baseline_sat.qps.round(),
-        ours_sat.qps.round(),
-    );
-    let schedule = Schedule::new(rate, timing)?;
-    eprintln!("vigil bench api: hello world, paced at {rate} calls/s");
-    let baseline_cpu = threads_cpu("bench-baseline");
-    let (baseline_paced, mut late) =
-        paced(&client_rt, &baseline_clients, health_call, schedule, timing)?;
-    let baseline_cpu_us = cpu_per_call(baseline_cpu, threads_cpu("bench-baseline"), schedule);
-    eprintln!("vigil bench api: vigil, paced at {rate} calls/s");
-    let vigil_cpu = threads_cpu("bench-vigil");
-    let (ours_paced, late_ours) =
-        paced(&client_rt, &vigil_clients, verdict_call, schedule, timing)?;
-    let vigil_cpu_us = cpu_per_call(vigil_cpu, threads_cpu("bench-vigil"), schedule);
-    late.add(late_ours)?;
+    let mut rounds = Vec::new();
+    // The paced loads' schedule, set after the first round's saturated loads.
+    let mut plan: Option<(Schedule, String)> = None;
+    for k in 0..args.rounds {
+        let vigil_first = k % 2 == 1;
+        let tag = format!("vigil bench api: round {}/{}", k + 1, args.rounds);
+        let sat_vigil = || {
+            eprintln!("{tag}: vigil, saturated");
+            client_rt.block_on(saturated(
+                vigil_clients.clone(),
+                verdict_call.clone(),
+                timing,
+            ))
+        };
+        let sat_hello = || {
+            eprintln!("{tag}: hello world, saturated");
+            client_rt.block_on(saturated(baseline_clients.clone(), health_call, timing))
+        };
+        let (ours_sat, baseline_sat) = if vigil_first {
+            let v = sat_vigil()?;
+            (v, sat_hello()?)
+        } else {
+            let b = sat_hello()?;
+            (sat_vigil()?, b)
+        };
+        let schedule = match &plan {
+            Some((schedule, _)) => *schedule,
+            None => {
+                let (rate, rule) = offered(
+                    args.rate,
+                    args.analyses,
+                    baseline_sat.qps.round(),
+                    ours_sat.qps.round(),
+                );
+                let schedule = Schedule::new(rate, timing)?;
+                plan = Some((schedule, rule));
+                schedule
+            }
+        };
+        let paced_vigil = || {
+            eprintln!("{tag}: vigil, paced at {} calls/s", schedule.rate);
+            paced_with_cpu(
+                &client_rt,
+                &vigil_clients,
+                verdict_call.clone(),
+                schedule,
+                timing,
+                VIGIL_THREADS,
+            )
+        };
+        let paced_hello = || {
+            eprintln!("{tag}: hello world, paced at {} calls/s", schedule.rate);
+            paced_with_cpu(
+                &client_rt,
+                &baseline_clients,
+                health_call,
+                schedule,
+                timing,
+                BASELINE_THREADS,
+            )
+        };
+        let (ours, hello) = if vigil_first {
+            let v = paced_vigil()?;
+            (v, paced_hello()?)
+        } else {
+            let b = paced_hello()?;
+            (paced_vigil()?, b)
+        };
+        for (name, l) in [
+            ("vigil saturated", &ours_sat),
+            ("vigil paced", &ours.load),
+            ("hello world saturated", &baseline_sat),
+            ("hello world paced", &hello.load),
+        ] {
+            anyhow::ensure!(l.errors == 0, "{name}: {} failed calls", l.errors);
+        }
+        let mut late = hello.late;
+        late.add(ours.late)?;
+        rounds.push(Round {
+            vigil_first,
+            vigil_qps: ours_sat.qps.round(),
+            baseline_qps: baseline_sat.qps.round(),
+            ratio: (ours_sat.qps / baseline_sat.qps * 1000.0).round() / 1000.0,
+            paced_vigil_p50_ms: ours.load.p50_ms,
+            paced_vigil_p99_ms: ours.load.p99_ms,
+            paced_baseline_p50_ms: hello.load.p50_ms,
+            paced_baseline_p99_ms: hello.load.p99_ms,
+            pacer_late_p99_ms: ms(&late, 0.99),
+            paced_vigil_server_cpu_us: ours.server_cpu_us,
+            paced_baseline_server_cpu_us: hello.server_cpu_us,
+            paced_vigil_client_cpu_us: ours.client_cpu_us,
+            paced_baseline_client_cpu_us: hello.client_cpu_us,
+            saturated_vigil_p50_ms: ours_sat.p50_ms,
+            saturated_vigil_p99_ms: ours_sat.p99_ms,
+            saturated_baseline_p50_ms: baseline_sat.p50_ms,
+            saturated_baseline_p99_ms: baseline_sat.p99_ms,
+        });
+    }
     drop(baseline_clients);
     drop(vigil_clients);
     stop_baseline.notify_waiters();
     drop(baseline_rt);
     handle.shutdown();
     drop(server_rt);
-    for (name, l) in [
-        ("vigil saturated", &ours_sat),
-        ("vigil paced", &ours_paced),
-        ("hello world saturated", &baseline_sat),
-        ("hello world paced", &baseline_paced),
-    ] {
-        anyhow::ensure!(l.errors == 0, "{name}: {} failed calls", l.errors);
-    }
+    let Some((schedule, offered_rule)) = plan else {
+        anyhow::bail!("no round ran");
+    };
 
+    let of = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+    let known = |f: fn(&Round) -> Option<f64>| median_known(rounds.iter().map(f));
+    let ratios = rounds.iter().map(|r| r.ratio);
     let report = Report {
-        vigil_qps: ours_sat.qps.round(),
-        baseline_qps: baseline_sat.qps.round(),
-        ratio: (ours_sat.qps / baseline_sat.qps * 1000.0).round() / 1000.0,
-        p99_ms: ours_paced.p99_ms,
+        vigil_qps: of(|r| r.vigil_qps).round(),
+        baseline_qps: of(|r| r.baseline_qps).round(),
+        ratio: of(|r| r.ratio),
+        ratio_min: ratios.clone().fold(f64::INFINITY, f64::min),
+        ratio_max: ratios.fold(f64::NEG_INFINITY, f64::max),
+        p99_ms: of(|r| r.paced_vigil_p99_ms),
+        p99_ms_max: rounds
+            .iter()
+            .map(|r| r.paced_vigil_p99_ms)
+            .fold(f64::NEG_INFINITY, f64::max),
         analyses,
-        offered_qps: rate,
-        offered_rule: rule,
-        paced_vigil_p50_ms: ours_paced.p50_ms,
-        paced_vigil_p99_ms: ours_paced.p99_ms,
-        paced_baseline_p50_ms: baseline_paced.p50_ms,
-        paced_baseline_p99_ms: baseline_paced.p99_ms,
-        paced_vigil_calls: ours_paced.calls,
-        paced_baseline_calls: baseline_paced.calls,
-        pacer_late_p99_ms: ms(&late, 0.99),
-        paced_vigil_server_cpu_us: vigil_cpu_us,
-        paced_baseline_server_cpu_us: baseline_cpu_us,
-        saturated_vigil_p50_ms: ours_sat.p50_ms,
-        saturated_vigil_p99_ms: ours_sat.p99_ms,
-        saturated_baseline_p50_ms: baseline_sat.p50_ms,
-        saturated_baseline_p99_ms: baseline_sat.p99_ms,
+        offered_qps: schedule.rate,
+        offered_rule,
+        paced_vigil_p50_ms: of(|r| r.paced_vigil_p50_ms),
+        paced_vigil_p99_ms: of(|r| r.paced_vigil_p99_ms),
+        paced_baseline_p50_ms: of(|r| r.paced_baseline_p50_ms),
+        paced_baseline_p99_ms: of(|r| r.paced_baseline_p99_ms),
+        // Every round measured every call of the schedule, none failed.
+        paced_vigil_calls: schedule.measured(),
+        paced_baseline_calls: schedule.measured(),
+        pacer_late_p99_ms: of(|r| r.pacer_late_p99_ms),
+        paced_vigil_server_cpu_us: known(|r| r.paced_vigil_server_cpu_us),
+        paced_baseline_server_cpu_us: known(|r| r.paced_baseline_server_cpu_us),
+        paced_vigil_client_cpu_us: known(|r| r.paced_vigil_client_cpu_us),
+        paced_baseline_client_cpu_us: known(|r| r.paced_baseline_client_cpu_us),
+        saturated_vigil_p50_ms: of(|r| r.saturated_vigil_p50_ms),
+        saturated_vigil_p99_ms: of(|r| r.saturated_vigil_p99_ms),
+        saturated_baseline_p50_ms: of(|r| r.saturated_baseline_p50_ms),
+        saturated_baseline_p99_ms: of(|r| r.saturated_baseline_p99_ms),
         verdict_bytes,
         read_us: (read_us * 100.0).round() / 100.0,
         connections: CONNECTIONS,
         in_flight: IN_FLIGHT,
         warmup_seconds: timing.warmup.as_secs_f64(),
         seconds: timing.measure.as_secs_f64(),
+        rounds,
     };
     if args.json {
         return super::print_json(&report);
     }
     println!(
-        "GetVerdict with {} live analyses over {} connections, {} s warm-up + {} s measured per load",
-        report.analyses, report.connections, report.warmup_seconds, report.seconds
+        "GetVerdict with {} live analyses over {} connections, {} s warm-up + {} s measured per \
+         load, {} rounds (the server that goes first alternates)",
+        report.analyses,
+        report.connections,
+        report.warmup_seconds,
+        report.seconds,
+        report.rounds.len()
     );
     println!(
-        "saturated (closed loop, {} calls in flight per connection):",
-        report.in_flight
+        "saturated: closed loop, {} calls in flight per connection; paced: open loop at {:.0} \
+         calls/s ({}), timed from each call's scheduled send, the pacer's own lateness included",
+        report.in_flight, report.offered_qps, report.offered_rule
     );
-    for (name, l) in [("vigil", &ours_sat), ("hello world", &baseline_sat)] {
+    let cpu = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+    println!(
+        "round  first        saturated calls/s (vigil / hello, ratio)  paced p99 ms (vigil / hello, \
+         pacer)  server CPU µs/call (vigil / hello)"
+    );
+    for (k, r) in report.rounds.iter().enumerate() {
         println!(
-            "  {:<12} {:>9.0} calls/s  p50 {:.3} ms  p99 {:.3} ms",
-            format!("{name}:"),
-            l.qps,
-            l.p50_ms,
-            l.p99_ms
+            "{:>5}  {:<11}  {:>8.0} / {:>8.0}  {:.3}               {:>7.3} / {:>7.3}  {:>6.3}        {} / {}",
+            k + 1,
+            if r.vigil_first { "vigil" } else { "hello world" },
+            r.vigil_qps,
+            r.baseline_qps,
+            r.ratio,
+            r.paced_vigil_p99_ms,
+            r.paced_baseline_p99_ms,
+            r.pacer_late_p99_ms,
+            cpu(r.paced_vigil_server_cpu_us),
+            cpu(r.paced_baseline_server_cpu_us),
         );
     }
-    println!("  ratio {:.3} (goal >= 0.8)", report.ratio);
     println!(
-        "paced (open loop, {:.0} calls/s offered: {}; timed from each call's scheduled send):",
-        report.offered_qps, report.offered_rule
+        "median: ratio {:.3} (goal >= 0.8; rounds {:.3} to {:.3}); vigil paced p50 {:.3} ms, p99 \
+         {:.3} ms (goal < 2 ms; highest round {:.3} ms), hello world p99 {:.3} ms",
+        report.ratio,
+        report.ratio_min,
+        report.ratio_max,
+        report.paced_vigil_p50_ms,
+        report.p99_ms,
+        report.p99_ms_max,
+        report.paced_baseline_p99_ms
     );
-    for (name, l) in [("vigil", &ours_paced), ("hello world", &baseline_paced)] {
-        println!(
-            "  {:<12} {:>9} calls   p50 {:.3} ms  p99 {:.3} ms",
-            format!("{name}:"),
-            l.calls,
-            l.p50_ms,
-            l.p99_ms
-        );
-    }
     println!(
-        "  p99 {:.3} ms (goal < 2 ms); the pacer's own lateness p99 {:.3} ms is included",
-        report.p99_ms, report.pacer_late_p99_ms
+        "load generator CPU per paced call: vigil {} µs, hello world {} µs",
+        cpu(report.paced_vigil_client_cpu_us),
+        cpu(report.paced_baseline_client_cpu_us)
     );
-    if let (Some(v), Some(b)) = (vigil_cpu_us, baseline_cpu_us) {
-        println!("  server CPU per call: vigil {v:.2} µs, hello world {b:.2} µs");
-    }
     println!(
         "a verdict is {} bytes; a read's own work (lookup, load, copy) takes {:.2} µs",
         report.verdict_bytes, report.read_us

@@ -37,6 +37,8 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, Threa
 use rdkafka::ClientConfig;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+
+use super::median;
 use vigil_core::store::{Store, StoreConfig};
 use vigil_ingest::dev::DevBroker;
 use vigil_ingest::{Consumer, Format, IngestConfig, IngestMetrics, TopicConfig};
@@ -139,18 +141,6 @@ struct Round {
     vigil_samples_per_s: f64,
     ratio: f64,
     vigil_pauses: u64,
-}
-
-/// The median of some numbers (the mean of the middle two for an even
-/// count); NaN for none.
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => xs[n / 2],
-        _ => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
 }
 
 /// Gives up on a phase after this long.
@@ -491,16 +481,4 @@ async fn vigil_pass(
         seconds,
         pauses: metrics.paused.get(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::median;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert!(median(Vec::new()).is_nan());
-    }
 }
