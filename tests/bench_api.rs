@@ -54,12 +54,18 @@ fn api_reports_both_loads_of_both_servers() {
     for round in rounds {
         let (vigil, baseline) = (f(round, "vigil_qps"), f(round, "baseline_qps"));
         assert!(vigil > 0.0 && baseline > 0.0, "{round}");
-        assert!((f(round, "ratio") - vigil / baseline).abs() < 0.001, "{round}");
+        assert!(
+            (f(round, "ratio") - vigil / baseline).abs() < 0.001,
+            "{round}"
+        );
     }
     // Medians of two: the mean of the rounds.
     let mean = |key: &str| (f(&rounds[0], key) + f(&rounds[1], key)) / 2.0;
     assert!((f(&r, "ratio") - mean("ratio")).abs() < 1e-9, "{r}");
-    assert!((f(&r, "p99_ms") - mean("paced_vigil_p99_ms")).abs() < 1e-9, "{r}");
+    assert!(
+        (f(&r, "p99_ms") - mean("paced_vigil_p99_ms")).abs() < 1e-9,
+        "{r}"
+    );
     assert!((f(&r, "vigil_qps") - mean("vigil_qps")).abs() <= 0.5, "{r}");
     assert!(f(&r, "ratio_min") <= f(&r, "ratio") && f(&r, "ratio") <= f(&r, "ratio_max"));
     assert!(f(&r, "p99_ms") <= f(&r, "p99_ms_max"), "{r}");

@@ -30,6 +30,7 @@
 //! (two metrics, ticked over real data), so the response is the size a
 //! controller gets.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,6 +111,8 @@ pub struct Load {
     pub p99_ms: f64,
     /// Failed calls.
     pub errors: u64,
+    /// Calls sent in all, warm-up included (what the CPU time covers).
+    pub sent: u64,
 }
 
 /// The report of `vigil bench api --json`. On a shared machine one load's
@@ -212,39 +215,36 @@ pub struct Round {
     pub saturated_vigil_p99_ms: f64,
     pub saturated_baseline_p50_ms: f64,
     pub saturated_baseline_p99_ms: f64,
+    /// CPU per call sent of the servers' and the load generator's threads
+    /// in the saturated loads, µs.
+    pub saturated_vigil_server_cpu_us: Option<f64>,
+    pub saturated_baseline_server_cpu_us: Option<f64>,
+    pub saturated_vigil_client_cpu_us: Option<f64>,
+    pub saturated_baseline_client_cpu_us: Option<f64>,
 }
 
-/// A paced load with the CPU its server's and the load generator's
-/// threads spent per call.
-struct Paced {
-    load: Load,
-    late: Histogram<u64>,
+/// A load with the CPU its server's and the load generator's threads
+/// spent per call sent.
+struct Measured<T> {
+    out: T,
     server_cpu_us: Option<f64>,
     client_cpu_us: Option<f64>,
 }
 
-/// [`paced`], with the CPU per call of the threads named `server` and of
-/// the load generator's.
-fn paced_with_cpu<C, F, Fut>(
-    rt: &tokio::runtime::Runtime,
-    clients: &[C],
-    call: F,
-    schedule: Schedule,
-    timing: Timing,
+/// Runs a load (`run`, returning it and how many calls it sent) and
+/// measures the CPU per call of the threads named `server` and of the
+/// load generator's.
+fn with_cpu<T>(
     server: &str,
-) -> anyhow::Result<Paced>
-where
-    C: Clone + Send + 'static,
-    F: Fn(C, u64) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send + 'static,
-{
+    run: impl FnOnce() -> anyhow::Result<(T, u64)>,
+) -> anyhow::Result<Measured<T>> {
     let (s0, c0) = (threads_cpu(server), threads_cpu(CLIENT_THREADS));
-    let (load, late) = paced(rt, clients, call, schedule, timing)?;
-    Ok(Paced {
-        load,
-        late,
-        server_cpu_us: cpu_per_call(s0, threads_cpu(server), schedule),
-        client_cpu_us: cpu_per_call(c0, threads_cpu(CLIENT_THREADS), schedule),
+    let (out, sent) = run()?;
+    let (s1, c1) = (threads_cpu(server), threads_cpu(CLIENT_THREADS));
+    Ok(Measured {
+        out,
+        server_cpu_us: cpu_per_call(s0.as_ref(), s1.as_ref(), sent),
+        client_cpu_us: cpu_per_call(c0.as_ref(), c1.as_ref(), sent),
     })
 }
 
@@ -259,7 +259,6 @@ fn median_known(xs: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     xs.filter(|v| !v.is_empty())
         .map(|v| (median(v) * 100.0).round() / 100.0)
 }
-
 
 fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -310,6 +309,7 @@ where
             tasks.push(tokio::spawn(async move {
                 let mut h = histogram()?;
                 let mut errors = 0u64;
+                let mut sent = 0u64;
                 let mut n = (c * IN_FLIGHT + k) as u64 * 1_000_000_007;
                 loop {
                     n += 1;
@@ -317,6 +317,7 @@ where
                     if t0 >= end {
                         break;
                     }
+                    sent += 1;
                     let ok = call(client.clone(), mix(n)).await;
                     if t0 >= measure_from {
                         if ok {
@@ -326,16 +327,17 @@ where
                         }
                     }
                 }
-                anyhow::Ok((h, errors))
+                anyhow::Ok((h, errors, sent))
             }));
         }
     }
     let mut all = histogram()?;
-    let mut errors = 0;
+    let (mut errors, mut sent) = (0, 0);
     for t in tasks {
-        let (h, e) = t.await??;
+        let (h, e, n) = t.await??;
         all.add(h)?;
         errors += e;
+        sent += n;
     }
     Ok(Load {
         qps: all.len() as f64 / timing.measure.as_secs_f64(),
@@ -343,6 +345,7 @@ where
         p50_ms: ms(&all, 0.5),
         p99_ms: ms(&all, 0.99),
         errors,
+        sent,
     })
 }
 
@@ -454,6 +457,7 @@ where
         p50_ms: ms(&h, 0.5),
         p99_ms: ms(&h, 0.99),
         errors,
+        sent: schedule.end,
     };
     Ok((load, late))
 }
@@ -654,15 +658,24 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         let tag = format!("vigil bench api: round {}/{}", k + 1, args.rounds);
         let sat_vigil = || {
             eprintln!("{tag}: vigil, saturated");
-            client_rt.block_on(saturated(
-                vigil_clients.clone(),
-                verdict_call.clone(),
-                timing,
-            ))
+            with_cpu(VIGIL_THREADS, || {
+                let l = client_rt.block_on(saturated(
+                    vigil_clients.clone(),
+                    verdict_call.clone(),
+                    timing,
+                ))?;
+                let sent = l.sent;
+                Ok((l, sent))
+            })
         };
         let sat_hello = || {
             eprintln!("{tag}: hello world, saturated");
-            client_rt.block_on(saturated(baseline_clients.clone(), health_call, timing))
+            with_cpu(BASELINE_THREADS, || {
+                let l =
+                    client_rt.block_on(saturated(baseline_clients.clone(), health_call, timing))?;
+                let sent = l.sent;
+                Ok((l, sent))
+            })
         };
         let (ours_sat, baseline_sat) = if vigil_first {
             let v = sat_vigil()?;
@@ -677,8 +690,8 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
                 let (rate, rule) = offered(
                     args.rate,
                     args.analyses,
-                    baseline_sat.qps.round(),
-                    ours_sat.qps.round(),
+                    baseline_sat.out.qps.round(),
+                    ours_sat.out.qps.round(),
                 );
                 let schedule = Schedule::new(rate, timing)?;
                 plan = Some((schedule, rule));
@@ -687,25 +700,23 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         };
         let paced_vigil = || {
             eprintln!("{tag}: vigil, paced at {} calls/s", schedule.rate);
-            paced_with_cpu(
-                &client_rt,
-                &vigil_clients,
-                verdict_call.clone(),
-                schedule,
-                timing,
-                VIGIL_THREADS,
-            )
+            with_cpu(VIGIL_THREADS, || {
+                let out = paced(
+                    &client_rt,
+                    &vigil_clients,
+                    verdict_call.clone(),
+                    schedule,
+                    timing,
+                )?;
+                Ok((out, schedule.end))
+            })
         };
         let paced_hello = || {
             eprintln!("{tag}: hello world, paced at {} calls/s", schedule.rate);
-            paced_with_cpu(
-                &client_rt,
-                &baseline_clients,
-                health_call,
-                schedule,
-                timing,
-                BASELINE_THREADS,
-            )
+            with_cpu(BASELINE_THREADS, || {
+                let out = paced(&client_rt, &baseline_clients, health_call, schedule, timing)?;
+                Ok((out, schedule.end))
+            })
         };
         let (ours, hello) = if vigil_first {
             let v = paced_vigil()?;
@@ -714,34 +725,40 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
             let b = paced_hello()?;
             (paced_vigil()?, b)
         };
+        let ((ours_paced, ours_late), (hello_paced, hello_late)) = (&ours.out, &hello.out);
         for (name, l) in [
-            ("vigil saturated", &ours_sat),
-            ("vigil paced", &ours.load),
-            ("hello world saturated", &baseline_sat),
-            ("hello world paced", &hello.load),
+            ("vigil saturated", &ours_sat.out),
+            ("vigil paced", ours_paced),
+            ("hello world saturated", &baseline_sat.out),
+            ("hello world paced", hello_paced),
         ] {
             anyhow::ensure!(l.errors == 0, "{name}: {} failed calls", l.errors);
         }
-        let mut late = hello.late;
-        late.add(ours.late)?;
+        let mut late = hello_late.clone();
+        late.add(ours_late)?;
+        let (s_ours, s_hello) = (&ours_sat.out, &baseline_sat.out);
         rounds.push(Round {
             vigil_first,
-            vigil_qps: ours_sat.qps.round(),
-            baseline_qps: baseline_sat.qps.round(),
-            ratio: (ours_sat.qps / baseline_sat.qps * 1000.0).round() / 1000.0,
-            paced_vigil_p50_ms: ours.load.p50_ms,
-            paced_vigil_p99_ms: ours.load.p99_ms,
-            paced_baseline_p50_ms: hello.load.p50_ms,
-            paced_baseline_p99_ms: hello.load.p99_ms,
+            vigil_qps: s_ours.qps.round(),
+            baseline_qps: s_hello.qps.round(),
+            ratio: (s_ours.qps / s_hello.qps * 1000.0).round() / 1000.0,
+            paced_vigil_p50_ms: ours_paced.p50_ms,
+            paced_vigil_p99_ms: ours_paced.p99_ms,
+            paced_baseline_p50_ms: hello_paced.p50_ms,
+            paced_baseline_p99_ms: hello_paced.p99_ms,
             pacer_late_p99_ms: ms(&late, 0.99),
             paced_vigil_server_cpu_us: ours.server_cpu_us,
             paced_baseline_server_cpu_us: hello.server_cpu_us,
             paced_vigil_client_cpu_us: ours.client_cpu_us,
             paced_baseline_client_cpu_us: hello.client_cpu_us,
-            saturated_vigil_p50_ms: ours_sat.p50_ms,
-            saturated_vigil_p99_ms: ours_sat.p99_ms,
-            saturated_baseline_p50_ms: baseline_sat.p50_ms,
-            saturated_baseline_p99_ms: baseline_sat.p99_ms,
+            saturated_vigil_p50_ms: s_ours.p50_ms,
+            saturated_vigil_p99_ms: s_ours.p99_ms,
+            saturated_baseline_p50_ms: s_hello.p50_ms,
+            saturated_baseline_p99_ms: s_hello.p99_ms,
+            saturated_vigil_server_cpu_us: ours_sat.server_cpu_us,
+            saturated_baseline_server_cpu_us: baseline_sat.server_cpu_us,
+            saturated_vigil_client_cpu_us: ours_sat.client_cpu_us,
+            saturated_baseline_client_cpu_us: baseline_sat.client_cpu_us,
         });
     }
     drop(baseline_clients);
@@ -848,6 +865,14 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         cpu(report.paced_vigil_client_cpu_us),
         cpu(report.paced_baseline_client_cpu_us)
     );
+    let sat = |f: fn(&Round) -> Option<f64>| cpu(median_known(report.rounds.iter().map(f)));
+    println!(
+        "CPU per saturated call, server / load generator: vigil {} / {} µs, hello world {} / {} µs",
+        sat(|r| r.saturated_vigil_server_cpu_us),
+        sat(|r| r.saturated_vigil_client_cpu_us),
+        sat(|r| r.saturated_baseline_server_cpu_us),
+        sat(|r| r.saturated_baseline_client_cpu_us),
+    );
     println!(
         "a verdict is {} bytes; a read's own work (lookup, load, copy) takes {:.2} µs",
         report.verdict_bytes, report.read_us
@@ -856,14 +881,15 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// CPU time so far of this process's threads named `name` (a runtime
-/// gives all its threads its name), from Linux's per-thread schedstat (ns
-/// on the CPU); `None` where that is not readable.
-fn threads_cpu(name: &str) -> Option<Duration> {
-    let mut ns = 0u64;
-    let mut found = false;
+/// CPU time so far of each of this process's threads named `name` (a
+/// runtime gives all its threads its name), by thread id, from Linux's
+/// per-thread schedstat (ns on the CPU); `None` where that is not
+/// readable.
+fn threads_cpu(name: &str) -> Option<HashMap<String, u64>> {
+    let mut out = HashMap::new();
     for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let dir = task.ok()?.path();
+        let task = task.ok()?;
+        let dir = task.path();
         let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
             continue; // the thread ended meanwhile
         };
@@ -873,21 +899,28 @@ fn threads_cpu(name: &str) -> Option<Duration> {
         let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) else {
             continue;
         };
-        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-        found = true;
+        let ns = stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        out.insert(task.file_name().to_string_lossy().into_owned(), ns);
     }
-    found.then(|| Duration::from_nanos(ns))
+    (!out.is_empty()).then_some(out)
 }
 
-/// CPU µs per call of a paced load (every call of its schedule, warm-up
-/// included, as the CPU time covers them all).
+/// CPU µs per call of a load that sent `sent` calls (warm-up included,
+/// as the CPU time covers them all), from readings of its threads before
+/// and after: per thread, what it ran in between (from zero for a thread
+/// that started meanwhile). A thread that ended meanwhile (a blocking-pool
+/// thread idle for 10 s) is left out rather than counted negative.
 fn cpu_per_call(
-    before: Option<Duration>,
-    after: Option<Duration>,
-    schedule: Schedule,
+    before: Option<&HashMap<String, u64>>,
+    after: Option<&HashMap<String, u64>>,
+    sent: u64,
 ) -> Option<f64> {
-    let spent = after?.checked_sub(before?)?;
-    let us = spent.as_secs_f64() * 1e6 / schedule.end.max(1) as f64;
+    let (before, after) = (before?, after?);
+    let ns: u64 = after
+        .iter()
+        .map(|(tid, &ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    let us = ns as f64 / 1e3 / sent.max(1) as f64;
     Some((us * 100.0).round() / 100.0)
 }
 
