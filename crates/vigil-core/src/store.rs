@@ -190,6 +190,8 @@ pub struct Store {
     label_sets: Map<ServiceName, HashSet<Labels>>,
     /// Newest slice index seen (stream time high-water mark).
     high_water: AtomicI64,
+    /// The high-water mark and when (wall clock) it was raised to that.
+    raised: std::sync::Mutex<Option<(i64, std::time::Instant)>>,
     clock: AtomicU64,
     bytes: AtomicUsize,
     stats: StoreStats,
@@ -206,10 +208,34 @@ impl Store {
             index: Map::default(),
             label_sets: Map::default(),
             high_water: AtomicI64::new(i64::MIN),
+            raised: std::sync::Mutex::new(None),
             clock: AtomicU64::new(0),
             bytes: AtomicUsize::new(0),
             stats: StoreStats::default(),
         }
+    }
+
+    /// Raises the high-water mark to `slice` if it is below; the mark
+    /// after. Notes when a raise happened (once per slice of stream time).
+    fn raise_high_water(&self, slice: i64) -> i64 {
+        let before = self.high_water.fetch_max(slice, Ordering::AcqRel);
+        if before < slice {
+            if let Ok(mut raised) = self.raised.lock() {
+                if raised.is_none_or(|(h, _)| h < slice) {
+                    *raised = Some((slice, std::time::Instant::now()));
+                }
+            }
+        }
+        before.max(slice)
+    }
+
+    /// The high-water mark and when this process's store raised it to that
+    /// (wall clock), `None` before the first sample or after a restore
+    /// until stream time moves. A live judge waits for late samples from
+    /// that moment.
+    pub fn high_water_since(&self) -> Option<(i64, std::time::Instant)> {
+        let raised = (*self.raised.lock().ok()?)?;
+        (self.high_water() == Some(raised.0)).then_some(raised)
     }
 
     /// The configuration.
@@ -241,8 +267,7 @@ impl Store {
     /// Moves stream time forward without a sample (the judge's tick).
     pub fn advance(&self, now: Timestamp) {
         if now.is_finite() {
-            self.high_water
-                .fetch_max(self.slice_of(now), Ordering::AcqRel);
+            self.raise_high_water(self.slice_of(now));
         }
     }
 
@@ -297,10 +322,7 @@ impl Store {
     fn record_inner(&self, sample: &Sample) -> Result<(), CoreError> {
         let mut high = self.high_water.load(Ordering::Acquire);
         let (data, slice, _) = self.place(sample.ts, &sample.observation, &mut high)?;
-        let high = self
-            .high_water
-            .fetch_max(slice, Ordering::AcqRel)
-            .max(slice);
+        let high = self.raise_high_water(slice);
         let oldest = high - self.config.window_slices() + 1;
         let (labels, _) = self.kept_labels(&sample.service, &sample.labels);
         let mut key = SeriesKey {
@@ -429,7 +451,7 @@ impl Store {
         outcome.recorded = n - outcome.rejected.len();
         // Stream time moves even if the samples that moved it were refused
         // later (for their kind), as one by one.
-        let high = self.high_water.fetch_max(high, Ordering::AcqRel).max(high);
+        let high = self.raise_high_water(high);
         if batch.groups.is_empty() {
             return outcome;
         }

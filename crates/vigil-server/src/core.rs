@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -320,11 +320,16 @@ impl Vigil {
             return;
         };
         // Slices before `complete` are judged: the newest one the stream
-        // left only once `slice_grace` has passed since it did.
+        // left only once `slice_grace` has passed since it did (since the
+        // store took the first sample of the next slice; since this ticker
+        // first saw that slice if the store cannot tell, after a restore).
         let seen_at = match state.high_water {
             Some((h, at)) if h == hw => at,
             _ => {
-                let at = Instant::now();
+                let at = match self.store.high_water_since() {
+                    Some((h, at)) if h == hw => at,
+                    _ => Instant::now(),
+                };
                 state.high_water = Some((hw, at));
                 at
             }
@@ -385,9 +390,15 @@ impl Vigil {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = TickState::default();
         loop {
+            // A slice whose grace is running is judged when the grace ends,
+            // not at the next interval tick after that.
+            let grace_end = last
+                .grace_ends(self.config.slice_grace)
+                .map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = interval.tick() => {}
+                () = sleep_until_some(grace_end), if grace_end.is_some() => {}
             }
             let me = self.clone();
             let result = tokio::task::spawn_blocking(move || {
@@ -403,19 +414,35 @@ impl Vigil {
     }
 }
 
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What the judge ticker keeps between ticks ([`Vigil::tick`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TickState {
-    /// The store's high-water slice, and when this ticker first saw it.
+    /// The store's high-water slice, and when the stream reached it.
     high_water: Option<(i64, Instant)>,
     /// Slices before this one were complete at the last tick.
     complete: Option<i64>,
 }
 
+impl TickState {
+    /// When the slice the stream left last becomes complete, if its
+    /// `grace` is still running.
+    pub fn grace_ends(&self, grace: Duration) -> Option<Instant> {
+        let (_, seen_at) = self.high_water?;
+        let end = seen_at.checked_add(grace)?;
+        (end > Instant::now()).then_some(end)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use vigil_core::{Labels, MetricName, Observation, Sample, ServiceName, Verdict, Version};
 
     use super::*;
@@ -486,5 +513,46 @@ mod tests {
         // Without a grace the slice was judged before they came, and they
         // never are.
         assert_eq!(verdict_with_late_errors(Duration::ZERO), Verdict::Continue);
+    }
+
+    /// The ticker learns when a running grace ends (to tick then rather
+    /// than at its next interval), and nothing once it has ended.
+    #[test]
+    fn the_tick_state_tells_when_the_grace_ends() {
+        let grace = Duration::from_millis(300);
+        let config = Config {
+            slice_grace: grace,
+            ..Config::default()
+        };
+        let vigil = Vigil::new(config, Vec::new());
+        let mut state = TickState::default();
+        assert_eq!(state.grace_ends(grace), None, "no stream yet");
+        let record = |at| {
+            let outcome = vigil
+                .ingest
+                .record("test", &requests("v7", 1_800_000_000.0 + at, 1, 0));
+            assert_eq!(outcome.rejected, 0);
+        };
+        // The grace runs from the sample that moved the stream into a new
+        // slice, not from the tick that saw it.
+        let before = Instant::now();
+        record(1.0);
+        let after = Instant::now();
+        vigil.tick(&mut state);
+        let end = state.grace_ends(grace).unwrap();
+        assert!(end >= before + grace && end <= after + grace);
+        std::thread::sleep(end.saturating_duration_since(Instant::now()));
+        assert_eq!(state.grace_ends(grace), None, "ended");
+        // The stream moves on: a new grace.
+        record(11.0);
+        vigil.tick(&mut state);
+        assert!(state.grace_ends(grace).is_some());
+        assert_eq!(state.grace_ends(Duration::ZERO), None);
+        // A tick that comes after the grace has passed judges at once.
+        record(21.0);
+        std::thread::sleep(grace);
+        vigil.tick(&mut state);
+        assert_eq!(state.grace_ends(grace), None);
+        assert_eq!(state.complete, vigil.store.high_water());
     }
 }

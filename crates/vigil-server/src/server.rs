@@ -518,7 +518,7 @@ mod tests {
             }))
             .await
             .unwrap();
-        let mut client = VigilServiceClient::new(channel);
+        let client = VigilServiceClient::new(channel);
         let call = |mut client: VigilServiceClient<tonic::transport::Channel>| {
             let id = id.clone();
             async move {

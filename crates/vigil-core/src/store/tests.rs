@@ -667,3 +667,40 @@ proptest! {
         prop_assert_eq!(visible(&stores[1]), visible(&stores[0]));
     }
 }
+
+#[test]
+fn the_store_tells_when_stream_time_reached_its_slice() {
+    let store = Store::new(StoreConfig::default());
+    assert_eq!(store.high_water_since(), None);
+    let before = std::time::Instant::now();
+    store.advance(105.0);
+    let (h, at) = store.high_water_since().unwrap();
+    assert_eq!(h, store.slice_of(105.0));
+    assert!(at >= before && at <= std::time::Instant::now());
+    // Samples within the slice, or older, leave the moment alone.
+    store.advance(109.0);
+    store.advance(50.0);
+    store
+        .record(&sample(
+            108.0,
+            "v7",
+            "error_rate",
+            None,
+            Observation::Outcome { error: false },
+        ))
+        .unwrap();
+    assert_eq!(store.high_water_since(), Some((h, at)));
+    // A sample of the next slice moves it.
+    store
+        .record(&sample(
+            111.0,
+            "v7",
+            "error_rate",
+            None,
+            Observation::Outcome { error: false },
+        ))
+        .unwrap();
+    let (h2, at2) = store.high_water_since().unwrap();
+    assert_eq!(h2, h + 1);
+    assert!(at2 >= at);
+}
