@@ -547,15 +547,25 @@ impl Analysis {
                 value_text(c, spec.kind),
                 value_text(b, spec.kind)
             ),
-            (Some(base), MetricKind::ErrorRate) => format!(
-                "{metric}{of} is {} in {canary} vs {} in {base}, over the {tolerance} tolerance: roll back",
-                percent(c),
-                percent(b)
-            ),
+            (Some(base), MetricKind::ErrorRate) => {
+                let (c, b) = t.newest_rates_beyond(spec).unwrap_or((c, b));
+                format!(
+                    "{metric}{of} is {} in {canary} vs {} in {base}, over the {tolerance} tolerance: roll back",
+                    percent(c),
+                    percent(b)
+                )
+            }
             (Some(base), kind) => {
-                let rel = e.relative.map_or_else(|| "different".to_owned(), |r| {
-                    if r >= 0.0 { format!("{:.0}% higher", r * 100.0) } else { format!("{:.0}% lower", -r * 100.0) }
-                });
+                let rel = e.relative.map_or_else(
+                    || "different".to_owned(),
+                    |r| {
+                        if r >= 0.0 {
+                            format!("{:.0}% higher", r * 100.0)
+                        } else {
+                            format!("{:.0}% lower", -r * 100.0)
+                        }
+                    },
+                );
                 format!(
                     "{metric}{of} is {rel} in {canary} ({} vs {} in {base}), over the {tolerance} tolerance: roll back",
                     value_text(c, kind),

@@ -536,6 +536,17 @@ impl Track {
         None
     }
 
+    /// Counts: the newest rates ([`Self::newest_rates`]) when they are
+    /// beyond tolerance. A rollback reason quotes them: the verdict is
+    /// about the canary now, and an endpoint named because the metric as a
+    /// whole rejected has not rejected on its own, so its own effect is
+    /// still the last minute's, which a change one or two slices old
+    /// dilutes (0.1% -> 15% read as 1%).
+    pub fn newest_rates_beyond(&self, spec: &MetricSpec) -> Option<(f64, f64)> {
+        self.newest_rates()
+            .filter(|&(rc, rb)| rates_beyond(spec, rc, rb))
+    }
+
     /// The last minute of each arm, when both have enough samples in it:
     /// what a person wants to hear about "how much worse" once a regression
     /// started mid-analysis. Falls back to everything since the start.
@@ -672,14 +683,7 @@ impl Track {
         if nc == 0 || nb == 0 {
             return pending(r);
         }
-        let beyond_at = |rc: f64, rb: f64| {
-            let allowed = spec.tolerance * rb + spec.tolerance_abs;
-            match spec.direction {
-                Direction::Decrease => rb - rc > allowed,
-                Direction::Either => (rc - rb).abs() > allowed,
-                Direction::Increase => rc - rb > allowed,
-            }
-        };
+        let beyond_at = |rc: f64, rb: f64| rates_beyond(spec, rc, rb);
         let (all_c, all_b) = (ec as f64 / nc as f64, eb as f64 / nb as f64);
         let (view_c, view_b) = self.view();
         let rate = |x: &Cumulative| {
@@ -829,6 +833,17 @@ impl Track {
             within_tolerance: within,
             failed,
         }
+    }
+}
+
+/// Whether error rates `rc` (canary) and `rb` (baseline) differ beyond the
+/// spec's tolerance in its bad direction.
+fn rates_beyond(spec: &MetricSpec, rc: f64, rb: f64) -> bool {
+    let allowed = spec.tolerance * rb + spec.tolerance_abs;
+    match spec.direction {
+        Direction::Decrease => rb - rc > allowed,
+        Direction::Either => (rc - rb).abs() > allowed,
+        Direction::Increase => rc - rb > allowed,
     }
 }
 
@@ -1082,5 +1097,24 @@ mod tests {
             }
         }
         assert!(rejected >= 4, "rejected in {rejected} of 6 slices");
+    }
+
+    #[test]
+    fn the_newest_rates_are_offered_only_beyond_tolerance() {
+        let (spec, how) = sequential("{name: error_rate, kind: error_rate, tolerance_abs: 0.002}");
+        let metric = &spec.metrics[0];
+        let mut track = Track::new(0, metric, None, how).unwrap();
+        let counts = |requests, errors| Some(SliceData::Counts { requests, errors });
+        for _ in 0..6 {
+            track.feed(metric, counts(100, 0), counts(1000, 1));
+        }
+        assert_eq!(track.newest_rates_beyond(metric), None, "healthy");
+        // One slice at 15% (the minute's mix: 2.5%): the newest slice is
+        // what a rollback reason quotes.
+        track.feed(metric, counts(100, 15), counts(1000, 1));
+        assert_eq!(track.newest_rates_beyond(metric), Some((0.15, 0.001)));
+        // Fewer errors than the baseline is not the bad direction.
+        track.feed(metric, counts(100, 0), counts(1000, 50));
+        assert_eq!(track.newest_rates_beyond(metric), None);
     }
 }
