@@ -227,6 +227,13 @@ async fn create_ingest_watch_verdict_cancel() {
         "{text}"
     );
     assert!(text.contains("vigil_store_series"), "{text}");
+    for counter in [
+        "vigil_store_folded_samples_total",
+        "vigil_store_evicted_series_total",
+        "vigil_samples_after_judged_total",
+    ] {
+        assert!(text.contains(counter), "{counter}: {text}");
+    }
 
     // Shutdown ends the open watch streams cleanly.
     server.stop().await;

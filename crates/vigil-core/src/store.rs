@@ -149,6 +149,11 @@ pub struct StoreStats {
     pub kind_mismatch: AtomicU64,
     /// Samples rejected as invalid (NaN, negative, too large).
     pub invalid: AtomicU64,
+    /// Samples recorded into a slice the judge had already read
+    /// ([`Store::set_judged_before`]): in the store's views, but not in the
+    /// verdicts that read that slice. Many of them mean samples arrive
+    /// later than the judge waits (`slice_grace`).
+    pub after_judged: AtomicU64,
 }
 
 /// A read-only copy of [`StoreStats`].
@@ -166,6 +171,8 @@ pub struct StatsSnapshot {
     pub kind_mismatch: u64,
     /// Invalid values.
     pub invalid: u64,
+    /// Recorded into a slice already judged.
+    pub after_judged: u64,
     /// Live series.
     pub series: u64,
     /// Approximate bytes of series data.
@@ -192,6 +199,8 @@ pub struct Store {
     high_water: AtomicI64,
     /// The high-water mark and when (wall clock) it was raised to that.
     raised: std::sync::Mutex<Option<(i64, std::time::Instant)>>,
+    /// Slices before this one have been read by the judge.
+    judged_before: AtomicI64,
     clock: AtomicU64,
     bytes: AtomicUsize,
     stats: StoreStats,
@@ -209,6 +218,7 @@ impl Store {
             label_sets: Map::default(),
             high_water: AtomicI64::new(i64::MIN),
             raised: std::sync::Mutex::new(None),
+            judged_before: AtomicI64::new(i64::MIN),
             clock: AtomicU64::new(0),
             bytes: AtomicUsize::new(0),
             stats: StoreStats::default(),
@@ -271,12 +281,29 @@ impl Store {
         }
     }
 
+    /// Notes that the judge has read every slice before `slice`: samples
+    /// recorded into those from now on are counted
+    /// ([`StoreStats::after_judged`]).
+    pub fn set_judged_before(&self, slice: i64) {
+        self.judged_before.fetch_max(slice, Ordering::AcqRel);
+    }
+
+    /// Counts a sample recorded into `slice` if the judge has read it.
+    fn note_judged(&self, slice: i64) {
+        if slice < self.judged_before.load(Ordering::Relaxed) {
+            self.stats.after_judged.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Records one sample into its series (and the series' aggregate).
     pub fn record(&self, sample: &Sample) -> Result<(), CoreError> {
         let result = self.record_inner(sample);
         match &result {
             Ok(()) => {
                 self.stats.recorded.fetch_add(1, Ordering::Relaxed);
+                if sample.ts.is_finite() {
+                    self.note_judged(self.slice_of(sample.ts));
+                }
             }
             Err(e) => self.count_rejection(e),
         }
@@ -518,6 +545,7 @@ impl Store {
                     self.stats.folded_into_other.fetch_add(1, Ordering::Relaxed);
                 }
                 batch.groups[last.group].add(delta);
+                self.note_judged(slice);
                 return Ok(());
             }
         }
@@ -579,6 +607,7 @@ impl Store {
             group,
             folded,
         });
+        self.note_judged(slice);
         Ok(())
     }
 
@@ -770,6 +799,7 @@ impl Store {
             too_old: s.too_old.load(Ordering::Relaxed),
             kind_mismatch: s.kind_mismatch.load(Ordering::Relaxed),
             invalid: s.invalid.load(Ordering::Relaxed),
+            after_judged: s.after_judged.load(Ordering::Relaxed),
             series: self.series.len() as u64,
             bytes: self.bytes() as u64,
         }

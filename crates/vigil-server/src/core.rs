@@ -341,6 +341,7 @@ impl Vigil {
         };
         let moved = state.complete != Some(complete);
         state.complete = Some(complete);
+        self.store.set_judged_before(complete);
         let now = self.store.slice_start(complete);
         self.metrics.stream_time.set(self.store.slice_start(hw));
         let started = Instant::now();
@@ -368,6 +369,7 @@ impl Vigil {
             .store(took.as_micros() as u64, Ordering::Release);
         self.ticks.fetch_add(1, Ordering::AcqRel);
         self.metrics.series.set(self.store.series_count() as i64);
+        self.metrics.mirror_store(&self.store.stats());
         self.metrics.store_bytes.set(self.store.bytes() as i64);
         if changed || moved {
             self.update_counts();
@@ -464,7 +466,7 @@ mod tests {
 
     /// A canary's errors that arrive just after the stream entered the next
     /// slice, then the verdict once the grace has passed.
-    fn verdict_with_late_errors(grace: Duration) -> Verdict {
+    fn verdict_with_late_errors(grace: Duration) -> (Verdict, u64) {
         let config = Config {
             slice_grace: grace,
             ..Config::default()
@@ -501,18 +503,24 @@ mod tests {
         record("v8", 19.0, 400, 200);
         std::thread::sleep(grace + Duration::from_millis(50));
         vigil.tick(&mut state);
-        entry.published().report.verdict
+        let after_judged = vigil.store.stats().after_judged;
+        // /metrics shows the store's count.
+        assert_eq!(vigil.metrics.after_judged.get(), after_judged);
+        (entry.published().report.verdict, after_judged)
     }
 
     #[test]
     fn samples_within_the_grace_are_judged() {
         assert_eq!(
             verdict_with_late_errors(Duration::from_millis(200)),
-            Verdict::Rollback
+            (Verdict::Rollback, 0)
         );
         // Without a grace the slice was judged before they came, and they
-        // never are.
-        assert_eq!(verdict_with_late_errors(Duration::ZERO), Verdict::Continue);
+        // never are; they are counted.
+        assert_eq!(
+            verdict_with_late_errors(Duration::ZERO),
+            (Verdict::Continue, 400)
+        );
     }
 
     /// The ticker learns when a running grace ends (to tick then rather

@@ -55,6 +55,13 @@ pub struct Metrics {
     /// (the route as matched, `*` for gRPC): a misconfigured controller
     /// shows here before its checks fail.
     pub unauthenticated: Family<LabelPairs, Counter>,
+    /// The store's own counters, brought up to date on every judge tick
+    /// ([`Metrics::mirror_store`]): samples whose labels folded into
+    /// `other`, series evicted for the memory budget, samples recorded
+    /// into a slice the judge had already read.
+    pub store_folded: Counter,
+    pub store_evicted: Counter,
+    pub after_judged: Counter,
 }
 
 impl Default for Metrics {
@@ -83,6 +90,9 @@ impl Metrics {
             api_latency: Family::new_with_constructor(latency_histogram),
             stream_time: Gauge::default(),
             unauthenticated: Family::default(),
+            store_folded: Counter::default(),
+            store_evicted: Counter::default(),
+            after_judged: Counter::default(),
         };
         r.register(
             "ingest_samples",
@@ -131,9 +141,38 @@ impl Metrics {
             "Stream time of the newest slice seen (epoch seconds)",
             m.stream_time.clone(),
         );
+        r.register(
+            "store_folded_samples",
+            "Samples whose labels folded into `other` (per-service label-set limit)",
+            m.store_folded.clone(),
+        );
+        r.register(
+            "store_evicted_series",
+            "Series evicted, least recently updated first, to stay within the memory budget",
+            m.store_evicted.clone(),
+        );
+        r.register(
+            "samples_after_judged",
+            "Samples recorded into a slice the judge had already passed: later than slice_grace",
+            m.after_judged.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(root)),
             ..m
+        }
+    }
+
+    /// Brings the counters that mirror the store's up to `stats`.
+    pub fn mirror_store(&self, stats: &vigil_core::store::StatsSnapshot) {
+        for (counter, now) in [
+            (&self.store_folded, stats.folded_into_other),
+            (&self.store_evicted, stats.evicted_series),
+            (&self.after_judged, stats.after_judged),
+        ] {
+            let have = counter.get();
+            if now > have {
+                counter.inc_by(now - have);
+            }
         }
     }
 

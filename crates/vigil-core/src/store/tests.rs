@@ -507,6 +507,7 @@ proptest! {
     fn a_batch_equals_its_samples_one_by_one(
         samples in prop::collection::vec(arbitrary_sample(), 1..200),
         batch_len in 1usize..80,
+        judged_before in 0i64..25,
     ) {
         let config = StoreConfig {
             slice_secs: 10,
@@ -515,11 +516,20 @@ proptest! {
             ..StoreConfig::default()
         };
         let one_by_one = Store::new(config.clone());
+        one_by_one.set_judged_before(judged_before);
         let expected: Vec<Option<String>> = samples
             .iter()
             .map(|s| one_by_one.record(s).err().map(|e| e.to_string()))
             .collect();
+        // Every sample recorded into a slice the judge had read, once.
+        let late = samples
+            .iter()
+            .zip(&expected)
+            .filter(|(s, e)| e.is_none() && one_by_one.slice_of(s.ts) < judged_before)
+            .count();
+        prop_assert_eq!(one_by_one.stats().after_judged, late as u64);
         let batched = Store::new(config);
+        batched.set_judged_before(judged_before);
         let mut got = vec![None; samples.len()];
         for (n, chunk) in samples.chunks(batch_len).enumerate() {
             let outcome = batched.record_batch(chunk);
