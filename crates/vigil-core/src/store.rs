@@ -431,6 +431,7 @@ impl Store {
                                     self.stats.folded_into_other.fetch_add(1, Ordering::Relaxed);
                                 }
                                 batch.groups[last.group].units.push(bucket_index(scaled));
+                                self.note_judged(slice);
                                 continue;
                             }
                         }

@@ -654,11 +654,13 @@ proptest! {
         ),
         metric in prop::sample::select(vec!["latency", "errors"]),
         endpoint in prop::sample::select(vec![None, Some("/a")]),
+        judged_before in 0i64..100,
     ) {
         let config = StoreConfig { slice_secs: 10, window_secs: 300, ..StoreConfig::default() };
         let head = sample(0.0, "v1", metric, endpoint, Observation::Value(0.0));
         let stores = [Store::new(config.clone()), Store::new(config)];
         for store in &stores {
+            store.set_judged_before(judged_before);
             // An existing counter series: values for it are refused.
             store.record(&sample(0.0, "v1", "errors", None, Observation::Outcome { error: false })).unwrap();
         }
