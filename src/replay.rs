@@ -198,6 +198,12 @@ pub struct ReplayArgs {
     /// Keep replaying after the first ROLLBACK or PROMOTE.
     #[arg(long = "continue")]
     keep_going: bool,
+    /// Stream seconds a slice waits, once the stream has left it, for
+    /// events recorded out of order (as `vigil serve`'s `slice_grace`
+    /// waits in wall time); later ones are counted
+    /// (`samples_after_judged`).
+    #[arg(long, default_value_t = 0.0)]
+    slice_grace: f64,
 }
 
 /// A rejected line, for the report.
@@ -217,6 +223,9 @@ struct InputStats {
     other_services: u64,
     /// Samples the store refused (older than its window, wrong kind).
     samples_rejected: u64,
+    /// Samples recorded into a slice the judge had already read: events
+    /// out of order by more than `--slice-grace`.
+    samples_after_judged: u64,
     first_errors: Vec<Rejection>,
     stream_start: Option<Timestamp>,
     stream_end: Option<Timestamp>,
@@ -235,6 +244,11 @@ struct ReplayReport {
 
 /// Runs the replay.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.slice_grace.is_finite() && args.slice_grace >= 0.0,
+        "--slice-grace must be 0 or more stream seconds, not {}",
+        args.slice_grace
+    );
     let text = std::fs::read_to_string(&args.spec)
         .with_context(|| format!("reading {}", args.spec.display()))?;
     let format = SpecFormat::from_file_name(&args.spec.to_string_lossy());
@@ -325,9 +339,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                         stats.stream_start =
                             Some(stats.stream_start.map_or(ts, |s: f64| s.min(ts)));
                         stats.stream_end = Some(stats.stream_end.map_or(ts, |e: f64| e.max(ts)));
-                        // Tick at each slice boundary the stream crosses,
-                        // after recording the samples before it and before
-                        // recording the sample that crossed it.
+                        // Tick at each slice boundary the stream has
+                        // passed by the grace, after recording the samples
+                        // before and before recording the one that passed.
                         let a = match &mut analysis {
                             Some(a) => a,
                             None => {
@@ -339,12 +353,14 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
                                 analysis.insert(a)
                             }
                         };
-                        if ts >= next_tick {
+                        let grace = args.slice_grace;
+                        if ts >= next_tick + grace {
                             record(&store, &d, unrecorded..i, &mut stats, &mut store_errors);
                             unrecorded = i;
                         }
-                        while ts >= next_tick {
+                        while ts >= next_tick + grace {
                             let report = a.tick(&store, next_tick);
+                            store.set_judged_before(store.slice_of(next_tick));
                             next_tick += slice;
                             if report.verdict.is_terminal() && !args.keep_going {
                                 stopped = true;
@@ -381,6 +397,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
             break;
         }
     }
+    stats.samples_after_judged = store.stats().after_judged;
     // Errors were noted from lines as read and from the store by batch:
     // keep the first few by line.
     stats.first_errors.append(&mut store_errors);
@@ -507,6 +524,14 @@ fn render(r: &ReplayReport) -> String {
         "input:   {} events, {} samples, {} malformed lines, {} samples of other services, {} refused by the store",
         i.events, i.samples, i.lines_rejected, i.other_services, i.samples_rejected
     );
+    if i.samples_after_judged > 0 {
+        let _ = writeln!(
+            out,
+            "         {} samples came after the judge had read their slice (out of order by more than \
+             --slice-grace)",
+            i.samples_after_judged
+        );
+    }
     for e in &i.first_errors {
         let _ = writeln!(out, "         line {}: {}", e.line, e.error);
     }

@@ -104,6 +104,78 @@ fn continue_replays_past_the_verdict_and_malformed_lines_are_counted() {
     assert!(r["decided_at"].as_f64().is_some());
 }
 
+/// The incident with the canary's events written 5 s of stream time late,
+/// as when two producers' logs are merged.
+fn incident_with_late_canary() -> String {
+    let data = flate2::read::MultiGzDecoder::new(
+        std::fs::File::open(format!("{ROOT}/examples/incident.jsonl.gz")).unwrap(),
+    );
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut { data }, &mut text).unwrap();
+    let mut lines: Vec<(f64, &str)> = text
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let late = if v["version"] == "v8" { 5.0 } else { 0.0 };
+            (v["ts"].as_f64().unwrap() + late, line)
+        })
+        .collect();
+    lines.sort_by(|a, b| a.0.total_cmp(&b.0));
+    lines.iter().map(|(_, l)| *l).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn a_slice_grace_waits_for_events_out_of_order() {
+    let input = incident_with_late_canary();
+    let replay = |grace: &str| {
+        json(
+            &[
+                "replay",
+                "--spec",
+                "examples/payment.yaml",
+                "--input",
+                "-",
+                "--slice-grace",
+                grace,
+            ],
+            Some(input.as_bytes()),
+        )
+    };
+    // Without a grace, the canary's last 5 s of each slice come after the
+    // judge read it: counted, and missing from the verdicts.
+    let r = replay("0");
+    let late = r["input"]["samples_after_judged"].as_u64().unwrap();
+    assert!(late > 1000, "{late} samples after their slice was judged");
+    // A grace longer than the disorder: every sample is judged, and the
+    // incident is rolled back within a minute of the change, as in order.
+    let r = replay("6");
+    assert_eq!(r["input"]["samples_after_judged"], 0);
+    assert_eq!(r["verdict"], "ROLLBACK", "{}", r["reason"]);
+    let after_change = r["decided_at"].as_f64().unwrap() - (T0 + 300.0);
+    assert!(
+        (0.0..=60.0).contains(&after_change),
+        "decided {after_change} s after the change"
+    );
+    // A negative grace is refused.
+    let out = vigil(
+        &[
+            "replay",
+            "--spec",
+            "examples/payment.yaml",
+            "--input",
+            "-",
+            "--slice-grace=-1",
+        ],
+        Some(input.as_bytes()),
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--slice-grace"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_healthy_canary_is_promoted() {
     let scratch = Scratch::new("healthy");
