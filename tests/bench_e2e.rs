@@ -38,6 +38,8 @@ fn e2e_reports_every_run_rolled_back_with_its_breakdown() {
             "1",
             "--tick-ms",
             "100",
+            "--slice-grace-ms",
+            "300",
             "--warmup-secs",
             "2",
             "--rate",
@@ -61,6 +63,7 @@ fn e2e_reports_every_run_rolled_back_with_its_breakdown() {
     assert_eq!(report["runs"], 2);
     assert_eq!(report["slice_secs"], 1);
     assert_eq!(report["tick_ms"], 100);
+    assert_eq!(report["slice_grace_ms"], 300);
     assert_eq!(f(&report, "rps"), 1000.0);
 
     let runs = report["per_run"].as_array().unwrap();
@@ -121,6 +124,8 @@ fn e2e_fails_clearly_when_no_rollback_comes() {
             "1",
             "--tick-ms",
             "100",
+            "--slice-grace-ms",
+            "300",
             "--warmup-secs",
             "1",
             "--timeout-secs",

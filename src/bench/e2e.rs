@@ -82,6 +82,10 @@ fn default_tick_ms() -> u64 {
     Config::default().tick_interval.as_millis() as u64
 }
 
+fn default_grace_ms() -> u64 {
+    Config::default().slice_grace.as_millis() as u64
+}
+
 /// Options of `vigil bench e2e`.
 #[derive(Debug, clap::Args)]
 pub struct E2eArgs {
@@ -109,6 +113,11 @@ pub struct E2eArgs {
     /// The judge's tick interval, ms (`vigil serve`'s default).
     #[arg(long, default_value_t = default_tick_ms())]
     tick_ms: u64,
+    /// How long a slice the stream just left still waits for late samples
+    /// before it is judged, ms (`vigil serve`'s `slice_grace`, default 2 s):
+    /// most of what follows the deciding slice's end.
+    #[arg(long, default_value_t = default_grace_ms())]
+    slice_grace_ms: u64,
     /// The producer hands over the requests completed since its last batch
     /// every this many ms.
     #[arg(long, default_value_t = 100)]
@@ -194,6 +203,7 @@ struct Report {
     canary_fraction: f64,
     slice_secs: u32,
     tick_ms: u64,
+    slice_grace_ms: u64,
     batch_ms: u64,
     poll_ms: u64,
     /// `fetch.wait.max.ms` of both consumers (null: librdkafka's default).
@@ -273,13 +283,15 @@ fn print_table(r: &Report) {
         r.runs
     );
     println!(
-        "  {} at {} rps ({:.0}% canary), {} format, dev broker (mock cluster); slice {} s, tick {} ms,",
+        "  {} at {} rps ({:.0}% canary), {} format, dev broker (mock cluster); slice {} s, tick {} ms, \
+         slice grace {} ms,",
         r.scenario,
         r.rps,
         r.canary_fraction * 100.0,
         r.format,
         r.slice_secs,
-        r.tick_ms
+        r.tick_ms,
+        r.slice_grace_ms
     );
     println!(
         "  producer batches every {} ms, GetVerdict polled every {} ms, {} s of healthy traffic first,",
@@ -376,6 +388,7 @@ async fn measure(args: &E2eArgs, base: &Scenario) -> anyhow::Result<Report> {
         http_addr: "127.0.0.1:0".parse()?,
         kafka_brokers: vec![brokers.clone()],
         tick_interval: Duration::from_millis(args.tick_ms),
+        slice_grace: Duration::from_millis(args.slice_grace_ms),
         ..Config::default()
     };
     config.store.slice_secs = args.slice_secs;
@@ -488,6 +501,7 @@ async fn measure(args: &E2eArgs, base: &Scenario) -> anyhow::Result<Report> {
         canary_fraction: base.canary_fraction,
         slice_secs: args.slice_secs,
         tick_ms: args.tick_ms,
+        slice_grace_ms: args.slice_grace_ms,
         batch_ms: args.batch_ms,
         poll_ms: args.poll_ms,
         fetch_wait_ms: args.fetch_wait_ms,
