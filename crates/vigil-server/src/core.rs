@@ -341,12 +341,17 @@ impl Vigil {
         };
         let moved = state.complete != Some(complete);
         state.complete = Some(complete);
-        self.store.set_judged_before(complete);
+        let running = self.analyses.running();
+        if !running.is_empty() {
+            // Samples into these slices from now on miss the verdicts
+            // (counted); with no analysis running, nothing has read them.
+            self.store.set_judged_before(complete);
+        }
         let now = self.store.slice_start(complete);
         self.metrics.stream_time.set(self.store.slice_start(hw));
         let started = Instant::now();
         let mut changed = false;
-        for entry in self.analyses.running() {
+        for entry in running {
             if !moved && entry.ticked.load(Ordering::Acquire) {
                 continue;
             }
@@ -521,6 +526,28 @@ mod tests {
             verdict_with_late_errors(Duration::ZERO),
             (Verdict::Continue, 400)
         );
+    }
+
+    /// With no analysis running, a slice the ticker passed has not been
+    /// read: samples that come into it later are not counted as missed.
+    #[test]
+    fn late_samples_count_only_when_an_analysis_read_their_slice() {
+        let config = Config {
+            slice_grace: Duration::ZERO,
+            ..Config::default()
+        };
+        let vigil = Vigil::new(config, Vec::new());
+        let t0 = 1_800_000_000.0;
+        let record = |at| {
+            let outcome = vigil.ingest.record("test", &requests("v7", t0 + at, 10, 0));
+            assert_eq!(outcome.rejected, 0);
+        };
+        let mut state = TickState::default();
+        record(1.0);
+        record(11.0);
+        vigil.tick(&mut state);
+        record(2.0);
+        assert_eq!(vigil.store.stats().after_judged, 0);
     }
 
     /// The ticker learns when a running grace ends (to tick then rather
