@@ -117,21 +117,20 @@ pub struct Load {
 
 /// The report of `vigil bench api --json`. On a shared machine one load's
 /// figures move with whatever else runs in those seconds, so the bench runs
-/// `--rounds` rounds, alternating which server goes first, and the figures
-/// here are the medians over the rounds (each taken on its own: the median
-/// ratio is not the ratio of the median rates); every round is in `rounds`.
+/// `--rounds` rounds, alternating which server goes first; the top-level
+/// figures (`Figures`, flattened) are the medians over the rounds, each
+/// taken on its own (the median ratio is not the ratio of the median
+/// rates), and every round is in `rounds`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
-    /// GetVerdict calls per second, saturated.
-    pub vigil_qps: f64,
-    /// Health/Check calls per second of the hello-world server, saturated.
-    pub baseline_qps: f64,
-    /// vigil_qps / baseline_qps, per round.
-    pub ratio: f64,
+    /// Medians over the rounds.
+    #[serde(flatten)]
+    pub median: Figures,
     /// The lowest and highest round ratio.
     pub ratio_min: f64,
     pub ratio_max: f64,
-    /// GetVerdict p99 at the paced load (the latency goal), ms.
+    /// GetVerdict p99 at the paced load (the latency goal), ms: the median
+    /// `paced_vigil_p99_ms`.
     pub p99_ms: f64,
     /// The highest round's GetVerdict p99 at the paced load, ms.
     pub p99_ms_max: f64,
@@ -142,40 +141,10 @@ pub struct Report {
     pub offered_qps: f64,
     /// How the offered rate was chosen.
     pub offered_rule: String,
-    /// GetVerdict p50 at the paced load, ms.
-    pub paced_vigil_p50_ms: f64,
-    /// GetVerdict p99 at the paced load, ms (= p99_ms).
-    pub paced_vigil_p99_ms: f64,
-    /// Hello-world p50 at the paced load, ms.
-    pub paced_baseline_p50_ms: f64,
-    /// Hello-world p99 at the paced load, ms.
-    pub paced_baseline_p99_ms: f64,
     /// GetVerdict calls measured at the paced load, per round.
     pub paced_vigil_calls: u64,
     /// Hello-world calls measured at the paced load, per round.
     pub paced_baseline_calls: u64,
-    /// p99 of how late the pacer sent a call (part of every paced
-    /// latency above), ms, the worse of the two servers' loads.
-    pub pacer_late_p99_ms: f64,
-    /// CPU time of vigil's server threads per paced call, µs (`null`
-    /// where /proc/self/task/*/schedstat is not readable).
-    pub paced_vigil_server_cpu_us: Option<f64>,
-    /// The same for the hello-world server's threads.
-    pub paced_baseline_server_cpu_us: Option<f64>,
-    /// CPU time of the load generator's threads per paced call to vigil,
-    /// µs: it shares the machine's cores with the servers, and a verdict
-    /// costs it more to receive and decode than a health check.
-    pub paced_vigil_client_cpu_us: Option<f64>,
-    /// The same for the calls to hello world.
-    pub paced_baseline_client_cpu_us: Option<f64>,
-    /// GetVerdict p50 saturated, ms.
-    pub saturated_vigil_p50_ms: f64,
-    /// GetVerdict p99 saturated, ms.
-    pub saturated_vigil_p99_ms: f64,
-    /// Hello-world p50 saturated, ms.
-    pub saturated_baseline_p50_ms: f64,
-    /// Hello-world p99 saturated, ms.
-    pub saturated_baseline_p99_ms: f64,
     /// Bytes of one verdict on the wire.
     pub verdict_bytes: usize,
     /// Server-side work of one read besides gRPC and HTTP/2: look up,
@@ -199,28 +168,83 @@ pub struct Report {
 pub struct Round {
     /// Whether vigil's loads ran before hello world's in this round.
     pub vigil_first: bool,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// What a round measured (in the report: the medians over the rounds).
+/// CPU figures are per call sent, µs, `null` where
+/// /proc/self/task/*/schedstat is not readable.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Figures {
+    /// GetVerdict calls per second, saturated.
     pub vigil_qps: f64,
+    /// Health/Check calls per second of the hello-world server, saturated.
     pub baseline_qps: f64,
+    /// vigil_qps / baseline_qps.
     pub ratio: f64,
+    /// GetVerdict p50 and p99 at the paced load, ms.
     pub paced_vigil_p50_ms: f64,
     pub paced_vigil_p99_ms: f64,
+    /// Hello-world p50 and p99 at the paced load, ms.
     pub paced_baseline_p50_ms: f64,
     pub paced_baseline_p99_ms: f64,
+    /// p99 of how late the pacer sent a call (part of every paced
+    /// latency above), ms, over both servers' loads.
     pub pacer_late_p99_ms: f64,
+    /// CPU of vigil's server threads per paced call.
     pub paced_vigil_server_cpu_us: Option<f64>,
+    /// The same for the hello-world server's threads.
     pub paced_baseline_server_cpu_us: Option<f64>,
+    /// CPU of the load generator's threads per paced call to vigil: it
+    /// shares the machine's cores with the servers, and a verdict costs it
+    /// more to receive and decode than a health check.
     pub paced_vigil_client_cpu_us: Option<f64>,
+    /// The same for the calls to hello world.
     pub paced_baseline_client_cpu_us: Option<f64>,
+    /// GetVerdict p50 and p99 saturated, ms.
     pub saturated_vigil_p50_ms: f64,
     pub saturated_vigil_p99_ms: f64,
+    /// Hello-world p50 and p99 saturated, ms.
     pub saturated_baseline_p50_ms: f64,
     pub saturated_baseline_p99_ms: f64,
-    /// CPU per call sent of the servers' and the load generator's threads
-    /// in the saturated loads, µs.
+    /// CPU of the servers' and the load generator's threads per saturated
+    /// call.
     pub saturated_vigil_server_cpu_us: Option<f64>,
     pub saturated_baseline_server_cpu_us: Option<f64>,
     pub saturated_vigil_client_cpu_us: Option<f64>,
     pub saturated_baseline_client_cpu_us: Option<f64>,
+}
+
+impl Figures {
+    /// Each figure's median over `rounds` (rates rounded to a call).
+    fn median_of(rounds: &[Round]) -> Self {
+        let of = |f: fn(&Figures) -> f64| median(rounds.iter().map(|r| f(&r.figures)).collect());
+        let known =
+            |f: fn(&Figures) -> Option<f64>| median_known(rounds.iter().map(|r| f(&r.figures)));
+        Self {
+            vigil_qps: of(|f| f.vigil_qps).round(),
+            baseline_qps: of(|f| f.baseline_qps).round(),
+            ratio: of(|f| f.ratio),
+            paced_vigil_p50_ms: of(|f| f.paced_vigil_p50_ms),
+            paced_vigil_p99_ms: of(|f| f.paced_vigil_p99_ms),
+            paced_baseline_p50_ms: of(|f| f.paced_baseline_p50_ms),
+            paced_baseline_p99_ms: of(|f| f.paced_baseline_p99_ms),
+            pacer_late_p99_ms: of(|f| f.pacer_late_p99_ms),
+            paced_vigil_server_cpu_us: known(|f| f.paced_vigil_server_cpu_us),
+            paced_baseline_server_cpu_us: known(|f| f.paced_baseline_server_cpu_us),
+            paced_vigil_client_cpu_us: known(|f| f.paced_vigil_client_cpu_us),
+            paced_baseline_client_cpu_us: known(|f| f.paced_baseline_client_cpu_us),
+            saturated_vigil_p50_ms: of(|f| f.saturated_vigil_p50_ms),
+            saturated_vigil_p99_ms: of(|f| f.saturated_vigil_p99_ms),
+            saturated_baseline_p50_ms: of(|f| f.saturated_baseline_p50_ms),
+            saturated_baseline_p99_ms: of(|f| f.saturated_baseline_p99_ms),
+            saturated_vigil_server_cpu_us: known(|f| f.saturated_vigil_server_cpu_us),
+            saturated_baseline_server_cpu_us: known(|f| f.saturated_baseline_server_cpu_us),
+            saturated_vigil_client_cpu_us: known(|f| f.saturated_vigil_client_cpu_us),
+            saturated_baseline_client_cpu_us: known(|f| f.saturated_baseline_client_cpu_us),
+        }
+    }
 }
 
 /// A load with the CPU its server's and the load generator's threads
@@ -739,26 +763,28 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         let (s_ours, s_hello) = (&ours_sat.out, &baseline_sat.out);
         rounds.push(Round {
             vigil_first,
-            vigil_qps: s_ours.qps.round(),
-            baseline_qps: s_hello.qps.round(),
-            ratio: (s_ours.qps / s_hello.qps * 1000.0).round() / 1000.0,
-            paced_vigil_p50_ms: ours_paced.p50_ms,
-            paced_vigil_p99_ms: ours_paced.p99_ms,
-            paced_baseline_p50_ms: hello_paced.p50_ms,
-            paced_baseline_p99_ms: hello_paced.p99_ms,
-            pacer_late_p99_ms: ms(&late, 0.99),
-            paced_vigil_server_cpu_us: ours.server_cpu_us,
-            paced_baseline_server_cpu_us: hello.server_cpu_us,
-            paced_vigil_client_cpu_us: ours.client_cpu_us,
-            paced_baseline_client_cpu_us: hello.client_cpu_us,
-            saturated_vigil_p50_ms: s_ours.p50_ms,
-            saturated_vigil_p99_ms: s_ours.p99_ms,
-            saturated_baseline_p50_ms: s_hello.p50_ms,
-            saturated_baseline_p99_ms: s_hello.p99_ms,
-            saturated_vigil_server_cpu_us: ours_sat.server_cpu_us,
-            saturated_baseline_server_cpu_us: baseline_sat.server_cpu_us,
-            saturated_vigil_client_cpu_us: ours_sat.client_cpu_us,
-            saturated_baseline_client_cpu_us: baseline_sat.client_cpu_us,
+            figures: Figures {
+                vigil_qps: s_ours.qps.round(),
+                baseline_qps: s_hello.qps.round(),
+                ratio: (s_ours.qps / s_hello.qps * 1000.0).round() / 1000.0,
+                paced_vigil_p50_ms: ours_paced.p50_ms,
+                paced_vigil_p99_ms: ours_paced.p99_ms,
+                paced_baseline_p50_ms: hello_paced.p50_ms,
+                paced_baseline_p99_ms: hello_paced.p99_ms,
+                pacer_late_p99_ms: ms(&late, 0.99),
+                paced_vigil_server_cpu_us: ours.server_cpu_us,
+                paced_baseline_server_cpu_us: hello.server_cpu_us,
+                paced_vigil_client_cpu_us: ours.client_cpu_us,
+                paced_baseline_client_cpu_us: hello.client_cpu_us,
+                saturated_vigil_p50_ms: s_ours.p50_ms,
+                saturated_vigil_p99_ms: s_ours.p99_ms,
+                saturated_baseline_p50_ms: s_hello.p50_ms,
+                saturated_baseline_p99_ms: s_hello.p99_ms,
+                saturated_vigil_server_cpu_us: ours_sat.server_cpu_us,
+                saturated_baseline_server_cpu_us: baseline_sat.server_cpu_us,
+                saturated_vigil_client_cpu_us: ours_sat.client_cpu_us,
+                saturated_baseline_client_cpu_us: baseline_sat.client_cpu_us,
+            },
         });
     }
     drop(baseline_clients);
@@ -771,39 +797,23 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         anyhow::bail!("no round ran");
     };
 
-    let of = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
-    let known = |f: fn(&Round) -> Option<f64>| median_known(rounds.iter().map(f));
-    let ratios = rounds.iter().map(|r| r.ratio);
+    let median = Figures::median_of(&rounds);
+    let ratios = rounds.iter().map(|r| r.figures.ratio);
     let report = Report {
-        vigil_qps: of(|r| r.vigil_qps).round(),
-        baseline_qps: of(|r| r.baseline_qps).round(),
-        ratio: of(|r| r.ratio),
         ratio_min: ratios.clone().fold(f64::INFINITY, f64::min),
         ratio_max: ratios.fold(f64::NEG_INFINITY, f64::max),
-        p99_ms: of(|r| r.paced_vigil_p99_ms),
+        p99_ms: median.paced_vigil_p99_ms,
         p99_ms_max: rounds
             .iter()
-            .map(|r| r.paced_vigil_p99_ms)
+            .map(|r| r.figures.paced_vigil_p99_ms)
             .fold(f64::NEG_INFINITY, f64::max),
+        median,
         analyses,
         offered_qps: schedule.rate,
         offered_rule,
-        paced_vigil_p50_ms: of(|r| r.paced_vigil_p50_ms),
-        paced_vigil_p99_ms: of(|r| r.paced_vigil_p99_ms),
-        paced_baseline_p50_ms: of(|r| r.paced_baseline_p50_ms),
-        paced_baseline_p99_ms: of(|r| r.paced_baseline_p99_ms),
         // Every round measured every call of the schedule, none failed.
         paced_vigil_calls: schedule.measured(),
         paced_baseline_calls: schedule.measured(),
-        pacer_late_p99_ms: of(|r| r.pacer_late_p99_ms),
-        paced_vigil_server_cpu_us: known(|r| r.paced_vigil_server_cpu_us),
-        paced_baseline_server_cpu_us: known(|r| r.paced_baseline_server_cpu_us),
-        paced_vigil_client_cpu_us: known(|r| r.paced_vigil_client_cpu_us),
-        paced_baseline_client_cpu_us: known(|r| r.paced_baseline_client_cpu_us),
-        saturated_vigil_p50_ms: of(|r| r.saturated_vigil_p50_ms),
-        saturated_vigil_p99_ms: of(|r| r.saturated_vigil_p99_ms),
-        saturated_baseline_p50_ms: of(|r| r.saturated_baseline_p50_ms),
-        saturated_baseline_p99_ms: of(|r| r.saturated_baseline_p99_ms),
         verdict_bytes,
         read_us: (read_us * 100.0).round() / 100.0,
         connections: CONNECTIONS,
@@ -834,11 +844,12 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
         "round  first        saturated calls/s (vigil / hello, ratio)  paced p99 ms (vigil / hello, \
          pacer)  server CPU µs/call (vigil / hello)"
     );
-    for (k, r) in report.rounds.iter().enumerate() {
+    for (k, round) in report.rounds.iter().enumerate() {
+        let r = &round.figures;
         println!(
             "{:>5}  {:<11}  {:>8.0} / {:>8.0}  {:.3}               {:>7.3} / {:>7.3}  {:>6.3}        {} / {}",
             k + 1,
-            if r.vigil_first { "vigil" } else { "hello world" },
+            if round.vigil_first { "vigil" } else { "hello world" },
             r.vigil_qps,
             r.baseline_qps,
             r.ratio,
@@ -849,29 +860,29 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
             cpu(r.paced_baseline_server_cpu_us),
         );
     }
+    let m = &report.median;
     println!(
         "median: ratio {:.3} (goal >= 0.8; rounds {:.3} to {:.3}); vigil paced p50 {:.3} ms, p99 \
          {:.3} ms (goal < 2 ms; highest round {:.3} ms), hello world p99 {:.3} ms",
-        report.ratio,
+        m.ratio,
         report.ratio_min,
         report.ratio_max,
-        report.paced_vigil_p50_ms,
+        m.paced_vigil_p50_ms,
         report.p99_ms,
         report.p99_ms_max,
-        report.paced_baseline_p99_ms
+        m.paced_baseline_p99_ms
     );
     println!(
         "load generator CPU per paced call: vigil {} µs, hello world {} µs",
-        cpu(report.paced_vigil_client_cpu_us),
-        cpu(report.paced_baseline_client_cpu_us)
+        cpu(m.paced_vigil_client_cpu_us),
+        cpu(m.paced_baseline_client_cpu_us)
     );
-    let sat = |f: fn(&Round) -> Option<f64>| cpu(median_known(report.rounds.iter().map(f)));
     println!(
         "CPU per saturated call, server / load generator: vigil {} / {} µs, hello world {} / {} µs",
-        sat(|r| r.saturated_vigil_server_cpu_us),
-        sat(|r| r.saturated_vigil_client_cpu_us),
-        sat(|r| r.saturated_baseline_server_cpu_us),
-        sat(|r| r.saturated_baseline_client_cpu_us),
+        cpu(m.saturated_vigil_server_cpu_us),
+        cpu(m.saturated_vigil_client_cpu_us),
+        cpu(m.saturated_baseline_server_cpu_us),
+        cpu(m.saturated_baseline_client_cpu_us),
     );
     println!(
         "a verdict is {} bytes; a read's own work (lookup, load, copy) takes {:.2} µs",
