@@ -373,9 +373,7 @@ impl Vigil {
         self.last_tick_micros
             .store(took.as_micros() as u64, Ordering::Release);
         self.ticks.fetch_add(1, Ordering::AcqRel);
-        self.metrics.series.set(self.store.series_count() as i64);
         self.metrics.mirror_store(&self.store.stats());
-        self.metrics.store_bytes.set(self.store.bytes() as i64);
         if changed || moved {
             self.update_counts();
         }

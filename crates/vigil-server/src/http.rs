@@ -412,8 +412,7 @@ async fn readyz(AxState(vigil): AxState<Shared>) -> Response {
 }
 
 async fn metrics(AxState(vigil): AxState<Shared>) -> Response {
-    vigil.metrics.series.set(vigil.store.series_count() as i64);
-    vigil.metrics.store_bytes.set(vigil.store.bytes() as i64);
+    vigil.metrics.mirror_store(&vigil.store.stats());
     (
         [(
             header::CONTENT_TYPE,

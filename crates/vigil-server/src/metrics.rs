@@ -56,12 +56,15 @@ pub struct Metrics {
     /// shows here before its checks fail.
     pub unauthenticated: Family<LabelPairs, Counter>,
     /// The store's own counters, brought up to date on every judge tick
-    /// ([`Metrics::mirror_store`]): samples whose labels folded into
+    /// and scrape ([`Metrics::mirror_store`]): samples whose labels folded into
     /// `other`, series evicted for the memory budget, samples recorded
     /// into a slice the judge had already read.
     pub store_folded: Counter,
     pub store_evicted: Counter,
     pub after_judged: Counter,
+    /// Held while those counters are brought up: the ticker and a scrape
+    /// may both do it, and each adds what it finds missing.
+    mirroring: Arc<Mutex<()>>,
 }
 
 impl Default for Metrics {
@@ -93,6 +96,7 @@ impl Metrics {
             store_folded: Counter::default(),
             store_evicted: Counter::default(),
             after_judged: Counter::default(),
+            mirroring: Arc::default(),
         };
         r.register(
             "ingest_samples",
@@ -162,8 +166,16 @@ impl Metrics {
         }
     }
 
-    /// Brings the counters that mirror the store's up to `stats`.
+    /// Brings what `/metrics` shows of the store (live series, bytes, and
+    /// the counters that mirror the store's) up to `stats`.
     pub fn mirror_store(&self, stats: &vigil_core::store::StatsSnapshot) {
+        self.series
+            .set(i64::try_from(stats.series).unwrap_or(i64::MAX));
+        self.store_bytes
+            .set(i64::try_from(stats.bytes).unwrap_or(i64::MAX));
+        let Ok(_mirroring) = self.mirroring.lock() else {
+            return;
+        };
         for (counter, now) in [
             (&self.store_folded, stats.folded_into_other),
             (&self.store_evicted, stats.evicted_series),
