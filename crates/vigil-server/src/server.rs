@@ -366,6 +366,11 @@ impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected
     }
 }
 
+/// The data behind `vigil bench api`'s verdicts, for the one-write test.
+#[cfg(test)]
+#[path = "../../../src/bench/api_fixture.rs"]
+mod api_fixture;
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -376,11 +381,13 @@ mod tests {
     use std::task::{Context, Poll};
 
     use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
-    use vigil_core::{Labels, MetricName, Observation, Sample, ServiceName, Version};
+    use vigil_core::ServiceName;
     use vigil_proto::v1::vigil_service_client::VigilServiceClient;
     use vigil_proto::v1::GetVerdictRequest;
 
     use super::*;
+
+    use super::api_fixture;
 
     /// One end of an in-memory connection that counts the writes made to
     /// it and, like a `TcpStream`, offers vectored writes.
@@ -468,27 +475,10 @@ mod tests {
             .unwrap()
             .id
             .to_string();
-        // Twelve slices of both metrics, judged: a full report.
-        let mut samples = Vec::new();
-        for (version, slower) in [("v7", 0.0), ("v8", 3.0)] {
-            for slice in 0..12 {
-                let sample = |metric: &str, observation| Sample {
-                    ts: t0 + 10.0 * f64::from(slice) + 1.0,
-                    service: ServiceName::new("payment").unwrap(),
-                    version: Version::new(version).unwrap(),
-                    metric: MetricName::new(metric).unwrap(),
-                    labels: Labels::empty(),
-                    observation,
-                };
-                let buckets = (0..40).map(|i| (20.0 + f64::from(i) + slower, 5)).collect();
-                samples.push(sample("latency", Observation::Histogram(buckets)));
-                let counts = Observation::Counts {
-                    requests: 200,
-                    errors: 1,
-                };
-                samples.push(sample("error_rate", counts));
-            }
-        }
+        // Twelve slices of both metrics, judged: a full report (the data
+        // behind every verdict of `vigil bench api`).
+        let service = ServiceName::new("payment").unwrap();
+        let samples = api_fixture::service_samples(&service, t0).unwrap();
         assert_eq!(vigil.ingest.record("test", &samples).rejected, 0);
         vigil.tick(&mut crate::core::TickState::default());
         let size = vigil.analyses.get(&id).unwrap().published().encoded.len();
