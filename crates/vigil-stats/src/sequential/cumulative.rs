@@ -450,6 +450,16 @@ impl BucketCounts for CumulativeHistogram {
 mod tests {
     use super::*;
 
+    /// A seeded xorshift64 sequence.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     fn sparse(values: &[u64]) -> SparseHistogram {
         let mut h = SparseHistogram::new();
         for &v in values {
@@ -498,13 +508,7 @@ mod tests {
 
     #[test]
     fn ranks_across_many_groups_after_adds_and_removals() {
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         let mut cum = CumulativeHistogram::new();
         let mut all = SparseHistogram::new();
         let mut window = std::collections::VecDeque::new();
@@ -572,13 +576,7 @@ mod tests {
 
     #[test]
     fn coarser_buckets_merge_neighbours_and_hold_each_rank() {
-        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         for bits in [1, 3, 4, MAX_COARSEN_BITS] {
             let mut cum = CumulativeHistogram::coarser(bits);
             assert_eq!(cum.coarsen_bits(), bits);
