@@ -1057,12 +1057,22 @@ mod tests {
         assert!(track.canary.n() > up.arms().0.len());
     }
 
+    /// An error-rate track (0.2-point tolerance, sequential), with its spec.
+    fn error_rate_track() -> (AnalysisSpec, Judging, Track) {
+        let (spec, how) = sequential("{name: error_rate, kind: error_rate, tolerance_abs: 0.002}");
+        let track = Track::new(0, &spec.metrics[0], None, how).unwrap();
+        (spec, how, track)
+    }
+
+    /// A slice of `requests` requests, `errors` of them failed.
+    fn counts(requests: u64, errors: u64) -> Option<SliceData> {
+        Some(SliceData::Counts { requests, errors })
+    }
+
     #[test]
     fn a_rejected_error_rate_quotes_its_newest_slices() {
-        let (spec, how) = sequential("{name: error_rate, kind: error_rate, tolerance_abs: 0.002}");
+        let (spec, how, mut track) = error_rate_track();
         let metric = &spec.metrics[0];
-        let mut track = Track::new(0, metric, None, how).unwrap();
-        let counts = |requests, errors| Some(SliceData::Counts { requests, errors });
         // Ten healthy minutes: 0.1% errors in both arms.
         for i in 0..60 {
             track.feed(metric, counts(100, u64::from(i % 10 == 0)), counts(1000, 1));
@@ -1101,10 +1111,8 @@ mod tests {
 
     #[test]
     fn the_newest_rates_are_offered_only_beyond_tolerance() {
-        let (spec, how) = sequential("{name: error_rate, kind: error_rate, tolerance_abs: 0.002}");
+        let (spec, how, mut track) = error_rate_track();
         let metric = &spec.metrics[0];
-        let mut track = Track::new(0, metric, None, how).unwrap();
-        let counts = |requests, errors| Some(SliceData::Counts { requests, errors });
         for _ in 0..6 {
             track.feed(metric, counts(100, 0), counts(1000, 1));
         }
