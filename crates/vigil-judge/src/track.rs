@@ -1111,7 +1111,7 @@ mod tests {
 
     #[test]
     fn the_newest_rates_are_offered_only_beyond_tolerance() {
-        let (spec, how, mut track) = error_rate_track();
+        let (spec, _, mut track) = error_rate_track();
         let metric = &spec.metrics[0];
         for _ in 0..6 {
             track.feed(metric, counts(100, 0), counts(1000, 1));
