@@ -1,0 +1,126 @@
+//! The CPU side of Kafka ingest, without Kafka: decoding `vigil bench
+//! ingest`'s SampleBatch messages and recording them into a fresh store,
+//! on one thread, in nanoseconds per sample.
+//!
+//! `vigil bench ingest` measures the whole path against a raw consumer;
+//! this bench isolates the part Vigil's workers spend per message
+//! (`vigil_ingest::decode::decode_compact`, then `Store::record_values`
+//! once per handed-over batch of messages, as a worker does), so a change to either can be measured in seconds and
+//! without the mock cluster's noise.
+//!
+//! The messages are the ingest bench's: 20,000 batches of 100 latency
+//! values, two services and two versions (4 series), 2,000 samples per
+//! second of stream time. Two orders:
+//! - `stream`: message order, as one partition (or a topic keyed by
+//!   service, as `vigil.samples` is) delivers a series;
+//! - `partitions`: the order a consumer of 12 partitions sees when the
+//!   messages are spread over them by message key (the ingest bench's
+//!   keys): each partition read in fetches of 600 messages (1 MB), the
+//!   partitions in turn. A series' samples then arrive up to minutes of
+//!   stream time apart: the store's late path.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use prost::Message as _;
+use vigil_core::store::{Store, StoreConfig};
+use vigil_ingest::decode::{decode_compact, DecodeOptions};
+use vigil_ingest::Format;
+
+const MESSAGES: u64 = 20_000;
+const PER_MESSAGE: u64 = 100;
+const T0: f64 = 1_800_000_000.0;
+const STREAM_STEP: f64 = 0.0005;
+const PARTITIONS: u64 = 12;
+const FETCH_MESSAGES: usize = 600;
+
+/// Message `i` of the ingest bench (stream order).
+fn message(i: u64) -> Vec<u8> {
+    let service = ["checkout", "payment"][(i % 2) as usize];
+    let version = ["v1", "v2"][((i / 2) % 2) as usize];
+    let k = |j: u64| i * PER_MESSAGE + j;
+    vigil_proto::v1::SampleBatch {
+        service: service.to_owned(),
+        version: version.to_owned(),
+        metric: "latency".to_owned(),
+        timestamps: (0..PER_MESSAGE)
+            .map(|j| T0 + k(j) as f64 * STREAM_STEP)
+            .collect(),
+        values: (0..PER_MESSAGE)
+            .map(|j| (k(j) * 7919 % 50_000) as f64 / 100.0)
+            .collect(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// The messages in the order a consumer of `PARTITIONS` partitions reads
+/// them (see the module docs).
+fn partition_order(messages: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut partitions: Vec<Vec<Vec<u8>>> = vec![Vec::new(); PARTITIONS as usize];
+    for (i, m) in messages.into_iter().enumerate() {
+        partitions[i % PARTITIONS as usize].push(m);
+    }
+    let mut out = Vec::new();
+    let mut at = 0;
+    while partitions.iter().any(|p| at < p.len()) {
+        for p in &partitions {
+            out.extend(p.iter().skip(at).take(FETCH_MESSAGES).cloned());
+        }
+        at += FETCH_MESSAGES;
+    }
+    out
+}
+
+/// Decodes and records every message into a fresh store, as a worker does
+/// with a backlog: the consumer hands it batches of up to
+/// `HANDOFF_MESSAGES` messages, and it records a batch's runs in one call.
+fn ingest(messages: &[Vec<u8>]) -> u64 {
+    let store = Store::new(StoreConfig::default());
+    let options = DecodeOptions::default();
+    let mut recorded = 0;
+    let mut pending = Vec::new();
+    for batch in messages.chunks(vigil_ingest::consumer::HANDOFF_MESSAGES) {
+        for payload in batch {
+            match decode_compact(Format::Samples, payload, &options) {
+                Ok(d) => pending.extend(d.values),
+                Err(e) => panic!("the bench's messages decode: {e}"),
+            }
+        }
+        let runs = pending.iter().map(|r| (&r.head, &r.points[..]));
+        recorded += store.record_values(runs).recorded as u64;
+        pending.clear();
+    }
+    assert_eq!(recorded, MESSAGES * PER_MESSAGE, "every sample recorded");
+    black_box(store.stats().series);
+    recorded
+}
+
+fn bench(c: &mut Criterion) {
+    let stream: Vec<Vec<u8>> = (0..MESSAGES).map(message).collect();
+    let partitions = partition_order(stream.clone());
+    let mut group = c.benchmark_group("ingest_path");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(MESSAGES * PER_MESSAGE));
+    for (name, messages) in [("stream", &stream), ("partitions", &partitions)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    black_box(ingest(messages));
+                    timed += start.elapsed();
+                }
+                timed
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
