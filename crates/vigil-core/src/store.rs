@@ -255,7 +255,7 @@ impl Store {
 
     /// Index of the slice holding stream time `ts`.
     pub fn slice_of(&self, ts: Timestamp) -> i64 {
-        (ts / f64::from(self.config.slice_secs)).floor() as i64
+        floor_i64(ts / f64::from(self.config.slice_secs))
     }
 
     /// Stream time at which slice `index` starts.
@@ -424,7 +424,7 @@ impl Store {
                 // newer than `high`, which stays.
                 if let Some(last) = &batch.last {
                     if std::ptr::eq(last.sample, head) && last.is_distribution && ts.is_finite() {
-                        let slice = (ts / slice_secs).floor() as i64;
+                        let slice = floor_i64(ts / slice_secs);
                         if slice == last.slice && slice > high - window {
                             if let Ok(scaled) = scaled_value(v) {
                                 if last.folded {
@@ -533,7 +533,7 @@ impl Store {
         // Fast path: the series, slice and kind of the previous sample (a
         // stream's samples come in runs). Its names, labels and kind were
         // checked then; only what it counted is counted again.
-        if let Some(last) = &batch.last {
+        if let Some(last) = &mut batch.last {
             let same = |a: &str, b: &str| std::ptr::eq(a, b);
             if last.slice == slice
                 && last.is_distribution == is_distribution
@@ -546,6 +546,9 @@ impl Store {
                     self.stats.folded_into_other.fetch_add(1, Ordering::Relaxed);
                 }
                 batch.groups[last.group].add(delta);
+                // This sample's run goes on from here: `record_values`
+                // recognises a run by its head.
+                last.sample = sample;
                 self.note_judged(slice);
                 return Ok(());
             }
@@ -1102,15 +1105,41 @@ fn scaled_value(v: f64) -> Result<u64, CoreError> {
             value: v,
         });
     }
-    let scaled = (v * DISTRIBUTION_SCALE).round();
-    // HDR's layout covers values up to 2^62 or so.
+    let scaled = v * DISTRIBUTION_SCALE;
+    // HDR's layout covers values up to 2^62 or so. (Floats this close to
+    // 4e18 are integers: the bound holds before rounding as after.)
     if scaled >= 4e18 {
         return Err(CoreError::TooLarge {
             what: "value",
             value: v,
         });
     }
-    Ok(scaled as u64)
+    Ok(round_u64(scaled))
+}
+
+/// `x.floor() as i64` (saturating the same way), without a call into
+/// libm: the target's baseline x86-64 has no rounding instruction, and
+/// the out-of-line `floor` and `round` were a twentieth of recording a
+/// sample (`cargo bench --bench ingest_path`).
+fn floor_i64(x: f64) -> i64 {
+    let t = x as i64;
+    if (t as f64) > x {
+        t.saturating_sub(1)
+    } else {
+        t
+    }
+}
+
+/// `x.round() as u64` for `0 <= x < 2^63`: half away from zero. The
+/// fraction `x - trunc(x)` is exact (below 2^52 both are exact and
+/// their difference too; from 2^52 on every float is an integer).
+fn round_u64(x: f64) -> u64 {
+    let t = x as u64;
+    if x - t as f64 >= 0.5 {
+        t + 1
+    } else {
+        t
+    }
 }
 
 /// Snapshot format: magic, version, body length, postcard body, CRC-32 of

@@ -110,16 +110,6 @@ pub(super) fn merge_buckets(dst: &mut Vec<(u32, u64)>, src: &[(u32, u64)]) {
     merge_runs(dst, src.iter().copied());
 }
 
-/// Adds sorted bucket indices of single samples (repeats allowed) into
-/// sorted pairs, in place, as [`merge_buckets`] does.
-pub(super) fn merge_units(dst: &mut Vec<(u32, u64)>, src: &[u32]) {
-    merge_runs(
-        dst,
-        src.chunk_by(|a, b| a == b)
-            .map(|run| (run[0], run.len() as u64)),
-    );
-}
-
 /// Adds `runs` (sorted by index, each index once) into sorted pairs, in
 /// place: count the new indices, grow once, then merge from the back so
 /// that nothing is overwritten before it is read.
@@ -198,22 +188,218 @@ fn sort_units(units: &mut [u32], tmp: &mut Vec<u32>) {
     }
 }
 
+/// Bucket indices the store makes are below this: `bucket_index(u64::MAX)`
+/// is 56,319.
+const INDEX_LIMIT: usize = 56_320;
+
+/// Buffers of at least this many indices are counted (see [`tally_runs`]);
+/// smaller ones are sorted.
+const TALLY_MIN: usize = 32;
+
+/// A buffer is counted when its indices span fewer than this many times
+/// its length: passing over an empty count costs a fraction of a
+/// nanosecond, sorting an index ten or more.
+const TALLY_SPAN: usize = 32;
+
+/// A count per bucket index, all zero between uses (see [`tally_runs`]),
+/// and the runs it gives.
+type Tally = (Vec<u32>, Vec<(u32, u64)>);
+
+thread_local! {
+    /// Each thread's [`Tally`].
+    static TALLY: std::cell::RefCell<Tally> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The runs of `units` (bucket indices of single samples, in any order):
+/// each index once, in increasing order, with how often it occurs, passed
+/// to `f`. `units` may be left reordered.
+///
+/// A buffer of [`TALLY_MIN`] or more whose indices span less than
+/// [`TALLY_SPAN`] times its length is counted in a per-thread table (a
+/// counting sort: one increment per index, then one pass over the span,
+/// which also sets the table back to zero; the table takes 220 KB per
+/// thread that uses it); others are sorted. The radix sort and the merge
+/// of its runs were over a quarter of a Kafka ingest worker's time
+/// (`cargo bench --bench ingest_path`).
+fn with_runs<R>(units: &mut [u32], mut f: impl FnMut(&[(u32, u64)]) -> R) -> R {
+    let counted = TALLY.with(|tally| {
+        let mut tally = tally.try_borrow_mut().ok()?;
+        let (table, runs) = &mut *tally;
+        tally_runs(units, table, runs).then(|| f(runs))
+    });
+    match counted {
+        Some(r) => r,
+        None => {
+            sort_units(units, &mut Vec::new());
+            let runs: Vec<(u32, u64)> = units
+                .chunk_by(|a, b| a == b)
+                .map(|run| (run[0], run.len() as u64))
+                .collect();
+            f(&runs)
+        }
+    }
+}
+
+/// Counts `units` in `table` into `runs` (cleared first), if they suit a
+/// count (see [`with_runs`]); false, and nothing changed, if not.
+fn tally_runs(units: &[u32], table: &mut Vec<u32>, runs: &mut Vec<(u32, u64)>) -> bool {
+    if units.len() < TALLY_MIN || units.len() > u32::MAX as usize {
+        return false;
+    }
+    let (mut lo, mut hi) = (u32::MAX, 0u32);
+    for &u in units {
+        lo = lo.min(u);
+        hi = hi.max(u);
+    }
+    let (lo, hi) = (lo as usize, hi as usize);
+    if hi >= INDEX_LIMIT || hi - lo >= TALLY_SPAN * units.len() {
+        return false;
+    }
+    if table.len() < INDEX_LIMIT {
+        table.resize(INDEX_LIMIT, 0);
+    }
+    for &u in units {
+        table[u as usize] += 1;
+    }
+    runs.clear();
+    for (idx, count) in table[lo..=hi].iter_mut().enumerate() {
+        if *count != 0 {
+            runs.push(((lo + idx) as u32, u64::from(*count)));
+            *count = 0;
+        }
+    }
+    true
+}
+
+/// Adds bucket indices of single samples (any order, repeats allowed,
+/// left reordered) into sorted pairs, in place.
+fn add_units_into(dst: &mut Vec<(u32, u64)>, units: &mut [u32]) {
+    with_runs(units, |runs| merge_buckets(dst, runs));
+}
+
 /// Bucket indices of single samples a slice buffers before sorting them
 /// in, at least (see [`Buckets`]).
 const UNITS_MIN: usize = 32;
 
-/// A distribution slice being filled: sorted pairs, and the bucket indices
-/// of single samples not yet added to them, in arrival order. A sample is
-/// a push; once the buffer holds twice as many indices as there are pairs
-/// (and at least [`UNITS_MIN`]), it is sorted and merged into the pairs in
-/// one pass. So a sample costs O(1) amortised plus its share of a sort,
-/// in order or late, where inserting each group into a slice of a
-/// thousand pairs cost a pass over them; and the buffer takes at most
-/// half the pairs' bytes.
+/// A count per bucket index over one contiguous span: what a busy slice
+/// collects its single samples in (see [`Buckets`]). Empty when unused.
+#[derive(Debug, Clone, Default)]
+struct Dense {
+    /// The bucket index of `counts[0]`.
+    base: u32,
+    counts: Vec<u32>,
+    /// Samples counted.
+    samples: u64,
+}
+
+/// Samples (pairs and buffered) a slice holds before it may count its
+/// samples densely: below this, sparse pairs are small and sorting few
+/// indices is cheap.
+const DENSE_MIN: usize = 512;
+
+/// A dense count may span at most this many indices per sample it holds:
+/// 4 bytes per index in the span, against the 16 bytes a pair takes, so a
+/// dense count never takes more than the sparse pairs of as many samples
+/// would, at worst.
+const DENSE_SPAN_PER_SAMPLE: u64 = 4;
+
+impl Dense {
+    fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Counts one sample; false (and nothing counted) when `idx` is outside
+    /// the span or its count is full.
+    #[inline]
+    fn add(&mut self, idx: u32) -> bool {
+        let Some(count) = idx
+            .checked_sub(self.base)
+            .and_then(|at| self.counts.get_mut(at as usize))
+        else {
+            return false;
+        };
+        match count.checked_add(1) {
+            Some(c) => {
+                *count = c;
+                self.samples += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether counting `more` samples spanning `lo..=hi` keeps the span
+    /// within [`DENSE_SPAN_PER_SAMPLE`] per sample.
+    fn may_span(&self, lo: u32, hi: u32, more: usize) -> bool {
+        let (lo, hi) = if self.is_empty() {
+            (lo, hi)
+        } else {
+            (lo.min(self.base), hi.max(self.top()))
+        };
+        let span = u64::from(hi - lo) + 1;
+        (hi as usize) < INDEX_LIMIT && span <= DENSE_SPAN_PER_SAMPLE * (self.samples + more as u64)
+    }
+
+    /// The highest index of the span (`base` when empty).
+    fn top(&self) -> u32 {
+        self.base + (self.counts.len() as u32).saturating_sub(1)
+    }
+
+    /// Widens the span to take `lo..=hi` (exactly: the span is the memory).
+    fn widen(&mut self, lo: u32, hi: u32) {
+        if self.is_empty() {
+            self.base = lo;
+            self.counts = vec![0; (hi - lo) as usize + 1];
+            return;
+        }
+        let (new_lo, new_hi) = (lo.min(self.base), hi.max(self.top()));
+        let mut counts = vec![0; (new_hi - new_lo) as usize + 1];
+        let at = (self.base - new_lo) as usize;
+        counts[at..at + self.counts.len()].copy_from_slice(&self.counts);
+        self.base = new_lo;
+        self.counts = counts;
+    }
+
+    /// The counted buckets as sorted pairs, appended to `out`.
+    fn runs_into(&self, out: &mut Vec<(u32, u64)>) {
+        for (at, &c) in self.counts.iter().enumerate() {
+            if c != 0 {
+                out.push((self.base + at as u32, u64::from(c)));
+            }
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        malloc_size(self.counts.capacity() * std::mem::size_of::<u32>())
+    }
+}
+
+/// A distribution slice being filled: sorted pairs, the bucket indices of
+/// single samples not yet added to them, in arrival order, and (once the
+/// slice is busy) a dense count; the slice is the sum of the three.
+///
+/// A sample is a push; once the buffer holds twice as many indices as
+/// there are pairs (and at least [`UNITS_MIN`]), it is counted and merged
+/// into the pairs in one pass. So a sample costs O(1) amortised plus its
+/// share of a sort, in order or late, where inserting each group into a
+/// slice of a thousand pairs cost a pass over them; and the buffer takes
+/// at most half the pairs' bytes.
+///
+/// A busy slice ([`DENSE_MIN`] samples or more, whose indices span at most
+/// [`DENSE_SPAN_PER_SAMPLE`] per sample) counts its samples densely
+/// instead: one increment per sample, and one pass over the span when the
+/// slice is read or sealed. Merging buffers into a few thousand pairs,
+/// again and again as a 10 s slice of a busy series fills, was a third of
+/// a Kafka ingest worker's time (`cargo bench --bench ingest_path`).
+/// Samples outside the span are buffered as before; when they are due,
+/// the span widens to take them if it stays within the bound, or they
+/// merge into the pairs.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Buckets {
     sorted: Vec<(u32, u64)>,
     units: Vec<u32>,
+    dense: Dense,
 }
 
 impl Buckets {
@@ -221,21 +407,33 @@ impl Buckets {
         Buckets {
             sorted: Vec::with_capacity(pairs),
             units: Vec::with_capacity(units),
+            dense: Dense::default(),
+        }
+    }
+
+    /// Sorted pairs as a slice (nothing buffered, nothing dense).
+    fn from_sorted(sorted: Vec<(u32, u64)>) -> Self {
+        Buckets {
+            sorted,
+            units: Vec::new(),
+            dense: Dense::default(),
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.sorted.is_empty() && self.units.is_empty()
+        self.sorted.is_empty() && self.units.is_empty() && self.dense.samples == 0
     }
 
     fn clear(&mut self) {
         self.sorted.clear();
         self.units.clear();
+        self.dense = Dense::default();
     }
 
     fn heap_bytes(&self) -> usize {
         malloc_size(self.sorted.capacity() * std::mem::size_of::<(u32, u64)>())
             + malloc_size(self.units.capacity() * std::mem::size_of::<u32>())
+            + self.dense.heap_bytes()
     }
 
     fn add_units(&mut self, units: &[u32]) {
@@ -244,21 +442,96 @@ impl Buckets {
             // would leave freed blocks behind per series).
             self.units.reserve_exact(UNITS_MIN.max(units.len()));
         }
-        self.units.extend_from_slice(units);
+        if self.dense.is_empty() {
+            self.units.extend_from_slice(units);
+        } else {
+            for &u in units {
+                if !self.dense.add(u) {
+                    self.units.push(u);
+                }
+            }
+        }
         if self.units.len() >= UNITS_MIN.max(2 * self.sorted.len()) {
-            self.settle();
+            self.flush_units();
         }
     }
 
-    /// Sorts the buffered indices into the pairs. A large buffer is given
-    /// back (up to half the pairs' bytes, which a slice past its busy time
-    /// would hold for nothing).
-    fn settle(&mut self) {
+    /// Takes the buffered indices into the dense count if it has (or may
+    /// start, for a busy slice) a span for them, else into the pairs.
+    fn flush_units(&mut self) {
         if self.units.is_empty() {
             return;
         }
-        sort_units(&mut self.units, &mut Vec::new());
-        merge_units(&mut self.sorted, &self.units);
+        let (mut lo, mut hi) = (u32::MAX, 0u32);
+        for &u in &self.units {
+            lo = lo.min(u);
+            hi = hi.max(u);
+        }
+        let held = self.sorted.len() + self.units.len();
+        let start = self.dense.is_empty() && held >= DENSE_MIN;
+        if start {
+            if let (Some(first), Some(last)) = (self.sorted.first(), self.sorted.last()) {
+                lo = lo.min(first.0);
+                hi = hi.max(last.0);
+            }
+        }
+        let more = if start { held } else { self.units.len() };
+        if (start || !self.dense.is_empty()) && self.dense.may_span(lo, hi, more) {
+            self.dense.widen(lo, hi);
+            let mut spilled = Vec::new();
+            if start {
+                for (idx, count) in std::mem::take(&mut self.sorted) {
+                    let at = (idx - self.dense.base) as usize;
+                    match u32::try_from(u64::from(self.dense.counts[at]) + count) {
+                        Ok(c) => {
+                            self.dense.counts[at] = c;
+                            self.dense.samples += count;
+                        }
+                        Err(_) => spilled.push((idx, count)),
+                    }
+                }
+            }
+            let mut full = Vec::new();
+            for &u in &self.units {
+                if !self.dense.add(u) {
+                    full.push(u);
+                }
+            }
+            self.units.clear();
+            if !spilled.is_empty() {
+                self.sorted = spilled;
+            }
+            if !full.is_empty() {
+                add_units_into(&mut self.sorted, &mut full);
+            }
+        } else {
+            add_units_into(&mut self.sorted, &mut self.units);
+            self.units.clear();
+        }
+        if self.units.capacity() > 4 * UNITS_MIN {
+            self.units = Vec::new();
+        }
+    }
+
+    /// Sorts the buffered indices and the dense count into the pairs. A
+    /// large buffer is given back (up to half the pairs' bytes, which a
+    /// slice past its busy time would hold for nothing).
+    fn settle(&mut self) {
+        if !self.dense.is_empty() {
+            let mut runs = Vec::with_capacity(self.dense.counts.len().min(4096));
+            self.dense.runs_into(&mut runs);
+            self.dense = Dense::default();
+            if self.sorted.is_empty() {
+                runs.shrink_to_fit();
+                self.sorted = runs;
+            } else {
+                merge_buckets(&mut self.sorted, &runs);
+            }
+        }
+        if self.units.is_empty() {
+            return;
+        }
+        add_units_into(&mut self.sorted, &mut self.units);
         self.units.clear();
         if self.units.capacity() > 4 * UNITS_MIN {
             self.units = Vec::new();
@@ -278,45 +551,42 @@ impl Buckets {
     /// Appends the payload (see the module docs). A slice of buffered
     /// samples only is encoded straight from them, sorted in place.
     fn encode(&mut self, out: &mut Vec<u8>) {
-        if !self.sorted.is_empty() {
+        if !self.sorted.is_empty() || !self.dense.is_empty() {
             self.settle();
             encode_buckets(&self.sorted, out);
             return;
         }
-        sort_units(&mut self.units, &mut Vec::new());
-        let mut prev = 0u32;
-        let mut rest = &self.units[..];
-        while let Some(&idx) = rest.first() {
-            let run = rest.iter().take_while(|&&u| u == idx).count();
-            rest = &rest[run..];
-            put_varint(out, (u64::from(idx - prev) << 1) | u64::from(run == 1));
-            if run != 1 {
-                put_varint(out, run as u64);
-            }
-            prev = idx;
-        }
+        with_runs(&mut self.units, |runs| encode_buckets(runs, out));
     }
 
     /// Adds these buckets into `dst` (sorted pairs), without changing them.
     fn add_into(&self, dst: &mut Vec<(u32, u64)>) {
         merge_buckets(dst, &self.sorted);
         if !self.units.is_empty() {
-            let mut units = self.units.clone();
-            sort_units(&mut units, &mut Vec::new());
-            merge_units(dst, &units);
+            add_units_into(dst, &mut self.units.clone());
+        }
+        if !self.dense.is_empty() {
+            let mut runs = Vec::new();
+            self.dense.runs_into(&mut runs);
+            merge_buckets(dst, &runs);
         }
     }
 
-    /// The sorted pairs, buffered samples included.
+    /// The sorted pairs, buffered and densely counted samples included.
     fn pairs(&self) -> Vec<(u32, u64)> {
-        if self.units.is_empty() {
+        if self.units.is_empty() && self.dense.is_empty() {
             return self.sorted.clone();
         }
         let mut out = Vec::with_capacity(self.sorted.len() + self.units.len());
         out.extend_from_slice(&self.sorted);
-        let mut units = self.units.clone();
-        sort_units(&mut units, &mut Vec::new());
-        merge_units(&mut out, &units);
+        if !self.units.is_empty() {
+            add_units_into(&mut out, &mut self.units.clone());
+        }
+        if !self.dense.is_empty() {
+            let mut runs = Vec::new();
+            self.dense.runs_into(&mut runs);
+            merge_buckets(&mut out, &runs);
+        }
         out
     }
 }
@@ -782,10 +1052,7 @@ impl Series {
                 let mut sorted = Vec::with_capacity(end - payload);
                 decode_buckets(bytes, &mut sorted);
                 sorted.shrink_to_fit();
-                Some(Open::Buckets(Buckets {
-                    sorted,
-                    units: Vec::new(),
-                }))
+                Some(Open::Buckets(Buckets::from_sorted(sorted)))
             } else {
                 let mut it = bytes;
                 Some(Open::Counts {
@@ -961,10 +1228,7 @@ impl Series {
             let mut data = if distribution {
                 scratch.buckets.clear();
                 decode_buckets(bytes, &mut scratch.buckets);
-                Open::Buckets(Buckets {
-                    sorted: std::mem::take(&mut scratch.buckets),
-                    units: Vec::new(),
-                })
+                Open::Buckets(Buckets::from_sorted(std::mem::take(&mut scratch.buckets)))
             } else if payload == end {
                 Open::Counts {
                     requests: 0,
@@ -1404,7 +1668,7 @@ mod tests {
         assert_eq!(dst, vec![(1, 1), (2, 1), (5, 3), (7, 1), (9, 3), (12, 4)]);
         merge_buckets(&mut dst, &[(6, 1)]);
         assert_eq!(dst[3], (6, 1));
-        merge_units(&mut dst, &[0, 0, 5, 6, 6, 6, 13, 13]);
+        add_units_into(&mut dst, &mut [13, 0, 6, 5, 6, 0, 6, 13]);
         assert_eq!(
             dst,
             vec![
@@ -1420,7 +1684,7 @@ mod tests {
             ]
         );
         let mut empty = Vec::new();
-        merge_units(&mut empty, &[3, 3, 4]);
+        add_units_into(&mut empty, &mut [3, 4, 3]);
         assert_eq!(empty, vec![(3, 2), (4, 1)]);
     }
 
@@ -1436,6 +1700,130 @@ mod tests {
             sort_units(&mut units, &mut Vec::new());
             prop_assert_eq!(units, expected);
         });
+    }
+
+    /// Counted or sorted, buffered indices add up to their counts, and the
+    /// per-thread table is left zeroed for the next use.
+    #[test]
+    fn units_add_as_their_counts() {
+        use proptest::prelude::*;
+        // Spans from one index to the whole layout, and buffers on both
+        // sides of TALLY_MIN: both the counting and the sorting path.
+        let case = (
+            0u32..INDEX_LIMIT as u32,
+            1u32..=INDEX_LIMIT as u32,
+            0usize..600,
+        )
+            .prop_flat_map(|(lo, span, n)| {
+                let hi = (lo + span).min(INDEX_LIMIT as u32);
+                (
+                    prop::collection::vec(lo..hi, n),
+                    prop::collection::vec((0u32..INDEX_LIMIT as u32, 1u64..5), 0..50),
+                )
+            });
+        proptest!(ProptestConfig::with_cases(256), |((units, pairs) in case)| {
+            let mut expected = std::collections::BTreeMap::new();
+            let mut dst: Vec<(u32, u64)> = {
+                let mut m = std::collections::BTreeMap::new();
+                for (i, c) in pairs {
+                    *m.entry(i).or_insert(0u64) += c;
+                }
+                m.into_iter().collect()
+            };
+            for &(i, c) in &dst {
+                expected.insert(i, c);
+            }
+            for &u in &units {
+                *expected.entry(u).or_insert(0u64) += 1;
+            }
+            add_units_into(&mut dst, &mut units.clone());
+            let expected: Vec<(u32, u64)> = expected.into_iter().collect();
+            prop_assert_eq!(dst, expected);
+            TALLY.with(|t| {
+                let t = t.borrow();
+                prop_assert!(t.0.iter().all(|&c| c == 0));
+                Ok(())
+            })?;
+        });
+    }
+
+    /// However samples arrive (clustered, with outliers, as pairs), a slice
+    /// reads, merges and encodes as their counts, while sparse, dense or
+    /// both.
+    #[test]
+    fn buckets_count_exactly_sparse_or_dense() {
+        use proptest::prelude::*;
+        #[derive(Debug, Clone)]
+        enum Step {
+            Units(Vec<u32>),
+            Pairs(Vec<(u32, u64)>),
+        }
+        let centre = 0u32..50_000;
+        let step = prop_oneof![
+            8 => (centre.clone(), prop::collection::vec((0u32..2_000, any::<bool>(), 0u32..INDEX_LIMIT as u32), 1..300))
+                .prop_map(|(c, v)| Step::Units(v.into_iter().map(|(d, outlier, o)| if outlier && d % 17 == 0 { o } else { c + d }).collect())),
+            1 => prop::collection::btree_map(0u32..INDEX_LIMIT as u32, 1u64..1_000, 1..20)
+                .prop_map(|m| Step::Pairs(m.into_iter().collect())),
+        ];
+        proptest!(ProptestConfig::with_cases(64), |(steps in prop::collection::vec(step, 1..40))| {
+            let mut b = Buckets::default();
+            let mut model = std::collections::BTreeMap::new();
+            for step in steps {
+                match step {
+                    Step::Units(units) => {
+                        b.add_units(&units);
+                        for u in units {
+                            *model.entry(u).or_insert(0u64) += 1;
+                        }
+                    }
+                    Step::Pairs(pairs) => {
+                        merge_buckets(&mut b.sorted, &pairs);
+                        for (i, c) in pairs {
+                            *model.entry(i).or_insert(0u64) += c;
+                        }
+                    }
+                }
+                let expected: Vec<(u32, u64)> = model.iter().map(|(&i, &c)| (i, c)).collect();
+                prop_assert_eq!(&b.pairs(), &expected);
+                let mut into = Vec::new();
+                b.add_into(&mut into);
+                prop_assert_eq!(&into, &expected);
+                if !b.dense.is_empty() {
+                    let span = b.dense.counts.len() as u64;
+                    // The dense count's memory bound.
+                    prop_assert!(span <= DENSE_SPAN_PER_SAMPLE * b.dense.samples);
+                }
+            }
+            let expected: Vec<(u32, u64)> = model.into_iter().collect();
+            let mut encoded = Vec::new();
+            b.clone().encode(&mut encoded);
+            let mut decoded = Vec::new();
+            decode_buckets(encoded.into_iter(), &mut decoded);
+            prop_assert_eq!(&decoded, &expected);
+            b.compact();
+            prop_assert!(b.dense.is_empty() && b.units.is_empty());
+            prop_assert_eq!(b.sorted, expected);
+        });
+    }
+
+    /// A dense count that would overflow its 32 bits leaves the sample to
+    /// the pairs instead: nothing is lost.
+    #[test]
+    fn a_full_dense_count_spills_to_the_pairs() {
+        let mut b = Buckets::default();
+        let units: Vec<u32> = (0..DENSE_MIN as u32).map(|k| 100 + k % 200).collect();
+        b.add_units(&units);
+        b.flush_units();
+        assert!(!b.dense.is_empty(), "a busy slice counts densely");
+        let at = (150 - b.dense.base) as usize;
+        let before = u64::from(b.dense.counts[at]);
+        b.dense.counts[at] = u32::MAX - 1;
+        b.dense.samples += u64::from(u32::MAX - 1) - before;
+        b.add_units(&[150, 150, 150]);
+        let count = |b: &Buckets| b.pairs().iter().find(|p| p.0 == 150).map(|p| p.1);
+        assert_eq!(count(&b), Some(u64::from(u32::MAX) + 2));
+        b.settle();
+        assert_eq!(count(&b), Some(u64::from(u32::MAX) + 2));
     }
 
     /// A slice filled with single samples, past several settles, reads as

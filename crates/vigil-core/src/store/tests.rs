@@ -716,3 +716,51 @@ fn the_store_tells_when_stream_time_reached_its_slice() {
     assert_eq!(h2, h + 1);
     assert!(at2 >= at);
 }
+
+/// The inline floor and round agree with the standard library's on the
+/// edges (halves, the float just below a half, integers past 2^52,
+/// negatives, saturation) and on random values.
+#[test]
+fn inline_floor_and_round_match_std() {
+    let below_half = 0.5f64.next_down();
+    for x in [
+        0.0,
+        -0.0,
+        0.5,
+        1.5,
+        2.5,
+        below_half,
+        1.0 + below_half,
+        4_503_599_627_370_495.5,
+        4_503_599_627_370_496.0,
+        9_007_199_254_740_993.0,
+        3.9e18,
+        1e-300,
+    ] {
+        assert_eq!(super::round_u64(x), x.round() as u64, "round {x}");
+    }
+    for x in [
+        0.0,
+        -0.0,
+        -0.5,
+        -1.0,
+        -1.0f64.next_down(),
+        -1.0f64.next_up(),
+        0.999_999_999_999_999_9,
+        180_000_000.0,
+        180_000_000.0f64.next_down(),
+        -4.5e18,
+        1e300,
+        -1e300,
+        f64::MAX,
+        f64::MIN,
+    ] {
+        assert_eq!(super::floor_i64(x), x.floor() as i64, "floor {x}");
+    }
+    proptest!(|(x in 0.0f64..3.9e18, y in -1e19f64..1e19)| {
+        prop_assert_eq!(super::round_u64(x), x.round() as u64);
+        prop_assert_eq!(super::round_u64(x / 1e9), (x / 1e9).round() as u64);
+        prop_assert_eq!(super::floor_i64(y), y.floor() as i64);
+        prop_assert_eq!(super::floor_i64(y / 1e12), (y / 1e12).floor() as i64);
+    });
+}
