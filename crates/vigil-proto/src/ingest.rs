@@ -98,15 +98,57 @@ fn check_ts(field: impl FnOnce() -> String, ts: f64) -> Result<f64, PointError> 
     }
 }
 
+/// Validated names of the batches a thread decoded last (see
+/// [`batch_names`]).
+const NAME_CACHE: usize = 16;
+
+thread_local! {
+    static NAMES: std::cell::RefCell<Vec<(ServiceName, Version, MetricName)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A batch's service, version and metric, validated. A stream's batches
+/// repeat a few series: names seen in one of this thread's last
+/// [`NAME_CACHE`] batches are the same shared names again, not new ones.
+/// That saves three allocations and checks per batch, and lets the store
+/// recognise the names by address (one lookup per batch where new names
+/// took three).
+fn batch_names(
+    batch: &SampleBatch,
+    total: u64,
+) -> Result<(ServiceName, Version, MetricName), PointError> {
+    let same = |(s, v, m): &(ServiceName, Version, MetricName)| {
+        s.as_str() == batch.service && v.as_str() == batch.version && m.as_str() == batch.metric
+    };
+    let cached = NAMES.with(|names| {
+        let names = names.try_borrow().ok()?;
+        names.iter().find(|n| same(n)).cloned()
+    });
+    if let Some(names) = cached {
+        return Ok(names);
+    }
+    let service = ServiceName::new(&batch.service).map_err(|e| name_error("service", e, total))?;
+    let version = Version::new(&batch.version).map_err(|e| name_error("version", e, total))?;
+    let metric = MetricName::new(&batch.metric).map_err(|e| name_error("metric", e, total))?;
+    let names = (service, version, metric);
+    NAMES.with(|cache| {
+        if let Ok(mut cache) = cache.try_borrow_mut() {
+            if cache.len() >= NAME_CACHE {
+                cache.remove(0);
+            }
+            cache.push(names.clone());
+        }
+    });
+    Ok(names)
+}
+
 /// A batch's series: its names and labels, validated; an error rejects
 /// all `total` points.
 fn batch_header(
     batch: &SampleBatch,
     total: u64,
 ) -> Result<(ServiceName, Version, MetricName, Labels), PointError> {
-    let service = ServiceName::new(&batch.service).map_err(|e| name_error("service", e, total))?;
-    let version = Version::new(&batch.version).map_err(|e| name_error("version", e, total))?;
-    let metric = MetricName::new(&batch.metric).map_err(|e| name_error("metric", e, total))?;
+    let (service, version, metric) = batch_names(batch, total)?;
     if batch.labels.len() > MAX_LABELS {
         return Err(PointError {
             field: "labels".into(),
@@ -437,5 +479,52 @@ mod tests {
         }];
         let out = samples_from_batch(&b);
         assert_eq!(out.rejected[0].reason, RejectReason::InvalidName);
+    }
+
+    /// Batches of the same series share their names (by address); a name
+    /// not seen before is built and checked, and a bad one still fails,
+    /// however many good ones came first.
+    #[test]
+    fn repeated_series_share_their_names() {
+        let ptrs = |b: &SampleBatch| {
+            let (s, v, m, _) = batch_header(b, 1).unwrap();
+            (
+                s.as_str().as_ptr(),
+                v.as_str().as_ptr(),
+                m.as_str().as_ptr(),
+            )
+        };
+        let first = ptrs(&batch());
+        assert_eq!(ptrs(&batch()), first);
+        let other = SampleBatch {
+            version: "v9".into(),
+            ..batch()
+        };
+        let (s, v, m, _) = batch_header(&other, 1).unwrap();
+        assert_eq!(v.as_str(), "v9");
+        assert_eq!(s.as_str(), "payment");
+        assert_ne!(v.as_str().as_ptr(), first.1);
+        assert_eq!(m.as_str(), "latency");
+        // Evicted from the cache after NAME_CACHE others: built again.
+        for k in 0..NAME_CACHE {
+            batch_header(
+                &SampleBatch {
+                    version: format!("w{k}"),
+                    ..batch()
+                },
+                1,
+            )
+            .unwrap();
+        }
+        let again = batch_header(&batch(), 1).unwrap();
+        assert_eq!(again.1.as_str(), "v8");
+        let bad = SampleBatch {
+            service: String::new(),
+            ..batch()
+        };
+        let err = batch_header(&bad, 3).unwrap_err();
+        assert_eq!(err.field, "service");
+        assert_eq!(err.points, 3);
+        assert_eq!(err.reason, RejectReason::InvalidName);
     }
 }
