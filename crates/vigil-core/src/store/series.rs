@@ -14,8 +14,8 @@
 //!   where a `(u32, u64)` pair costs 16). A counter payload is two varints,
 //!   requests and errors.
 //! - `open`: the newest slice, as [`Buckets`] (sorted pairs plus a buffer
-//!   of single samples' bucket indices) or the two counters, which samples
-//!   update in place.
+//!   of single samples' bucket indices, and a dense count once the slice
+//!   is busy) or the two counters, which samples update in place.
 //! - recent slices (in `late`, for a series that gets late samples): the
 //!   completed slices newer than the ring's, kept as the open one is, up
 //!   to the series' allowed lateness ([`Late::depth`], at most
