@@ -8,9 +8,10 @@
 //! once per handed-over batch of messages, as a worker does), so a change to either can be measured in seconds and
 //! without the mock cluster's noise.
 //!
-//! The messages are the ingest bench's: 20,000 batches of 100 latency
-//! values, two services and two versions (4 series), 2,000 samples per
-//! second of stream time. Two orders:
+//! The messages are the ingest bench's (`src/bench/ingest_fixture.rs`,
+//! included below): 20,000 batches of 100 latency values, two services
+//! and two versions (4 series), 2,000 samples per second of stream time.
+//! Two orders:
 //! - `stream`: message order, as one partition (or a topic keyed by
 //!   service, as `vigil.samples` is) delivers a series;
 //! - `partitions`: the order a consumer of 12 partitions sees when the
@@ -23,37 +24,17 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use prost::Message as _;
 use vigil_core::store::{Store, StoreConfig};
 use vigil_ingest::decode::{decode_compact, DecodeOptions};
 use vigil_ingest::Format;
 
+#[path = "../src/bench/ingest_fixture.rs"]
+mod ingest_fixture;
+use ingest_fixture::{sample_batch, PER_MESSAGE};
+
 const MESSAGES: u64 = 20_000;
-const PER_MESSAGE: u64 = 100;
-const T0: f64 = 1_800_000_000.0;
-const STREAM_STEP: f64 = 0.0005;
 const PARTITIONS: u64 = 12;
 const FETCH_MESSAGES: usize = 600;
-
-/// Message `i` of the ingest bench (stream order).
-fn message(i: u64) -> Vec<u8> {
-    let service = ["checkout", "payment"][(i % 2) as usize];
-    let version = ["v1", "v2"][((i / 2) % 2) as usize];
-    let k = |j: u64| i * PER_MESSAGE + j;
-    vigil_proto::v1::SampleBatch {
-        service: service.to_owned(),
-        version: version.to_owned(),
-        metric: "latency".to_owned(),
-        timestamps: (0..PER_MESSAGE)
-            .map(|j| T0 + k(j) as f64 * STREAM_STEP)
-            .collect(),
-        values: (0..PER_MESSAGE)
-            .map(|j| (k(j) * 7919 % 50_000) as f64 / 100.0)
-            .collect(),
-        ..Default::default()
-    }
-    .encode_to_vec()
-}
 
 /// The messages in the order a consumer of `PARTITIONS` partitions reads
 /// them (see the module docs).
@@ -98,7 +79,7 @@ fn ingest(messages: &[Vec<u8>]) -> u64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let stream: Vec<Vec<u8>> = (0..MESSAGES).map(message).collect();
+    let stream: Vec<Vec<u8>> = (0..MESSAGES).map(|i| sample_batch(i, false)).collect();
     let partitions = partition_order(stream.clone());
     let mut group = c.benchmark_group("ingest_path");
     group

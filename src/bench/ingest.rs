@@ -38,6 +38,7 @@ use rdkafka::ClientConfig;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::ingest_fixture::{latency_ms, sample_batch, sample_ts, series_of, PER_MESSAGE};
 use super::median;
 use vigil_core::store::{Store, StoreConfig};
 use vigil_ingest::dev::DevBroker;
@@ -145,19 +146,6 @@ struct Round {
 
 /// Gives up on a phase after this long.
 const PHASE_LIMIT: Duration = Duration::from_secs(600);
-const T0: f64 = 1_800_000_000.0;
-/// Stream seconds between consecutive samples in stream order: 2,000
-/// samples a second, so 20,000 messages span 1,000 s, inside the window.
-const STREAM_STEP: f64 = 0.0005;
-
-/// Stream time of sample `k` (the `k`-th sample produced overall).
-fn sample_ts(k: u64, out_of_order: bool) -> f64 {
-    if out_of_order {
-        T0 + (k % 600) as f64
-    } else {
-        T0 + k as f64 * STREAM_STEP
-    }
-}
 
 /// Runs the benchmark.
 pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
@@ -207,36 +195,22 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
 
 /// One message's payload and the samples it holds.
 fn message(format: Format, i: u64, out_of_order: bool) -> (Vec<u8>, u64) {
-    let service = ["checkout", "payment"][(i % 2) as usize];
-    let version = ["v1", "v2"][((i / 2) % 2) as usize];
-    let latency = |j: u64| ((i * 100 + j) * 7919 % 50_000) as f64 / 100.0;
-    let ts = |j: u64| sample_ts(i * 100 + j, out_of_order);
+    let (service, version) = series_of(i);
     match format {
         Format::Events => {
             let mut text = String::with_capacity(100 * 90);
-            for j in 0..100 {
+            for j in 0..PER_MESSAGE {
                 text.push_str(&format!(
                     "{{\"ts\":{},\"service\":\"{service}\",\"version\":\"{version}\",\"latency_ms\":{},\"status\":{}}}\n",
-                    ts(j),
-                    latency(j),
+                    sample_ts(i * PER_MESSAGE + j, out_of_order),
+                    latency_ms(i, j),
                     if (i + j).is_multiple_of(97) { 503 } else { 200 }
                 ));
             }
             (text.into_bytes(), 200)
         }
         Format::OtlpSpans => (otlp_spans(service, version, i, out_of_order), 200),
-        _ => {
-            use prost::Message as _;
-            let batch = vigil_proto::v1::SampleBatch {
-                service: service.to_owned(),
-                version: version.to_owned(),
-                metric: "latency".to_owned(),
-                timestamps: (0..100).map(ts).collect(),
-                values: (0..100).map(latency).collect(),
-                ..Default::default()
-            };
-            (batch.encode_to_vec(), 100)
-        }
+        _ => (sample_batch(i, out_of_order), PER_MESSAGE),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod api;
 pub mod api_fixture;
 mod e2e;
 mod ingest;
+pub mod ingest_fixture;
 mod judge;
 pub mod judge_fixture;
 mod memory;
