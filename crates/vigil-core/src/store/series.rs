@@ -564,14 +564,7 @@ impl Buckets {
     /// Adds these buckets into `dst` (sorted pairs), without changing them.
     fn add_into(&self, dst: &mut Vec<(u32, u64)>) {
         merge_buckets(dst, &self.sorted);
-        if !self.units.is_empty() {
-            add_units_into(dst, &mut self.units.clone());
-        }
-        if !self.dense.is_empty() {
-            let mut runs = Vec::new();
-            self.dense.runs_into(&mut runs);
-            merge_buckets(dst, &runs);
-        }
+        self.add_unsorted_into(dst);
     }
 
     /// The sorted pairs, buffered and densely counted samples included.
@@ -581,15 +574,21 @@ impl Buckets {
         }
         let mut out = Vec::with_capacity(self.sorted.len() + self.units.len());
         out.extend_from_slice(&self.sorted);
+        self.add_unsorted_into(&mut out);
+        out
+    }
+
+    /// Adds the buffered and the densely counted samples into `dst`
+    /// (sorted pairs), without changing them.
+    fn add_unsorted_into(&self, dst: &mut Vec<(u32, u64)>) {
         if !self.units.is_empty() {
-            add_units_into(&mut out, &mut self.units.clone());
+            add_units_into(dst, &mut self.units.clone());
         }
         if !self.dense.is_empty() {
             let mut runs = Vec::new();
             self.dense.runs_into(&mut runs);
-            merge_buckets(&mut out, &runs);
+            merge_buckets(dst, &runs);
         }
-        out
     }
 }
 
