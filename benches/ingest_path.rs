@@ -55,14 +55,14 @@ fn partition_order(messages: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 }
 
 /// Decodes and records every message into a fresh store, as a worker does
-/// with a backlog: the consumer hands it batches of up to
-/// `HANDOFF_MESSAGES` messages, and it records a batch's runs in one call.
+/// with a backlog: it takes batches of up to `BATCH_MESSAGES` messages from
+/// a partition's queue, and records a batch's runs in one call.
 fn ingest(messages: &[Vec<u8>]) -> u64 {
     let store = Store::new(StoreConfig::default());
     let options = DecodeOptions::default();
     let mut recorded = 0;
     let mut pending = Vec::new();
-    for batch in messages.chunks(vigil_ingest::consumer::HANDOFF_MESSAGES) {
+    for batch in messages.chunks(vigil_ingest::consumer::BATCH_MESSAGES) {
         for payload in batch {
             match decode_compact(Format::Samples, payload, &options) {
                 Ok(d) => pending.extend(d.values),

@@ -111,9 +111,6 @@ struct Report {
     /// The lowest and highest round ratio.
     ratio_min: f64,
     ratio_max: f64,
-    /// Times Vigil's consumer paused because its decode queues were full,
-    /// over all rounds.
-    vigil_pauses: u64,
     rounds: Vec<Round>,
 }
 
@@ -125,8 +122,6 @@ struct Pass {
     startup_seconds: f64,
     /// From the first message to the last one handled.
     seconds: f64,
-    /// Times the consumer paused fetching (Vigil's only).
-    pauses: u64,
 }
 
 /// One raw pass and one Vigil pass over the topic.
@@ -141,7 +136,6 @@ struct Round {
     vigil_seconds: f64,
     vigil_samples_per_s: f64,
     ratio: f64,
-    vigil_pauses: u64,
 }
 
 /// Gives up on a phase after this long.
@@ -169,16 +163,15 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
             report.partitions,
             report.payload_bytes as f64 / 1e6
         );
-        println!("  round  first  raw samples/s  vigil samples/s  ratio  pauses");
+        println!("  round  first  raw samples/s  vigil samples/s  ratio");
         for (k, r) in report.rounds.iter().enumerate() {
             println!(
-                "  {:>5}  {:>5}  {:>13.0}  {:>15.0}  {:>5.2}  {:>6}",
+                "  {:>5}  {:>5}  {:>13.0}  {:>15.0}  {:>5.2}",
                 k + 1,
                 if r.raw_first { "raw" } else { "vigil" },
                 r.raw_consumer_samples_per_s,
                 r.vigil_samples_per_s,
-                r.ratio,
-                r.vigil_pauses
+                r.ratio
             );
         }
         println!(
@@ -284,7 +277,6 @@ async fn measure(args: &IngestArgs, format: Format) -> anyhow::Result<Report> {
             vigil_seconds: vigil.seconds,
             vigil_samples_per_s: per_s(samples, vigil.seconds),
             ratio: raw.seconds / vigil.seconds,
-            vigil_pauses: vigil.pauses,
         });
     }
     broker.shutdown().await;
@@ -303,7 +295,6 @@ async fn measure(args: &IngestArgs, format: Format) -> anyhow::Result<Report> {
         ratio: median(ratios.clone()),
         ratio_min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
         ratio_max: ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        vigil_pauses: rounds.iter().map(|r| r.vigil_pauses).sum(),
         rounds,
     })
 }
@@ -400,7 +391,6 @@ async fn raw_pass(brokers: &str, topic: &str, round: u32, messages: u64) -> anyh
     Ok(Pass {
         startup_seconds: start.saturating_duration_since(assigned).as_secs_f64(),
         seconds: (end - start).as_secs_f64(),
-        pauses: 0,
     })
 }
 
@@ -453,6 +443,5 @@ async fn vigil_pass(
     Ok(Pass {
         startup_seconds: (start - assigned_at).as_secs_f64(),
         seconds,
-        pauses: metrics.paused.get(),
     })
 }

@@ -52,10 +52,9 @@ pub struct IngestConfig {
     pub dlq_topic: String,
     /// Decode workers (dedicated threads); partitions are spread over them.
     pub workers: usize,
-    /// Messages queued per worker before consumption pauses.
-    pub queue_messages: usize,
     /// librdkafka's prefetch bound per partition, in KiB
-    /// (`queued.max.messages.kbytes`).
+    /// (`queued.max.messages.kbytes`): how much of a partition waits in
+    /// memory when the store falls behind.
     pub prefetch_kbytes: u32,
     /// Decoding settings.
     pub decode: DecodeOptions,
@@ -73,7 +72,6 @@ impl IngestConfig {
             topics: TopicConfig::defaults(),
             dlq_topic: DEFAULT_DLQ_TOPIC.to_owned(),
             workers: 2,
-            queue_messages: 256,
             prefetch_kbytes: 8 * 1024,
             decode: DecodeOptions::default(),
             client_properties: Vec::new(),

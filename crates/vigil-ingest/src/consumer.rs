@@ -1,53 +1,51 @@
 //! The Kafka consumer: topics in, samples into the store, offsets out.
 //!
-//! One rdkafka `StreamConsumer` in the configured group reads every topic.
-//! Each message is copied into a job and routed by (topic, partition) to one
-//! of a few decode workers, dedicated threads, so decoding and recording
-//! (CPU work) never run on the async runtime and one partition's messages
-//! are handled in order by one worker. Jobs are handed over in batches:
-//! after each message it waited for, the consumer also takes the messages
-//! librdkafka already has (up to [`HANDOFF_MESSAGES`] or
-//! [`HANDOFF_BYTES`]), so a channel send and a thread wake-up serve many
-//! messages rather than one. A worker decodes a batch's messages, records
-//! all their samples into the store in one call, sends rejections to the
-//! dead-letter queue and waits for their delivery, and only then stores the
-//! messages' offsets; librdkafka commits stored offsets in the background
-//! (`enable.auto.offset.store=false`), and on shutdown the consumer drains
-//! the workers and commits synchronously before leaving the group.
+//! One rdkafka `BaseConsumer` in the configured group reads every topic.
+//! Before it subscribes, the consumer splits each partition the topics have
+//! into a queue of its own (librdkafka's partition queues) and gives each
+//! queue to one of a few decode workers, dedicated threads: a worker takes
+//! its partitions' messages straight from librdkafka, decodes them from
+//! librdkafka's buffers (no copy, no hop through the async runtime),
+//! records a batch's samples into the store in one call per run of one
+//! topic, sends rejections to the dead-letter queue and waits for their
+//! delivery, and only then stores the messages' offsets. librdkafka commits
+//! stored offsets in the background (`enable.auto.offset.store=false`); on
+//! shutdown the workers finish their batch and the consumer commits
+//! synchronously before leaving the group. A partition's messages are
+//! handled in order, by the one worker that holds its queue.
 //!
-//! Backpressure: a worker's queue holds at most `queue_messages` messages
-//! (a semaphore of that many permits: the consumer takes one per message it
-//! queues, the worker gives a batch's back when it takes the batch). When a
-//! worker's queue is full the consumer stops receiving; if the queue is
-//! still full after a short grace (a burst rather than a lagging store), it
-//! also pauses every assigned partition until the queue takes the message.
-//! Memory is bounded by the queues, the batch each worker handles, plus
-//! librdkafka's prefetch (`queued.max.messages.kbytes`).
+//! One control thread polls the consumer's main queue: it serves rebalances,
+//! statistics (consumer lag) and commit results, and handles the messages
+//! of partitions that did not exist when the consumer started (a topic
+//! created or grown later), which librdkafka delivers there.
+//!
+//! Backpressure: a worker takes messages only when it has handled the
+//! previous batch, so when the store lags, the messages wait in librdkafka,
+//! which stops fetching a partition once its queue holds
+//! `queued.max.messages.kbytes` ([`IngestConfig::prefetch_kbytes`]). Memory
+//! is bounded by that prefetch per assigned partition plus one batch per
+//! worker; nothing is buffered without limit.
 //!
 //! Guarantee: at least once (see the crate docs). After a rebalance, the
-//! messages of a revoked partition still queued are recorded but their
-//! offsets can no longer be stored, so the partition's new owner reads them
-//! again.
+//! messages of a revoked partition that a worker is handling are recorded
+//! but their offsets can no longer be stored, so the partition's new owner
+//! reads them again.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, Semaphore, TryAcquireError};
-use tokio_stream::{Stream, StreamExt as _};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -114,7 +112,7 @@ impl ConsumerContext for Context {
     }
 }
 
-type KafkaConsumer = StreamConsumer<Context>;
+type KafkaConsumer = BaseConsumer<Context>;
 
 /// librdkafka's `fetch.queue.backoff.ms` (see where it is set). Public so
 /// that `vigil bench ingest` gives its raw consumer the same fetch settings.
@@ -123,24 +121,18 @@ pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 /// Messages a worker handles before storing their offsets at the latest.
 const OFFSET_BATCH: usize = 256;
 
-/// Messages handed to the workers per wait for a message, at most.
-pub const HANDOFF_MESSAGES: usize = 64;
-/// Payload bytes handed to the workers per wait for a message, at most.
-pub const HANDOFF_BYTES: usize = 1 << 20;
+/// Messages a worker takes from one partition per batch, at most: their
+/// samples go to the store in one call.
+pub const BATCH_MESSAGES: usize = 64;
+/// Payload bytes a worker takes from one partition per batch, at most.
+pub const BATCH_BYTES: usize = 1 << 20;
 
-/// How long a full decode queue may block the consumer before it pauses
-/// fetching.
-const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long the control thread, or a worker with nothing to do, waits
+/// before it looks at the shutdown token again.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
 
-/// One message, copied out of librdkafka's buffer for a worker.
-struct Job {
-    topic: Arc<str>,
-    format: Format,
-    partition: i32,
-    offset: i64,
-    key: Option<Vec<u8>>,
-    payload: Vec<u8>,
-}
+/// How long one request for a topic's partitions may take at start.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Offsets stored so far (next offset to read), for the final commit.
 type Stored = Arc<Mutex<HashMap<(Arc<str>, i32), i64>>>;
@@ -165,20 +157,40 @@ impl Consumer {
         }
     }
 
-    /// Consumes until `shutdown` is cancelled, then drains the workers,
-    /// commits the stored offsets and leaves the group.
+    /// Consumes until `shutdown` is cancelled, then lets the workers finish
+    /// their batch, commits the stored offsets and leaves the group. The
+    /// consumer runs on threads of its own; dropping this future stops it
+    /// as cancelling the token does.
     ///
     /// # Errors
     ///
     /// When the client cannot be created or subscribed, or a worker panics.
     /// Bad messages are never errors: they are counted and dead-lettered.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), IngestError> {
-        let config = &self.config;
-        if config.workers == 0 || config.queue_messages == 0 {
-            return Err(IngestError::Config(
-                "workers and queue_messages must be at least 1",
-            ));
+        if self.config.workers == 0 {
+            return Err(IngestError::Config("workers must be at least 1"));
         }
+        let runtime = Handle::current();
+        let stop = shutdown.child_token();
+        let _stop_on_drop = stop.clone().drop_guard();
+        let (done, result) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("vigil-kafka".to_owned())
+            .spawn(move || {
+                // The receiver is gone only if the future was dropped.
+                let _ = done.send(self.run_blocking(&stop, runtime));
+            })
+            .map_err(IngestError::Spawn)?;
+        result.await.unwrap_or(Err(IngestError::WorkerPanicked))
+    }
+
+    /// [`Consumer::run`]'s body, on the consumer's control thread.
+    fn run_blocking(
+        self,
+        shutdown: &CancellationToken,
+        runtime: Handle,
+    ) -> Result<(), IngestError> {
+        let config = &self.config;
         let mut client_config = ClientConfig::new();
         client_config
             .set("bootstrap.servers", &config.brokers)
@@ -205,242 +217,154 @@ impl Consumer {
             Arc::new(client_config.create_with_context(Context {
                 metrics: self.metrics.clone(),
             })?);
-        let topics: Vec<&str> = config.topics.iter().map(|t| t.topic.as_str()).collect();
-        consumer.subscribe(&topics)?;
-        let dlq = Arc::new(DeadLetters::new(&config.brokers, &config.dlq_topic)?);
-        let stored: Stored = Arc::default();
-        let mut queues = Vec::with_capacity(config.workers);
-        let mut threads = Vec::with_capacity(config.workers);
-        for index in 0..config.workers {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let permits = Arc::new(Semaphore::new(config.queue_messages));
-            let worker = Worker {
-                consumer: Arc::clone(&consumer),
-                sink: Arc::clone(&self.sink),
-                metrics: self.metrics.clone(),
-                dlq: Arc::clone(&dlq),
-                runtime: Handle::current(),
-                options: config.decode.clone(),
-                stored: Arc::clone(&stored),
-                permits: Arc::clone(&permits),
+        let shared = Arc::new(Shared {
+            consumer: Arc::clone(&consumer),
+            sink: Arc::clone(&self.sink),
+            metrics: self.metrics.clone(),
+            dlq: DeadLetters::new(&config.brokers, &config.dlq_topic)?,
+            runtime,
+            options: config.decode.clone(),
+            stored: Arc::default(),
+        });
+        let topics: HashMap<String, Arc<TopicInfo>> = config
+            .topics
+            .iter()
+            .map(|t| (t.topic.clone(), Arc::new(TopicInfo::new(t, &self.metrics))))
+            .collect();
+
+        // Split every partition the topics have now, before subscribing, so
+        // that no message of theirs ever reaches the main queue (librdkafka
+        // leaves a queue the application split alone when it assigns the
+        // partition).
+        let bells: Vec<Arc<Doorbell>> = (0..config.workers).map(|_| Arc::default()).collect();
+        let mut owned: Vec<Vec<Partition>> = (0..config.workers).map(|_| Vec::new()).collect();
+        for topic in &config.topics {
+            let Some(info) = topics.get(&topic.topic) else {
+                continue;
             };
+            let Some(partitions) = partitions_of(&consumer, &topic.topic, shutdown) else {
+                return Ok(()); // shut down before the broker answered
+            };
+            for partition in partitions {
+                let w = worker_of(&topic.topic, partition, config.workers);
+                let Some(mut queue) = consumer.split_partition_queue(&topic.topic, partition)
+                else {
+                    continue;
+                };
+                let bell = Arc::clone(&bells[w]);
+                queue.set_nonempty_callback(move || bell.ring());
+                owned[w].push(Partition {
+                    topic: Arc::clone(info),
+                    partition,
+                    queue,
+                });
+            }
+        }
+        let names: Vec<&str> = config.topics.iter().map(|t| t.topic.as_str()).collect();
+        consumer.subscribe(&names)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(config.workers);
+        for (index, (partitions, bell)) in owned.into_iter().zip(&bells).enumerate() {
+            let handler = Handler::new(Arc::clone(&shared));
+            let (bell, stopped) = (Arc::clone(bell), Arc::clone(&stop));
             let thread = std::thread::Builder::new()
                 .name(format!("vigil-ingest-{index}"))
-                .spawn(move || worker.run(rx))
-                .map_err(IngestError::Spawn)?;
-            queues.push(Queue {
-                tx,
-                permits,
-                batch: Vec::new(),
-            });
-            threads.push(thread);
-        }
-        info!(topics = ?topics, group = %config.group_id, "kafka consumer started");
-        let mut topic_names: HashMap<String, (Arc<str>, Counter)> = HashMap::new();
-        // A received message as a job; `None` for an error (transient broker
-        // errors and unknown topics: librdkafka retries by itself) or a
-        // topic with no format.
-        let mut job_of = |received: Result<BorrowedMessage<'_>, KafkaError>| -> Option<Job> {
-            let message = match received {
-                Ok(message) => message,
+                .spawn(move || work(handler, &partitions, &bell, &stopped));
+            match thread {
+                Ok(thread) => threads.push(thread),
                 Err(error) => {
-                    debug!(%error, "kafka consumer error");
-                    return None;
+                    stop_workers(&stop, &bells, threads);
+                    return Err(IngestError::Spawn(error));
                 }
-            };
-            let format = config.format_of(message.topic())?;
-            // Looked up by `&str` first: no key is built per message.
-            if !topic_names.contains_key(message.topic()) {
-                let counter = self
-                    .metrics
-                    .messages
-                    .get_or_create(&IngestMetrics::topic(message.topic()))
-                    .clone();
-                topic_names.insert(
-                    message.topic().to_owned(),
-                    (Arc::from(message.topic()), counter),
-                );
             }
-            let (topic, received) = topic_names.get(message.topic())?;
-            received.inc();
-            Some(Job {
-                topic: Arc::clone(topic),
-                format,
-                partition: message.partition(),
-                offset: message.offset(),
-                key: message.key().map(<[u8]>::to_vec),
-                payload: message.payload().unwrap_or_default().to_vec(),
-            })
-        };
-        let mut stream = consumer.stream();
-        // A message received but not yet admitted to its worker's queue.
-        let mut held: Option<Job> = None;
+        }
+        info!(topics = ?names, group = %config.group_id, workers = config.workers, "kafka consumer started");
 
-        let result = loop {
-            let job = match held.take() {
-                Some(job) => job,
-                None => {
-                    let received = tokio::select! {
-                        biased;
-                        () = shutdown.cancelled() => break Ok(()),
-                        m = stream.next() => m,
-                    };
-                    match received.and_then(&mut job_of) {
-                        Some(job) => job,
-                        None => continue,
+        // The main queue: rebalances, statistics, commit results, and the
+        // messages of partitions that were not split at start.
+        let mut handler = Handler::new(Arc::clone(&shared));
+        let mut result = Ok(());
+        while !shutdown.is_cancelled() {
+            match consumer.poll(IDLE_WAIT) {
+                Some(Ok(message)) => {
+                    if let Some(topic) = topics.get(message.topic()) {
+                        topic.received.inc();
+                        handler.handle(topic, std::slice::from_ref(&message));
                     }
                 }
-            };
-            let w = worker_of(&job.topic, job.partition, queues.len());
-            match admit(&queues[w].permits, &consumer, &self.metrics, &shutdown).await {
-                Admitted::Yes => {}
-                // Shutting down; the job's offset was never stored.
-                Admitted::ShuttingDown => break Ok(()),
-                Admitted::WorkerGone => break Err(IngestError::WorkerPanicked),
+                // Transient broker errors and unknown topics: librdkafka
+                // retries by itself.
+                Some(Err(error)) => debug!(%error, "kafka consumer error"),
+                None => handler.store_offsets(),
             }
-            let (mut n, mut bytes) = (1, job.payload.len());
-            queues[w].batch.push(job);
-            // Take what librdkafka already holds, while the queues have room.
-            while n < HANDOFF_MESSAGES && bytes < HANDOFF_BYTES {
-                let job = match ready_now(&mut stream) {
-                    Some(received) => match job_of(received) {
-                        Some(job) => job,
-                        None => continue,
-                    },
-                    None => break,
-                };
-                let n_queues = queues.len();
-                let queue = &mut queues[worker_of(&job.topic, job.partition, n_queues)];
-                match queue.permits.try_acquire() {
-                    Ok(permit) => {
-                        permit.forget();
-                        n += 1;
-                        bytes += job.payload.len();
-                        queue.batch.push(job);
-                    }
-                    Err(_) => {
-                        held = Some(job);
-                        break;
-                    }
-                }
+            if threads.iter().any(|t| t.is_finished()) {
+                result = Err(IngestError::WorkerPanicked);
+                break;
             }
-            if !queues.iter_mut().all(Queue::flush) {
-                break Err(IngestError::WorkerPanicked);
-            }
-        };
-
-        // Drain: workers finish their queues and exit when the senders go.
-        drop(stream);
-        drop(queues);
-        let joined = tokio::task::spawn_blocking(move || {
-            threads.into_iter().map(JoinHandle::join).all(|r| r.is_ok())
-        })
-        .await
-        .unwrap_or(false);
-        commit_stored(&consumer, &stored);
+        }
+        handler.store_offsets();
+        if !stop_workers(&stop, &bells, threads) {
+            result = Err(IngestError::WorkerPanicked);
+        }
+        commit_stored(&consumer, &shared.stored);
         self.metrics.set_ready(false);
         info!("kafka consumer stopped");
-        match result {
-            Ok(()) if !joined => Err(IngestError::WorkerPanicked),
-            other => other,
-        }
+        // Dropping the consumer (the last handle, now the workers' queues
+        // are gone) leaves the group.
+        drop(shared);
+        drop(consumer);
+        result
     }
 }
 
-/// A worker's queue as the consumer sees it.
-struct Queue {
-    tx: mpsc::UnboundedSender<Vec<Job>>,
-    /// Room left in the queue, in messages.
-    permits: Arc<Semaphore>,
-    /// Jobs admitted (a permit each), not yet sent.
-    batch: Vec<Job>,
-}
-
-impl Queue {
-    /// Sends the admitted jobs; false if the worker is gone.
-    fn flush(&mut self) -> bool {
-        if self.batch.is_empty() {
-            return true;
-        }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(HANDOFF_MESSAGES));
-        self.tx.send(batch).is_ok()
-    }
-}
-
-enum Admitted {
-    Yes,
-    ShuttingDown,
-    WorkerGone,
-}
-
-/// Takes room for one message in a worker's queue: at once if there is
-/// some, else after waiting, pausing every partition if the wait outlasts
-/// [`PAUSE_AFTER`] (the store is behind) until the room is there.
-async fn admit(
-    permits: &Semaphore,
+/// The partitions `topic` has, asking until the broker answers or the
+/// consumer is shut down (`None`). A topic that does not exist yet has
+/// none: its messages, once it does, come through the main queue.
+fn partitions_of(
     consumer: &KafkaConsumer,
-    metrics: &IngestMetrics,
+    topic: &str,
     shutdown: &CancellationToken,
-) -> Admitted {
-    match permits.try_acquire() {
-        Ok(permit) => {
-            permit.forget();
-            return Admitted::Yes;
-        }
-        Err(TryAcquireError::Closed) => return Admitted::WorkerGone,
-        Err(TryAcquireError::NoPermits) => {}
-    }
-    // A burst: wait briefly with librdkafka still prefetching (bounded by
-    // queued.max.messages.kbytes). Pausing at once would drop the
-    // prefetched messages and cost a fetch round trip per burst.
-    match tokio::time::timeout(PAUSE_AFTER, permits.acquire()).await {
-        Ok(Ok(permit)) => {
-            permit.forget();
-            return Admitted::Yes;
-        }
-        Ok(Err(_)) => return Admitted::WorkerGone,
-        Err(_) => {}
-    }
-    // The store is behind: stop fetching until it catches up.
-    metrics.paused.inc();
-    let paused = pause(consumer);
-    let admitted = tokio::select! {
-        () = shutdown.cancelled() => Admitted::ShuttingDown,
-        r = permits.acquire() => match r {
-            Ok(permit) => {
-                permit.forget();
-                Admitted::Yes
+) -> Option<Vec<i32>> {
+    loop {
+        match consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
+            Ok(metadata) => {
+                let partitions: Vec<i32> = metadata
+                    .topics()
+                    .iter()
+                    .filter(|t| t.name() == topic && t.error().is_none())
+                    .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                    .collect();
+                if partitions.is_empty() {
+                    info!(
+                        topic,
+                        "topic not found at start: its messages will be read from the main queue"
+                    );
+                }
+                return Some(partitions);
             }
-            Err(_) => Admitted::WorkerGone,
-        },
-    };
-    if let Some(tpl) = paused {
-        if let Err(error) = consumer.resume(&tpl) {
-            debug!(%error, "cannot resume partitions");
+            Err(error) => {
+                warn!(%error, topic, "cannot read the topic's partitions; trying again");
+                if shutdown.is_cancelled() {
+                    return None;
+                }
+            }
         }
-    }
-    admitted
-}
-
-/// The stream's next item if it is there without waiting.
-fn ready_now<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match Pin::new(stream).poll_next(&mut cx) {
-        Poll::Ready(item) => item,
-        Poll::Pending => None,
     }
 }
 
-/// Pauses every assigned partition; returns them for the resume.
-fn pause(consumer: &KafkaConsumer) -> Option<TopicPartitionList> {
-    let assignment = consumer.assignment().ok()?;
-    match consumer.pause(&assignment) {
-        Ok(()) => Some(assignment),
-        Err(error) => {
-            debug!(%error, "cannot pause partitions");
-            None
-        }
+/// Tells the workers to stop, wakes them and waits for them; false if one
+/// panicked.
+fn stop_workers(
+    stop: &AtomicBool,
+    bells: &[Arc<Doorbell>],
+    threads: Vec<std::thread::JoinHandle<()>>,
+) -> bool {
+    stop.store(true, Ordering::Release);
+    for bell in bells {
+        bell.ring();
     }
+    threads.into_iter().map(|t| t.join()).all(|r| r.is_ok())
 }
 
 /// Commits the offsets the workers stored, for the partitions still
@@ -477,17 +401,240 @@ fn worker_of(topic: &str, partition: i32, n_workers: usize) -> usize {
     (hasher.finish().wrapping_add(partition) % n_workers as u64) as usize
 }
 
-/// A decode worker's shared handles.
-struct Worker {
+/// A consumed topic: its name, its messages' format and its counters.
+struct TopicInfo {
+    name: Arc<str>,
+    format: Format,
+    received: Counter,
+    samples: Counter,
+}
+
+impl TopicInfo {
+    fn new(topic: &crate::TopicConfig, metrics: &IngestMetrics) -> Self {
+        let labels = IngestMetrics::topic(&topic.topic);
+        TopicInfo {
+            name: Arc::from(topic.topic.as_str()),
+            format: topic.format,
+            received: metrics.messages.get_or_create(&labels).clone(),
+            samples: metrics.samples.get_or_create(&labels).clone(),
+        }
+    }
+}
+
+/// A partition's own queue, read by one worker.
+struct Partition {
+    topic: Arc<TopicInfo>,
+    partition: i32,
+    queue: PartitionQueue<Context>,
+}
+
+/// Wakes a worker when one of its queues gets a message (librdkafka calls
+/// the queue's callback when it goes from empty to not empty).
+#[derive(Default)]
+struct Doorbell {
+    rung: Mutex<bool>,
+    woken: Condvar,
+}
+
+impl Doorbell {
+    fn ring(&self) {
+        *self.rung.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.woken.notify_one();
+    }
+
+    /// Forgets earlier rings: called before looking at the queues, so a
+    /// ring after the look is never lost.
+    fn clear(&self) {
+        *self.rung.lock().unwrap_or_else(PoisonError::into_inner) = false;
+    }
+
+    /// Waits for a ring, at most `timeout`.
+    fn wait(&self, timeout: Duration) {
+        let rung = self.rung.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(
+            self.woken
+                .wait_timeout_while(rung, timeout, |rung| !*rung)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+    }
+}
+
+/// A worker: takes each of its partitions' messages in batches, handles
+/// them, and sleeps when none has any.
+fn work(mut handler: Handler, partitions: &[Partition], bell: &Doorbell, stop: &AtomicBool) {
+    let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(BATCH_MESSAGES);
+    while !stop.load(Ordering::Acquire) {
+        bell.clear();
+        let mut busy = false;
+        for p in partitions {
+            let mut bytes = 0;
+            while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
+                match p.queue.poll(Duration::ZERO) {
+                    Some(Ok(message)) => {
+                        bytes += message.payload_len();
+                        batch.push(message);
+                    }
+                    Some(Err(error)) => {
+                        debug!(%error, topic = &*p.topic.name, partition = p.partition, "kafka partition error");
+                        busy = true;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            if !batch.is_empty() {
+                busy = true;
+                p.topic.received.inc_by(batch.len() as u64);
+                handler.handle(&p.topic, &batch);
+                batch.clear();
+            }
+        }
+        if !busy {
+            handler.store_offsets();
+            bell.wait(IDLE_WAIT);
+        }
+    }
+    handler.store_offsets();
+}
+
+/// What every thread that handles messages shares.
+struct Shared {
     consumer: Arc<KafkaConsumer>,
     sink: Arc<dyn SampleSink>,
     metrics: IngestMetrics,
-    dlq: Arc<DeadLetters>,
+    dlq: DeadLetters,
     runtime: Handle,
     options: DecodeOptions,
     stored: Stored,
-    /// Room in this worker's queue (see [`Queue`]).
-    permits: Arc<Semaphore>,
+}
+
+impl Shared {
+    fn dead_letter(&self, payload: &[u8], error: &crate::DecodeError, source: Source<'_>) {
+        self.metrics
+            .rejected
+            .get_or_create(&IngestMetrics::topic_reason(source.topic, error.reason()))
+            .inc();
+        debug!(%error, topic = source.topic, partition = source.partition, offset = source.offset, "message rejected");
+        if let Err(e) = self.runtime.block_on(self.dlq.send(payload, error, source)) {
+            self.metrics.dlq_failed.inc();
+            warn!(error = %e, topic = source.topic, partition = source.partition, offset = source.offset, "cannot dead-letter a rejected message");
+        }
+    }
+}
+
+/// One thread's handling of messages: decode, record, dead-letter, then
+/// store the offsets.
+struct Handler {
+    shared: Arc<Shared>,
+    /// Decoded data not yet recorded (buffers reused from batch to batch).
+    data: Pending,
+    /// Next offsets of handled messages not yet stored, stored in one call
+    /// when the thread runs out of messages (or every [`OFFSET_BATCH`]
+    /// messages) rather than one FFI call per message.
+    offsets: HashMap<(Arc<str>, i32), i64>,
+    n_offsets: usize,
+}
+
+impl Handler {
+    fn new(shared: Arc<Shared>) -> Self {
+        Handler {
+            shared,
+            data: Pending::default(),
+            offsets: HashMap::new(),
+            n_offsets: 0,
+        }
+    }
+
+    /// Decodes a batch of one partition's messages, records their samples
+    /// in message order (a SampleBatch of values only is kept as one
+    /// series' values, with no sample per point; `data` holds them until a
+    /// change of kind or the batch's end), dead-letters what is rejected,
+    /// and notes the offset after the last message for storing.
+    fn handle(&mut self, topic: &TopicInfo, batch: &[BorrowedMessage<'_>]) {
+        let shared = &*self.shared;
+        let sink = shared.sink.as_ref();
+        let data = &mut self.data;
+        data.clear();
+        let mut recorded = 0;
+        for message in batch {
+            let payload = message.payload().unwrap_or_default();
+            let source = |line| Source {
+                topic: &topic.name,
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key(),
+                line,
+            };
+            match decode_compact(topic.format, payload, &shared.options) {
+                Ok(decoded) => {
+                    if !decoded.values.is_empty() && !data.samples.is_empty() {
+                        recorded += data.record(sink);
+                    }
+                    if !decoded.samples.is_empty() && !data.values.is_empty() {
+                        recorded += data.record(sink);
+                    }
+                    data.values.extend(decoded.values);
+                    data.samples.extend(decoded.samples);
+                    for rejected in &decoded.rejected_lines {
+                        let line = match &rejected.error {
+                            crate::DecodeError::Event { line, .. } => Some(*line),
+                            _ => None,
+                        };
+                        shared.dead_letter(&rejected.payload, &rejected.error, source(line));
+                    }
+                }
+                Err(error) => shared.dead_letter(payload, &error, source(None)),
+            }
+        }
+        recorded += data.record(sink);
+        if recorded > 0 {
+            topic.samples.inc_by(recorded);
+        }
+        if let Some(last) = batch.last() {
+            self.offsets.insert(
+                (Arc::clone(&topic.name), last.partition()),
+                last.offset() + 1,
+            );
+            self.n_offsets += batch.len();
+            if self.n_offsets >= OFFSET_BATCH {
+                self.store_offsets();
+            }
+        }
+    }
+
+    /// Stores the next offset of each partition handled, for the next commit.
+    fn store_offsets(&mut self) {
+        self.n_offsets = 0;
+        if self.offsets.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), &next) in &self.offsets {
+            if let Err(error) = tpl.add_partition_offset(topic, *partition, Offset::Offset(next)) {
+                debug!(%error, "cannot list an offset to store");
+            }
+        }
+        // Partitions revoked meanwhile fail alone; their new owner reads
+        // those messages again.
+        if let Err(error) = self.shared.consumer.store_offsets(&tpl) {
+            debug!(%error, "cannot store some offsets");
+        }
+        let mut stored = self
+            .shared
+            .stored
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for element in tpl.elements() {
+            if element.error().is_ok() {
+                let key = (Arc::from(element.topic()), element.partition());
+                if let Some(&next) = self.offsets.get(&key) {
+                    stored.insert(key, next);
+                }
+            }
+        }
+        drop(stored);
+        self.offsets.clear();
+    }
 }
 
 /// Decoded data of a run of messages, not yet recorded (reused buffers).
@@ -514,156 +661,6 @@ impl Pending {
         }
         self.clear();
         recorded
-    }
-}
-
-/// Closes a worker's queue room when the worker ends (or panics), so a
-/// consumer waiting for room learns it will never come.
-struct CloseOnDrop(Arc<Semaphore>);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
-
-impl Worker {
-    fn run(self, mut jobs: mpsc::UnboundedReceiver<Vec<Job>>) {
-        let _close = CloseOnDrop(Arc::clone(&self.permits));
-        // Offsets of handled messages not yet stored, stored in one call per
-        // drained queue (or every OFFSET_BATCH messages) rather than one FFI
-        // call per message.
-        let mut pending: HashMap<(Arc<str>, i32), i64> = HashMap::new();
-        let mut n_pending = 0;
-        let mut pending_data = Pending::default();
-        let mut counters: HashMap<Arc<str>, Counter> = HashMap::new();
-        loop {
-            let batch = match jobs.try_recv() {
-                Ok(batch) => batch,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    self.store_offsets(&mut pending);
-                    n_pending = 0;
-                    match jobs.blocking_recv() {
-                        Some(batch) => batch,
-                        None => break,
-                    }
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-            };
-            // The batch left the queue: its room is free again.
-            self.permits.add_permits(batch.len());
-            self.handle(&batch, &mut pending_data, &mut counters);
-            for job in &batch {
-                pending.insert((Arc::clone(&job.topic), job.partition), job.offset + 1);
-            }
-            n_pending += batch.len();
-            if n_pending >= OFFSET_BATCH {
-                self.store_offsets(&mut pending);
-                n_pending = 0;
-            }
-        }
-        self.store_offsets(&mut pending);
-    }
-
-    /// Stores the next offset of each partition handled, for the next commit.
-    fn store_offsets(&self, pending: &mut HashMap<(Arc<str>, i32), i64>) {
-        if pending.is_empty() {
-            return;
-        }
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), &next) in pending.iter() {
-            if let Err(error) = tpl.add_partition_offset(topic, *partition, Offset::Offset(next)) {
-                debug!(%error, "cannot list an offset to store");
-            }
-        }
-        // Partitions revoked meanwhile fail alone; their new owner reads
-        // those messages again.
-        if let Err(error) = self.consumer.store_offsets(&tpl) {
-            debug!(%error, "cannot store some offsets");
-        }
-        let mut stored = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
-        for element in tpl.elements() {
-            if element.error().is_ok() {
-                if let Some(&next) = pending.get(&(Arc::from(element.topic()), element.partition()))
-                {
-                    stored.insert((Arc::from(element.topic()), element.partition()), next);
-                }
-            }
-        }
-        drop(stored);
-        pending.clear();
-    }
-
-    /// Decodes a batch of messages, records their samples in one call per
-    /// run of messages of the same topic and kind (`pending` holds them; a
-    /// SampleBatch of values only is kept as one series' values, with no
-    /// sample per point), in message order, and dead-letters what is
-    /// rejected.
-    fn handle(
-        &self,
-        batch: &[Job],
-        pending: &mut Pending,
-        counters: &mut HashMap<Arc<str>, Counter>,
-    ) {
-        pending.clear();
-        for (k, job) in batch.iter().enumerate() {
-            let source = |line| Source {
-                topic: &job.topic,
-                partition: job.partition,
-                offset: job.offset,
-                key: job.key.as_deref(),
-                line,
-            };
-            let mut recorded = 0;
-            match decode_compact(job.format, &job.payload, &self.options) {
-                Ok(decoded) => {
-                    // Samples and values are recorded in message order.
-                    if !decoded.values.is_empty() && !pending.samples.is_empty() {
-                        recorded += pending.record(self.sink.as_ref());
-                    }
-                    if !decoded.samples.is_empty() && !pending.values.is_empty() {
-                        recorded += pending.record(self.sink.as_ref());
-                    }
-                    pending.values.extend(decoded.values);
-                    pending.samples.extend(decoded.samples);
-                    for rejected in &decoded.rejected_lines {
-                        let line = match &rejected.error {
-                            crate::DecodeError::Event { line, .. } => Some(*line),
-                            _ => None,
-                        };
-                        self.dead_letter(&rejected.payload, &rejected.error, source(line));
-                    }
-                }
-                Err(error) => self.dead_letter(&job.payload, &error, source(None)),
-            }
-            let run_ends = batch.get(k + 1).is_none_or(|next| next.topic != job.topic);
-            if run_ends {
-                recorded += pending.record(self.sink.as_ref());
-            }
-            if recorded > 0 {
-                counters
-                    .entry(Arc::clone(&job.topic))
-                    .or_insert_with(|| {
-                        self.metrics
-                            .samples
-                            .get_or_create(&IngestMetrics::topic(&job.topic))
-                            .clone()
-                    })
-                    .inc_by(recorded);
-            }
-        }
-    }
-
-    fn dead_letter(&self, payload: &[u8], error: &crate::DecodeError, source: Source<'_>) {
-        self.metrics
-            .rejected
-            .get_or_create(&IngestMetrics::topic_reason(source.topic, error.reason()))
-            .inc();
-        debug!(%error, topic = source.topic, partition = source.partition, offset = source.offset, "message rejected");
-        if let Err(e) = self.runtime.block_on(self.dlq.send(payload, error, source)) {
-            self.metrics.dlq_failed.inc();
-            warn!(error = %e, topic = source.topic, partition = source.partition, offset = source.offset, "cannot dead-letter a rejected message");
-        }
     }
 }
 

@@ -8,10 +8,10 @@
 //!   function per format (SampleBatch protobuf, JSON lines, OTLP spans and
 //!   metrics, Arrow IPC). Pure: no IO.
 //! - [`consumer`]: the Kafka consumer (rdkafka, consumer group `vigil` by
-//!   default). Messages are routed by partition to decode workers on
-//!   dedicated threads over bounded channels; a worker decodes, records into
-//!   the store, dead-letters rejections, and only then stores the message's
-//!   offset for the next commit.
+//!   default). Each partition's queue belongs to one decode worker on a
+//!   dedicated thread, which reads it straight from librdkafka, decodes,
+//!   records into the store, dead-letters rejections, and only then stores
+//!   the messages' offsets for the next commit.
 //! - [`sink`]: where samples go ([`SampleSink`]: the store, or the server's
 //!   ingest path).
 //! - [`dlq`]: the dead-letter queue producer (`vigil.dlq`).

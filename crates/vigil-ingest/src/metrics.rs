@@ -24,8 +24,6 @@ pub struct IngestMetrics {
     pub rejected: Family<Labels, Counter>,
     /// Dead-letter records that could not be produced.
     pub dlq_failed: Counter,
-    /// Times consumption paused because the decode queues were full.
-    pub paused: Counter,
     /// Messages behind the partition's high watermark, by topic and partition.
     pub lag: Family<Labels, Gauge>,
     /// Partitions currently assigned.
@@ -54,11 +52,6 @@ impl IngestMetrics {
             "dlq_failed",
             "Dead-letter records that could not be produced",
             m.dlq_failed.clone(),
-        );
-        r.register(
-            "paused",
-            "Times consumption paused because decoding fell behind",
-            m.paused.clone(),
         );
         r.register(
             "consumer_lag_messages",

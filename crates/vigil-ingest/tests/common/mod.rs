@@ -73,10 +73,10 @@ pub fn start_consumer_with(
     group: &str,
 ) -> Running {
     config.group_id = group.to_owned();
-    config.client_properties = vec![
+    config.client_properties.extend([
         ("session.timeout.ms".to_owned(), "6000".to_owned()),
         ("heartbeat.interval.ms".to_owned(), "500".to_owned()),
-    ];
+    ]);
     let metrics = IngestMetrics::new(&mut Registry::default());
     let cancel = CancellationToken::new();
     let consumer = Consumer::new(config, sink, metrics.clone());
