@@ -19,6 +19,12 @@
 //!   keys): each partition read in fetches of 600 messages (1 MB), the
 //!   partitions in turn. A series' samples then arrive up to minutes of
 //!   stream time apart: the store's late path.
+//! - `two_workers`: the same partitions split between two threads sharing
+//!   one store, as the consumer's two default workers do (each reading its
+//!   six partitions in fetches, in turn). Every partition holds every
+//!   series, so both threads write the same four series at once; on two
+//!   idle cores this takes half of `partitions`' time if they do not get
+//!   in each other's way.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -36,29 +42,41 @@ const MESSAGES: u64 = 20_000;
 const PARTITIONS: u64 = 12;
 const FETCH_MESSAGES: usize = 600;
 
+/// The partition of message `i`: the ingest bench keys messages by their
+/// number, which librdkafka's partitioner hashes, so each partition gets a
+/// pseudo-random share of every series (a mix of `i` here, not the
+/// partitioner's CRC: only the spread matters).
+fn partition_of(i: u64) -> usize {
+    let mut x = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((x ^ (x >> 31)) % PARTITIONS) as usize
+}
+
 /// The messages in the order a consumer of `PARTITIONS` partitions reads
-/// them (see the module docs).
-fn partition_order(messages: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    let mut partitions: Vec<Vec<Vec<u8>>> = vec![Vec::new(); PARTITIONS as usize];
-    for (i, m) in messages.into_iter().enumerate() {
-        partitions[i % PARTITIONS as usize].push(m);
+/// them (see the module docs), split between `workers` workers as the
+/// consumer splits partitions (round the workers).
+fn partition_order(messages: &[Vec<u8>], workers: usize) -> Vec<Vec<Vec<u8>>> {
+    let mut partitions: Vec<Vec<&Vec<u8>>> = vec![Vec::new(); PARTITIONS as usize];
+    for (i, m) in messages.iter().enumerate() {
+        partitions[partition_of(i as u64)].push(m);
     }
-    let mut out = Vec::new();
+    let mut out = vec![Vec::new(); workers];
     let mut at = 0;
     while partitions.iter().any(|p| at < p.len()) {
-        for p in &partitions {
-            out.extend(p.iter().skip(at).take(FETCH_MESSAGES).cloned());
+        for (k, p) in partitions.iter().enumerate() {
+            out[k % workers].extend(p.iter().skip(at).take(FETCH_MESSAGES).map(|m| (*m).clone()));
         }
         at += FETCH_MESSAGES;
     }
     out
 }
 
-/// Decodes and records every message into a fresh store, as a worker does
-/// with a backlog: it takes batches of up to `BATCH_MESSAGES` messages from
-/// a partition's queue, and records a batch's runs in one call.
-fn ingest(messages: &[Vec<u8>]) -> u64 {
-    let store = Store::new(StoreConfig::default());
+/// Decodes and records every message into `store`, as a worker does with
+/// a backlog: it takes batches of up to `BATCH_MESSAGES` messages from a
+/// partition's queue, and records a batch's runs in one call. Returns the
+/// samples recorded.
+fn ingest_into(store: &Store, messages: &[Vec<u8>]) -> u64 {
     let options = DecodeOptions::default();
     let mut recorded = 0;
     let mut pending = Vec::new();
@@ -73,6 +91,23 @@ fn ingest(messages: &[Vec<u8>]) -> u64 {
         recorded += store.record_values(runs).recorded as u64;
         pending.clear();
     }
+    recorded
+}
+
+/// Every worker's messages into one fresh store, a thread per worker.
+fn ingest(workers: &[Vec<Vec<u8>>]) -> u64 {
+    let store = Store::new(StoreConfig::default());
+    let recorded: u64 = if let [only] = workers {
+        ingest_into(&store, only)
+    } else {
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = workers
+                .iter()
+                .map(|messages| scope.spawn(|| ingest_into(&store, messages)))
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap_or(0)).sum()
+        })
+    };
     assert_eq!(recorded, MESSAGES * PER_MESSAGE, "every sample recorded");
     black_box(store.stats().series);
     recorded
@@ -80,14 +115,20 @@ fn ingest(messages: &[Vec<u8>]) -> u64 {
 
 fn bench(c: &mut Criterion) {
     let stream: Vec<Vec<u8>> = (0..MESSAGES).map(|i| sample_batch(i, false)).collect();
-    let partitions = partition_order(stream.clone());
+    let partitions = partition_order(&stream, 1);
+    let two_workers = partition_order(&stream, 2);
+    let stream = vec![stream];
     let mut group = c.benchmark_group("ingest_path");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Elements(MESSAGES * PER_MESSAGE));
-    for (name, messages) in [("stream", &stream), ("partitions", &partitions)] {
+    for (name, messages) in [
+        ("stream", &stream),
+        ("partitions", &partitions),
+        ("two_workers", &two_workers),
+    ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut timed = Duration::ZERO;
