@@ -70,3 +70,34 @@ fn ingest_reports_median_of_alternating_rounds() {
     assert_eq!(f(&r, "ratio_min"), ratios[0], "{r}");
     assert_eq!(f(&r, "ratio_max"), ratios[2], "{r}");
 }
+
+#[test]
+fn ingest_keyed_by_service_reads_every_sample() {
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "bench",
+            "ingest",
+            "--messages",
+            "100",
+            "--partitions",
+            "3",
+            "--rounds",
+            "1",
+            "--key",
+            "service",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["key"], "service", "{r}");
+    assert_eq!(r["samples"], 10_000, "{r}");
+    let round = &r["rounds"][0];
+    assert!((f(round, "vigil_seconds") * f(round, "vigil_samples_per_s") - 10_000.0).abs() < 1.0);
+}

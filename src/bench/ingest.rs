@@ -85,6 +85,12 @@ pub struct IngestArgs {
     /// the message number, as a live stream does).
     #[arg(long)]
     out_of_order: bool,
+    /// Message keys: `message` (each message's number: every partition
+    /// gets a share of every series, so every worker writes every series)
+    /// or `service` (the `vigil.samples` contract: a service's messages
+    /// all go to one partition, hence one worker).
+    #[arg(long, default_value = "message", value_parser = ["message", "service"])]
+    key: String,
     /// Rounds of one raw and one Vigil pass over the topic; the ratio
     /// reported is the median of the rounds' ratios.
     #[arg(long, default_value_t = 7)]
@@ -100,6 +106,8 @@ pub struct IngestArgs {
 #[derive(Debug, Serialize)]
 struct Report {
     format: String,
+    /// What the messages are keyed by (`--key`).
+    key: String,
     out_of_order: bool,
     messages: u64,
     samples: u64,
@@ -257,6 +265,7 @@ async fn measure(args: &IngestArgs, format: Format) -> anyhow::Result<Report> {
     broker.create_topic(topic, args.partitions)?;
     let brokers = broker.bootstrap_servers();
     let (samples, payload_bytes) = fill(&brokers, topic, args, format).await?;
+    check_nothing_dropped(&brokers, topic, args.partitions).await?;
 
     let mut rounds = Vec::new();
     for k in 0..args.rounds {
@@ -285,6 +294,7 @@ async fn measure(args: &IngestArgs, format: Format) -> anyhow::Result<Report> {
     let ratios = of(|r| r.ratio);
     Ok(Report {
         format: format.to_string(),
+        key: args.key.clone(),
         out_of_order: args.out_of_order,
         messages: args.messages,
         samples,
@@ -326,7 +336,11 @@ async fn fill(
         let (payload, n) = message(format, i, args.out_of_order);
         samples += n;
         payload_bytes += payload.len() as u64;
-        let key = i.to_string();
+        let key = if args.key == "service" {
+            series_of(i).0.to_owned()
+        } else {
+            i.to_string()
+        };
         let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
         loop {
             match producer.send(record) {
@@ -345,6 +359,29 @@ async fn fill(
     }
     tokio::task::spawn_blocking(move || producer.flush(PHASE_LIMIT)).await??;
     Ok((samples, payload_bytes))
+}
+
+/// Fails if the mock cluster already deleted some of the topic's first
+/// messages (it keeps about 5 MB per partition): the consumers would then
+/// wait for samples that no longer exist.
+async fn check_nothing_dropped(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let client: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+        for partition in 0..partitions {
+            let (low, _) = client.fetch_watermarks(&topic, partition, Duration::from_secs(10))?;
+            if low > 0 {
+                bail!(
+                    "the mock cluster dropped the first {low} messages of partition {partition} \
+                     (it keeps about 5 MB per partition): use fewer --messages or more --partitions"
+                );
+            }
+        }
+        Ok(())
+    })
+    .await?
 }
 
 /// A raw consumer in a group of its own receives and touches every
