@@ -132,7 +132,7 @@ pub const BATCH_BYTES: usize = 1 << 20;
 const IDLE_WAIT: Duration = Duration::from_millis(50);
 
 /// How long one request for a topic's partitions may take at start.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Offsets stored so far (next offset to read), for the final commit.
 type Stored = Arc<Mutex<HashMap<(Arc<str>, i32), i64>>>;
@@ -345,8 +345,12 @@ fn partitions_of(
             }
             Err(error) => {
                 warn!(%error, topic, "cannot read the topic's partitions; trying again");
-                if shutdown.is_cancelled() {
-                    return None;
+                // Some failures (no broker resolvable) return at once.
+                for _ in 0..20 {
+                    if shutdown.is_cancelled() {
+                        return None;
+                    }
+                    std::thread::sleep(IDLE_WAIT);
                 }
             }
         }

@@ -407,3 +407,22 @@ async fn a_slow_store_pauses_consumption_instead_of_buffering() {
     consumer.stop().await;
     broker.shutdown().await;
 }
+
+/// With no broker to answer, the consumer keeps asking for its topics'
+/// partitions, and still stops when told to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_with_no_broker_stops_when_told() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = vigil_ingest::IngestConfig::new(format!("127.0.0.1:{port}"));
+    let consumer = start_consumer_with(config, store(), "nobody");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!consumer.metrics.is_ready());
+    tokio::time::timeout(DEADLINE, consumer.stop())
+        .await
+        .expect("the consumer stops");
+}
