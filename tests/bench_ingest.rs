@@ -16,20 +16,12 @@ fn f(v: &Value, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("`{key}` is not a number in {v}"))
 }
 
-#[test]
-fn ingest_reports_median_of_alternating_rounds() {
+/// `vigil bench ingest ARGS --json`, which must succeed; its report.
+fn bench_ingest(args: &[&str]) -> Value {
     let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args([
-            "bench",
-            "ingest",
-            "--messages",
-            "200",
-            "--partitions",
-            "2",
-            "--rounds",
-            "3",
-            "--json",
-        ])
+        .args(["bench", "ingest"])
+        .args(args)
+        .arg("--json")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -38,7 +30,12 @@ fn ingest_reports_median_of_alternating_rounds() {
         "stdout:\n{stdout}\nstderr:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let r: Value = serde_json::from_str(&stdout).unwrap();
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn ingest_reports_median_of_alternating_rounds() {
+    let r = bench_ingest(&["--messages", "200", "--partitions", "2", "--rounds", "3"]);
     assert_eq!(r["samples"], 20_000, "{r}");
     let rounds = r["rounds"].as_array().unwrap();
     assert_eq!(rounds.len(), 3, "{r}");
@@ -73,29 +70,16 @@ fn ingest_reports_median_of_alternating_rounds() {
 
 #[test]
 fn ingest_keyed_by_service_reads_every_sample() {
-    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args([
-            "bench",
-            "ingest",
-            "--messages",
-            "100",
-            "--partitions",
-            "3",
-            "--rounds",
-            "1",
-            "--key",
-            "service",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let r: Value = serde_json::from_str(&stdout).unwrap();
+    let r = bench_ingest(&[
+        "--messages",
+        "100",
+        "--partitions",
+        "3",
+        "--rounds",
+        "1",
+        "--key",
+        "service",
+    ]);
     assert_eq!(r["key"], "service", "{r}");
     assert_eq!(r["samples"], 10_000, "{r}");
     let round = &r["rounds"][0];

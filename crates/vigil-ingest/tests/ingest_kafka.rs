@@ -63,6 +63,14 @@ fn record_directly(store: &Store, b: &SampleBatch) {
     }
 }
 
+/// The points (samples) the batches stand for.
+fn points(batches: &[(String, SampleBatch)]) -> u64 {
+    batches
+        .iter()
+        .map(|(_, b)| vigil_proto::ingest::point_count(b))
+        .sum()
+}
+
 fn batches(range: std::ops::Range<u64>) -> Vec<(String, SampleBatch)> {
     range
         .map(|i| {
@@ -86,15 +94,8 @@ async fn every_sample_is_recorded_exactly_once_across_a_restart() {
     let expected = Store::new(store.config().clone());
     let first = batches(0..30);
     let second = batches(30..60);
-    let n_first: u64 = first
-        .iter()
-        .map(|(_, b)| vigil_proto::ingest::point_count(b))
-        .sum();
-    let n_all: u64 = n_first
-        + second
-            .iter()
-            .map(|(_, b)| vigil_proto::ingest::point_count(b))
-            .sum::<u64>();
+    let n_first = points(&first);
+    let n_all = n_first + points(&second);
 
     for (key, b) in &first {
         produce(&producer, "vigil.samples", key, &b.encode_to_vec()).await;
@@ -154,17 +155,12 @@ async fn a_topic_created_after_the_start_is_consumed_exactly_once() {
     broker.create_topic("late.samples", 2).unwrap();
     let first = batches(0..10);
     let second = batches(10..20);
-    let count = |b: &[(String, SampleBatch)]| -> u64 {
-        b.iter()
-            .map(|(_, b)| vigil_proto::ingest::point_count(b))
-            .sum()
-    };
     for (key, b) in &first {
         produce(&producer, "late.samples", key, &b.encode_to_vec()).await;
         record_directly(&expected, b);
     }
     wait_until("the late topic's samples", || {
-        store.stats().recorded == count(&first)
+        store.stats().recorded == points(&first)
     })
     .await;
     consumer.stop().await;
@@ -174,7 +170,7 @@ async fn a_topic_created_after_the_start_is_consumed_exactly_once() {
         record_directly(&expected, b);
     }
     let consumer = start("late");
-    let n_all = count(&first) + count(&second);
+    let n_all = points(&first) + points(&second);
     wait_until("the second half", || store.stats().recorded >= n_all).await;
     consumer.stop().await;
     assert_eq!(store.stats().recorded, n_all);
@@ -398,10 +394,7 @@ async fn a_slow_store_pauses_consumption_instead_of_buffering() {
 
     *sink.open.lock().unwrap() = true;
     sink.opened.notify_all();
-    let n: u64 = all
-        .iter()
-        .map(|(_, b)| vigil_proto::ingest::point_count(b))
-        .sum();
+    let n = points(&all);
     wait_until("every sample", || sink.store.stats().recorded == n).await;
     assert_eq!(received(), 20);
     consumer.stop().await;
