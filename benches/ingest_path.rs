@@ -5,8 +5,9 @@
 //! `vigil bench ingest` measures the whole path against a raw consumer;
 //! this bench isolates the part Vigil's workers spend per message
 //! (`vigil_ingest::decode::decode_compact`, then `Store::record_values`
-//! once per handed-over batch of messages, as a worker does), so a change to either can be measured in seconds and
-//! without the mock cluster's noise.
+//! once per `OFFSET_BATCH` messages, as a worker with a backlog does), so
+//! a change to either can be measured in seconds and without the mock
+//! cluster's noise.
 //!
 //! The messages are the ingest bench's (`src/bench/ingest_fixture.rs`,
 //! included below): 20,000 batches of 100 latency values, two services
@@ -73,14 +74,14 @@ fn partition_order(messages: &[Vec<u8>], workers: usize) -> Vec<Vec<Vec<u8>>> {
 }
 
 /// Decodes and records every message into `store`, as a worker does with
-/// a backlog: it takes batches of up to `BATCH_MESSAGES` messages from a
-/// partition's queue, and records a batch's runs in one call. Returns the
-/// samples recorded.
+/// a backlog: it decodes the messages it takes from its queues and records
+/// what `OFFSET_BATCH` of them hold in one call (their samples stay under
+/// `FLUSH_SAMPLES`). Returns the samples recorded.
 fn ingest_into(store: &Store, messages: &[Vec<u8>]) -> u64 {
     let options = DecodeOptions::default();
     let mut recorded = 0;
     let mut pending = Vec::new();
-    for batch in messages.chunks(vigil_ingest::consumer::BATCH_MESSAGES) {
+    for batch in messages.chunks(vigil_ingest::consumer::OFFSET_BATCH) {
         for payload in batch {
             match decode_compact(Format::Samples, payload, &options) {
                 Ok(d) => pending.extend(d.values),

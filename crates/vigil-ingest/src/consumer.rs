@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::config::ClientConfig;
@@ -119,7 +119,16 @@ type KafkaConsumer = BaseConsumer<Context>;
 pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
 /// Messages a worker handles before storing their offsets at the latest.
-const OFFSET_BATCH: usize = 256;
+pub const OFFSET_BATCH: usize = 256;
+
+/// A worker records what it decoded once it holds this many samples, if
+/// [`OFFSET_BATCH`] messages have not come first (bounds its memory for
+/// large messages: about 1 MB of decoded values).
+pub const FLUSH_SAMPLES: usize = 1 << 16;
+
+/// ... or once the first of them waited this long (a worker that never
+/// runs out of messages, yet gets fewer than [`OFFSET_BATCH`] a while).
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
 
 /// Messages a worker takes from one partition per batch, at most: their
 /// samples go to the store in one call.
@@ -291,6 +300,8 @@ impl Consumer {
                     if let Some(topic) = topics.get(message.topic()) {
                         topic.received.inc();
                         handler.handle(topic, std::slice::from_ref(&message));
+                        // One message at a time here: recorded at once.
+                        handler.flush();
                     }
                 }
                 // Transient broker errors and unknown topics: librdkafka
@@ -526,12 +537,18 @@ impl Shared {
     }
 }
 
-/// One thread's handling of messages: decode, record, dead-letter, then
+/// One thread's handling of messages: decode, dead-letter, record, then
 /// store the offsets.
 struct Handler {
     shared: Arc<Shared>,
-    /// Decoded data not yet recorded (buffers reused from batch to batch).
+    /// Decoded data not yet recorded (buffers reused), of one topic's
+    /// messages: recorded in one store call per [`OFFSET_BATCH`] messages
+    /// or [`FLUSH_SAMPLES`] samples, at a change of topic, and before
+    /// offsets are stored (so an offset is never stored ahead of its
+    /// samples).
     data: Pending,
+    /// The topic of the messages `data` holds, and when the first came.
+    pending_topic: Option<(Arc<TopicInfo>, Instant)>,
     /// Next offsets of handled messages not yet stored, stored in one call
     /// when the thread runs out of messages (or every [`OFFSET_BATCH`]
     /// messages) rather than one FFI call per message.
@@ -544,21 +561,37 @@ impl Handler {
         Handler {
             shared,
             data: Pending::default(),
+            pending_topic: None,
             offsets: HashMap::new(),
             n_offsets: 0,
         }
     }
 
-    /// Decodes a batch of one partition's messages, records their samples
-    /// in message order (a SampleBatch of values only is kept as one
-    /// series' values, with no sample per point; `data` holds them until a
-    /// change of kind or the batch's end), dead-letters what is rejected,
-    /// and notes the offset after the last message for storing.
-    fn handle(&mut self, topic: &TopicInfo, batch: &[BorrowedMessage<'_>]) {
+    /// Decodes a batch of one partition's messages, dead-letters what is
+    /// rejected, and keeps their samples for recording in message order (a
+    /// SampleBatch of values only is kept as one series' values, with no
+    /// sample per point; `data` holds them until a change of kind, of
+    /// topic, or [`Handler::flush`]); notes the offset after the last
+    /// message for storing.
+    ///
+    /// Recording many batches in one store call matters when several
+    /// workers write the same series (a topic not keyed by service): each
+    /// call takes each of its series' locks once.
+    fn handle(&mut self, topic: &Arc<TopicInfo>, batch: &[BorrowedMessage<'_>]) {
+        if self
+            .pending_topic
+            .as_ref()
+            .is_some_and(|(pending, _)| !Arc::ptr_eq(pending, topic))
+        {
+            self.flush();
+        }
+        let since = self
+            .pending_topic
+            .get_or_insert_with(|| (Arc::clone(topic), Instant::now()))
+            .1;
         let shared = &*self.shared;
         let sink = shared.sink.as_ref();
         let data = &mut self.data;
-        data.clear();
         let mut recorded = 0;
         for message in batch {
             let payload = message.payload().unwrap_or_default();
@@ -577,6 +610,8 @@ impl Handler {
                     if !decoded.samples.is_empty() && !data.values.is_empty() {
                         recorded += data.record(sink);
                     }
+                    data.value_points +=
+                        decoded.values.iter().map(|v| v.points.len()).sum::<usize>();
                     data.values.extend(decoded.values);
                     data.samples.extend(decoded.samples);
                     for rejected in &decoded.rejected_lines {
@@ -590,7 +625,6 @@ impl Handler {
                 Err(error) => shared.dead_letter(payload, &error, source(None)),
             }
         }
-        recorded += data.record(sink);
         if recorded > 0 {
             topic.samples.inc_by(recorded);
         }
@@ -600,14 +634,29 @@ impl Handler {
                 last.offset() + 1,
             );
             self.n_offsets += batch.len();
-            if self.n_offsets >= OFFSET_BATCH {
+            if self.n_offsets >= OFFSET_BATCH
+                || self.data.points() >= FLUSH_SAMPLES
+                || since.elapsed() >= FLUSH_AFTER
+            {
                 self.store_offsets();
             }
         }
     }
 
-    /// Stores the next offset of each partition handled, for the next commit.
+    /// Records the samples decoded and not yet recorded.
+    fn flush(&mut self) {
+        let recorded = self.data.record(self.shared.sink.as_ref());
+        if let Some((topic, _)) = self.pending_topic.take() {
+            if recorded > 0 {
+                topic.samples.inc_by(recorded);
+            }
+        }
+    }
+
+    /// Records what is pending, then stores the next offset of each
+    /// partition handled, for the next commit.
     fn store_offsets(&mut self) {
+        self.flush();
         self.n_offsets = 0;
         if self.offsets.is_empty() {
             return;
@@ -646,12 +695,20 @@ impl Handler {
 struct Pending {
     samples: Vec<vigil_core::Sample>,
     values: Vec<vigil_proto::BatchValues>,
+    /// Points in `values`.
+    value_points: usize,
 }
 
 impl Pending {
     fn clear(&mut self) {
         self.samples.clear();
         self.values.clear();
+        self.value_points = 0;
+    }
+
+    /// Samples held.
+    fn points(&self) -> usize {
+        self.samples.len() + self.value_points
     }
 
     /// Records what is pending; returns how many samples were recorded.
