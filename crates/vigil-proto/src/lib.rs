@@ -25,5 +25,6 @@ pub mod v1 {
 }
 
 pub use ingest::{
-    samples_from_batch, values_from_batch, BatchSamples, BatchValues, PointError, RejectReason,
+    samples_from_batch, values_from_batch, values_from_bytes, BatchSamples, BatchValues,
+    PointError, RejectReason,
 };

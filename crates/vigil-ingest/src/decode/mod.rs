@@ -249,6 +249,10 @@ pub fn decode_compact(
     let samples = match format {
         Format::Events => return Ok(decode_events(payload)),
         Format::Samples => {
+            if let Some(values) = vigil_proto::values_from_bytes(payload) {
+                // A batch of values only, read without decoding the message.
+                return decoded_values(values);
+            }
             return SAMPLE_BATCH.with(|scratch| {
                 // A worker thread's own message, cleared and refilled: its
                 // vectors keep their capacity, where decoding into a new
@@ -298,16 +302,7 @@ const SCRATCH_MAX_POINTS: usize = 1 << 16;
 /// A decoded SampleBatch: plain values as one run, anything else as samples.
 fn decode_sample_batch(batch: &vigil_proto::v1::SampleBatch) -> Result<Decoded, DecodeError> {
     if let Some(values) = vigil_proto::values_from_batch(batch) {
-        let values = values.map_err(DecodeError::InvalidPoint)?;
-        // What check_sample checks of a value (the timestamps are already
-        // checked), in the same order.
-        for &(_, v) in &values.points {
-            check_value(v)?;
-        }
-        return Ok(Decoded {
-            values: vec![values],
-            ..Decoded::default()
-        });
+        return decoded_values(values.map_err(DecodeError::InvalidPoint)?);
     }
     let samples = samples_of_batch(batch)?;
     for sample in &samples {
@@ -315,6 +310,18 @@ fn decode_sample_batch(batch: &vigil_proto::v1::SampleBatch) -> Result<Decoded, 
     }
     Ok(Decoded {
         samples,
+        ..Decoded::default()
+    })
+}
+
+/// A batch of values only, once its values pass what check_sample checks
+/// of a value (the timestamps are already checked), in the same order.
+fn decoded_values(values: vigil_proto::BatchValues) -> Result<Decoded, DecodeError> {
+    for &(_, v) in &values.points {
+        check_value(v)?;
+    }
+    Ok(Decoded {
+        values: vec![values],
         ..Decoded::default()
     })
 }
