@@ -85,3 +85,30 @@ fn ingest_keyed_by_service_reads_every_sample() {
     let round = &r["rounds"][0];
     assert!((f(round, "vigil_seconds") * f(round, "vigil_samples_per_s") - 10_000.0).abs() < 1.0);
 }
+
+#[test]
+fn ingest_with_one_worker_reads_every_sample() {
+    let r = bench_ingest(&[
+        "--messages",
+        "100",
+        "--partitions",
+        "3",
+        "--rounds",
+        "1",
+        "--workers",
+        "1",
+    ]);
+    assert_eq!(r["workers"], 1, "{r}");
+    assert_eq!(r["samples"], 10_000, "{r}");
+    let round = &r["rounds"][0];
+    assert!((f(round, "vigil_seconds") * f(round, "vigil_samples_per_s") - 10_000.0).abs() < 1.0);
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["bench", "ingest", "--workers", "0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--workers must be at least 1"),
+        "{output:?}"
+    );
+}

@@ -91,6 +91,9 @@ pub struct IngestArgs {
     /// all go to one partition, hence one worker).
     #[arg(long, default_value = "message", value_parser = ["message", "service"])]
     key: String,
+    /// Decode workers of Vigil's consumer (`[kafka] workers`).
+    #[arg(long, default_value_t = vigil_ingest::IngestConfig::new(String::new()).workers)]
+    workers: usize,
     /// Rounds of one raw and one Vigil pass over the topic; the ratio
     /// reported is the median of the rounds' ratios.
     #[arg(long, default_value_t = 7)]
@@ -108,6 +111,8 @@ struct Report {
     format: String,
     /// What the messages are keyed by (`--key`).
     key: String,
+    /// Vigil's decode workers (`--workers`).
+    workers: usize,
     out_of_order: bool,
     messages: u64,
     samples: u64,
@@ -153,6 +158,7 @@ const PHASE_LIMIT: Duration = Duration::from_secs(600);
 pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.messages > 0, "--messages must be at least 1");
     anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
+    anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
     let format: Format = args.format.parse()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -272,9 +278,12 @@ async fn measure(args: &IngestArgs, format: Format) -> anyhow::Result<Report> {
         let raw_first = k % 2 == 0;
         let (raw, vigil) = if raw_first {
             let raw = raw_pass(&brokers, topic, k, args.messages).await?;
-            (raw, vigil_pass(&brokers, topic, k, format, samples).await?)
+            (
+                raw,
+                vigil_pass(&brokers, topic, k, format, samples, args.workers).await?,
+            )
         } else {
-            let vigil = vigil_pass(&brokers, topic, k, format, samples).await?;
+            let vigil = vigil_pass(&brokers, topic, k, format, samples, args.workers).await?;
             (raw_pass(&brokers, topic, k, args.messages).await?, vigil)
         };
         rounds.push(Round {
@@ -295,6 +304,7 @@ async fn measure(args: &IngestArgs, format: Format) -> anyhow::Result<Report> {
     Ok(Report {
         format: format.to_string(),
         key: args.key.clone(),
+        workers: args.workers,
         out_of_order: args.out_of_order,
         messages: args.messages,
         samples,
@@ -440,12 +450,14 @@ async fn vigil_pass(
     round: u32,
     format: Format,
     samples: u64,
+    workers: usize,
 ) -> anyhow::Result<Pass> {
     let store = Arc::new(Store::new(StoreConfig::default()));
     let metrics = IngestMetrics::default();
     let mut config = IngestConfig::new(brokers.to_owned());
     config.group_id = format!("bench-vigil-{round}");
     config.topics = vec![TopicConfig::new(topic, format)];
+    config.workers = workers;
     let cancel = CancellationToken::new();
     let task =
         tokio::spawn(Consumer::new(config, store.clone(), metrics.clone()).run(cancel.clone()));
