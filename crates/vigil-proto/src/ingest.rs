@@ -252,7 +252,7 @@ pub fn values_from_batch(batch: &SampleBatch) -> Option<Result<BatchValues, Poin
 /// [`values_from_batch`] of an encoded `SampleBatch`, read straight from
 /// its bytes: the points go from the two packed lists into their pairs in
 /// one pass, where decoding the message first copied each list into a
-/// vector of its own (both steps were a sixth of a Kafka worker's time,
+/// vector of its own (both steps were a seventh of a Kafka worker's time,
 /// `vigil bench ingest`).
 ///
 /// `None` whenever this reading could differ from decoding the message
