@@ -68,40 +68,27 @@ fn ingest_reports_median_of_alternating_rounds() {
     assert_eq!(f(&r, "ratio_max"), ratios[2], "{r}");
 }
 
-#[test]
-fn ingest_keyed_by_service_reads_every_sample() {
-    let r = bench_ingest(&[
-        "--messages",
-        "100",
-        "--partitions",
-        "3",
-        "--rounds",
-        "1",
-        "--key",
-        "service",
-    ]);
-    assert_eq!(r["key"], "service", "{r}");
+/// One round over 100 messages on 3 partitions, with `args` besides:
+/// every sample was read, in the time its rate says. Its report.
+fn one_small_round(args: &[&str]) -> Value {
+    let common = ["--messages", "100", "--partitions", "3", "--rounds", "1"];
+    let r = bench_ingest(&[&common[..], args].concat());
     assert_eq!(r["samples"], 10_000, "{r}");
     let round = &r["rounds"][0];
     assert!((f(round, "vigil_seconds") * f(round, "vigil_samples_per_s") - 10_000.0).abs() < 1.0);
+    r
+}
+
+#[test]
+fn ingest_keyed_by_service_reads_every_sample() {
+    let r = one_small_round(&["--key", "service"]);
+    assert_eq!(r["key"], "service", "{r}");
 }
 
 #[test]
 fn ingest_with_one_worker_reads_every_sample() {
-    let r = bench_ingest(&[
-        "--messages",
-        "100",
-        "--partitions",
-        "3",
-        "--rounds",
-        "1",
-        "--workers",
-        "1",
-    ]);
+    let r = one_small_round(&["--workers", "1"]);
     assert_eq!(r["workers"], 1, "{r}");
-    assert_eq!(r["samples"], 10_000, "{r}");
-    let round = &r["rounds"][0];
-    assert!((f(round, "vigil_seconds") * f(round, "vigil_samples_per_s") - 10_000.0).abs() < 1.0);
     let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["bench", "ingest", "--workers", "0"])
         .output()

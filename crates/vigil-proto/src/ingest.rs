@@ -306,12 +306,8 @@ pub fn values_from_bytes(bytes: &[u8]) -> Option<BatchValues> {
     .ok()?;
     let mut points = Vec::with_capacity(values.len() / 8);
     for (ts, v) in timestamps.chunks_exact(8).zip(values.chunks_exact(8)) {
-        let ts = f64::from_le_bytes(ts.try_into().ok()?);
-        let v = f64::from_le_bytes(v.try_into().ok()?);
-        if !(ts.is_finite() && ts >= 0.0) {
-            return None;
-        }
-        points.push((ts, v));
+        let ts = check_ts(String::new, f64::from_le_bytes(ts.try_into().ok()?)).ok()?;
+        points.push((ts, f64::from_le_bytes(v.try_into().ok()?)));
     }
     let &(ts, v) = points.first()?;
     Some(BatchValues {
