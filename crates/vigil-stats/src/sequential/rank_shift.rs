@@ -186,11 +186,22 @@ pub struct RankShiftTest {
     null_score: f64,
     canary_n: f64,
     evidence: Evidence,
-    /// Scratch, kept to spare an allocation per slice: one slice's merged
-    /// groups (badness, canary, baseline) and each arm's buckets.
+}
+
+/// One slice's merged groups (badness, canary, baseline) and each arm's
+/// buckets: scratch for [`RankShiftTest::update_all`], one per thread.
+/// Each test kept its own before, about 4 KB per latency track that a
+/// judge tick found cold in memory (docs/BENCHMARKS.md); one buffer
+/// shared by every test a thread feeds stays in cache.
+#[derive(Debug, Default)]
+struct Scratch {
     merged: Vec<(f64, u64, u64)>,
-    canary_buf: Vec<(f64, u64)>,
-    baseline_buf: Vec<(f64, u64)>,
+    canary: Vec<(f64, u64)>,
+    baseline: Vec<(f64, u64)>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
 impl RankShiftTest {
@@ -253,9 +264,6 @@ impl RankShiftTest {
             null_score: 0.0,
             canary_n: 0.0,
             evidence: Evidence::default(),
-            merged: Vec::new(),
-            canary_buf: Vec::new(),
-            baseline_buf: Vec::new(),
         })
     }
 
@@ -293,24 +301,31 @@ impl RankShiftTest {
         if n_c == 0 || n_b == 0 {
             return false;
         }
-        // One buffer for the merged groups, lent to whichever test merges.
-        let mut merged = tests
-            .first_mut()
-            .map(|t| std::mem::take(&mut t.merged))
-            .unwrap_or_default();
-        let mut scale: Option<(Direction, f64, f64)> = None;
-        for test in tests.iter_mut() {
-            let key = (test.direction, test.tolerance, test.tolerance_abs);
-            if scale != Some(key) {
-                std::mem::swap(&mut merged, &mut test.merged);
-                test.merge(canary, baseline);
-                std::mem::swap(&mut merged, &mut test.merged);
-                scale = Some(key);
+        let feed = |tests: &mut [RankShiftTest], scratch: &mut Scratch| {
+            let mut scale: Option<(Direction, f64, f64)> = None;
+            for test in tests.iter_mut() {
+                let key = (test.direction, test.tolerance, test.tolerance_abs);
+                if scale != Some(key) {
+                    test.merge(canary, baseline, scratch);
+                    scale = Some(key);
+                }
+                test.feed_merged(&scratch.merged, n_c, n_b);
             }
-            test.feed_merged(&merged, n_c, n_b);
-        }
-        if let Some(first) = tests.first_mut() {
-            first.merged = merged;
+        };
+        // The thread's scratch; a fresh one if it is taken (not reachable:
+        // nothing here feeds a test while feeding one) or gone (the thread
+        // is ending).
+        let fed = SCRATCH
+            .try_with(|cell| match cell.try_borrow_mut() {
+                Ok(mut scratch) => {
+                    feed(tests, &mut scratch);
+                    true
+                }
+                Err(_) => false,
+            })
+            .unwrap_or(false);
+        if !fed {
+            feed(tests, &mut Scratch::default());
         }
         true
     }
@@ -384,7 +399,7 @@ impl RankShiftTest {
     /// the tolerance taken off at the bucket bound that makes it look
     /// better, the baseline at the bound that makes it look worse; with no
     /// tolerance both at bucket lows, so a shared bucket is a tie.
-    fn merge<C, B>(&mut self, canary: &C, baseline: &B)
+    fn merge<C, B>(&self, canary: &C, baseline: &B, scratch: &mut Scratch)
     where
         C: BucketCounts + ?Sized,
         B: BucketCounts + ?Sized,
@@ -404,12 +419,12 @@ impl RankShiftTest {
             (true, false) => x.high as f64,
             (false, _) => -(x.low as f64),
         };
-        let merged = &mut self.merged;
+        let merged = &mut scratch.merged;
         merged.clear();
-        let c = &mut self.canary_buf;
+        let c = &mut scratch.canary;
         c.clear();
         c.extend(canary.buckets().map(|x| (c_value(&x), x.count)));
-        let b = &mut self.baseline_buf;
+        let b = &mut scratch.baseline;
         b.clear();
         b.extend(baseline.buckets().map(|x| (b_value(&x), x.count)));
         if !up {
@@ -462,6 +477,41 @@ mod tests {
 
     fn h(v: impl IntoIterator<Item = u64>) -> Histogram {
         Histogram::from_values(v).unwrap()
+    }
+
+    /// The thread's scratch is shared by every test it feeds; a test fed
+    /// while it is taken works on a fresh one, to the same result.
+    #[test]
+    fn feeding_with_the_scratch_taken_gives_the_same_evidence() {
+        let slices: Vec<(Histogram, Histogram)> = (0..8u64)
+            .map(|k| {
+                (
+                    h((0..20).map(|i| 1000 + 37 * ((i * 7 + k) % 23))),
+                    h((0..80).map(|i| 990 + 31 * ((i * 5 + k) % 29))),
+                )
+            })
+            .collect();
+        let fresh = || {
+            vec![
+                RankShiftTest::new(Direction::Increase, 0.05, 0.0).unwrap(),
+                RankShiftTest::tail(0.99, Direction::Increase, 0.05, 0.0).unwrap(),
+            ]
+        };
+        let (mut shared, mut apart, mut other) = (fresh(), fresh(), fresh());
+        for (c, b) in &slices {
+            assert!(RankShiftTest::update_all(&mut shared, c, b));
+            // Another track in between leaves other groups in the scratch.
+            assert!(RankShiftTest::update_all(&mut other, b, c));
+            let fed = SCRATCH.with(|cell| {
+                let _taken = cell.borrow_mut();
+                RankShiftTest::update_all(&mut apart, c, b)
+            });
+            assert!(fed);
+        }
+        for (x, y) in shared.iter().zip(&apart) {
+            assert_eq!(x.e_value().to_bits(), y.e_value().to_bits());
+            assert_eq!(x.slices(), 8);
+        }
     }
 
     #[test]
