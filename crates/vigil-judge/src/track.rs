@@ -455,6 +455,30 @@ impl Track {
         bands.latest.as_deref().unwrap_or_default()
     }
 
+    /// Reads the memory feeding a slice adds to or takes from: the arms'
+    /// counters and the slice about to leave the recent view. Returns a
+    /// value made of it (for `std::hint::black_box`).
+    pub fn touch(&self) -> u64 {
+        let arm = |c: &Cumulative| match c {
+            Cumulative::Distribution(h) => h.touch(),
+            Cumulative::Counts { requests, .. } => *requests,
+        };
+        let mut acc = arm(&self.canary)
+            ^ arm(&self.baseline)
+            ^ arm(&self.recent_canary)
+            ^ arm(&self.recent_baseline);
+        if let Some((c, b)) = self.recent.front() {
+            for data in [c, b].into_iter().flatten() {
+                if let SliceData::Distribution(h) = data {
+                    for &(i, n) in h.index_counts().iter().step_by(4) {
+                        acc ^= u64::from(i) ^ n;
+                    }
+                }
+            }
+        }
+        acc
+    }
+
     /// The track's current e-value: the mean of its sequential tests' (1
     /// when it has none). An average of e-processes on the same slices is
     /// an e-process.
