@@ -211,6 +211,10 @@ thread_local! {
     /// Each thread's [`Tally`].
     static TALLY: std::cell::RefCell<Tally> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// Each thread's copy of a slice's buffered indices, sorted when the
+    /// slice is read (it keeps its own unsorted): a judge tick reads
+    /// several open slices per analysis.
+    static UNITS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The runs of `units` (bucket indices of single samples, in any order):
@@ -225,22 +229,36 @@ thread_local! {
 /// of its runs were over a quarter of a Kafka ingest worker's time
 /// (`cargo bench --bench ingest_path`).
 fn with_runs<R>(units: &mut [u32], mut f: impl FnMut(&[(u32, u64)]) -> R) -> R {
-    let counted = TALLY.with(|tally| {
+    let done = TALLY.with(|tally| {
         let mut tally = tally.try_borrow_mut().ok()?;
         let (table, runs) = &mut *tally;
-        tally_runs(units, table, runs).then(|| f(runs))
+        if !tally_runs(units, table, runs) {
+            sorted_runs(units, runs);
+        }
+        Some(f(runs))
     });
-    match counted {
+    match done {
         Some(r) => r,
         None => {
-            sort_units(units, &mut Vec::new());
-            let runs: Vec<(u32, u64)> = units
-                .chunk_by(|a, b| a == b)
-                .map(|run| (run[0], run.len() as u64))
-                .collect();
+            let mut runs = Vec::new();
+            sorted_runs(units, &mut runs);
             f(&runs)
         }
     }
+}
+
+/// The runs of `units`, sorted, into `runs` (cleared first): the thread's
+/// buffer when [`with_runs`] has it, so that the many small buffers of a
+/// judge tick (open slices of a hundred samples) and of ingest allocate
+/// nothing here.
+fn sorted_runs(units: &mut [u32], runs: &mut Vec<(u32, u64)>) {
+    sort_units(units, &mut Vec::new());
+    runs.clear();
+    runs.extend(
+        units
+            .chunk_by(|a, b| a == b)
+            .map(|run| (run[0], run.len() as u64)),
+    );
 }
 
 /// Counts `units` in `table` into `runs` (cleared first), if they suit a
@@ -582,7 +600,17 @@ impl Buckets {
     /// (sorted pairs), without changing them.
     fn add_unsorted_into(&self, dst: &mut Vec<(u32, u64)>) {
         if !self.units.is_empty() {
-            add_units_into(dst, &mut self.units.clone());
+            // Sorted in a copy: the thread's, or a new one if it is taken.
+            let copied = UNITS.with(|copy| {
+                let mut copy = copy.try_borrow_mut().ok()?;
+                copy.clear();
+                copy.extend_from_slice(&self.units);
+                add_units_into(dst, &mut copy);
+                Some(())
+            });
+            if copied.is_none() {
+                add_units_into(dst, &mut self.units.clone());
+            }
         }
         if !self.dense.is_empty() {
             let mut runs = Vec::new();
