@@ -456,7 +456,8 @@ impl Track {
     }
 
     /// Reads the memory feeding a slice adds to or takes from: the arms'
-    /// counters and the slice about to leave the recent view. Returns a
+    /// counters (the bands' own too, once they have them) and the slice
+    /// about to leave the recent view. Returns a
     /// value made of it (for `std::hint::black_box`).
     pub fn touch(&self) -> u64 {
         let arm = |c: &Cumulative| match c {
@@ -467,6 +468,9 @@ impl Track {
             ^ arm(&self.baseline)
             ^ arm(&self.recent_canary)
             ^ arm(&self.recent_baseline);
+        if let Some((c, b)) = self.bands.as_ref().and_then(|b| b.paired.as_ref()) {
+            acc ^= c.touch() ^ b.touch();
+        }
         if let Some((c, b)) = self.recent.front() {
             for data in [c, b].into_iter().flatten() {
                 if let SliceData::Distribution(h) = data {
