@@ -160,7 +160,7 @@ impl Analysis {
             // The arms' counters are cold by now (a tick walks every
             // analysis); read them in one tight loop, where the loads
             // overlap, rather than one miss per bucket as the slices are
-            // added (-11% of a tick at 10,000 analyses, docs/BENCHMARKS.md).
+            // added (-14% of a tick at 10,000 analyses, docs/BENCHMARKS.md).
             std::hint::black_box(self.touch());
             // Slices in time order, every track at each: the combined
             // evidence then sees each slice, as each track's own running

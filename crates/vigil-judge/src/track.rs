@@ -457,8 +457,8 @@ impl Track {
 
     /// Reads the memory feeding a slice adds to or takes from: the arms'
     /// counters (the bands' own too, once they have them) and the slice
-    /// about to leave the recent view. Returns a
-    /// value made of it (for `std::hint::black_box`).
+    /// about to leave the recent view. Returns a value made of it (for
+    /// `std::hint::black_box`).
     pub fn touch(&self) -> u64 {
         let arm = |c: &Cumulative| match c {
             Cumulative::Distribution(h) => h.touch(),
