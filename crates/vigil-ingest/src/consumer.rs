@@ -130,9 +130,9 @@ pub const FLUSH_SAMPLES: usize = 1 << 16;
 /// runs out of messages, yet gets fewer than [`OFFSET_BATCH`] a while).
 const FLUSH_AFTER: Duration = Duration::from_millis(20);
 
-/// Messages a worker takes from one partition per batch, at most: their
-/// samples go to the store in one call.
-pub const BATCH_MESSAGES: usize = 64;
+/// Messages a worker takes from one partition per batch, at most (their
+/// samples are kept with the next batches' until [`Handler::flush`]).
+const BATCH_MESSAGES: usize = 64;
 /// Payload bytes a worker takes from one partition per batch, at most.
 pub const BATCH_BYTES: usize = 1 << 20;
 
