@@ -29,6 +29,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
+use dashmap::try_result::TryResult;
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
@@ -486,35 +487,80 @@ impl Store {
         let window_oldest = high - self.config.window_slices() + 1;
         let mut scratch = Scratch::default();
         for group in &mut batch.groups {
-            let labels = &batch.kept[group.labels];
-            let mut key = SeriesKey {
-                service: group.service.clone(),
-                version: group.version.clone(),
-                metric: group.metric.clone(),
-                labels: Labels::empty(),
-            };
-            let slice = group.slice;
-            // A slice that fell out of the window during the batch is still
-            // applied (and hidden from readers), as one by one.
-            let oldest = window_oldest.min(slice);
-            for delta in group.deltas().into_iter().flatten() {
-                if !labels.is_empty() {
-                    let aggregate = std::mem::replace(&mut key.labels, labels.clone());
-                    if self.add(&key, slice, oldest, delta, &mut scratch) {
-                        self.index_label_set(&key);
-                    }
-                    key.labels = aggregate;
-                }
-                self.add(&key, slice, oldest, delta, &mut scratch);
+            group.prepare();
+        }
+        // A group whose series another thread is writing waits for the
+        // end of the batch rather than for that thread: workers that share
+        // series (Kafka partitions that all carry every series) then take
+        // turns instead of queueing on one lock. The order of additions
+        // does not change a series' counts.
+        let mut later = Vec::new();
+        for (g, group) in batch.groups.iter().enumerate() {
+            if !self.apply_group(group, &batch.kept, window_oldest, false, &mut scratch) {
+                later.push(g);
             }
-            if self.bytes.load(Ordering::Relaxed) > self.config.memory_budget_bytes {
-                self.evict();
-            }
+        }
+        for g in later {
+            self.apply_group(
+                &batch.groups[g],
+                &batch.kept,
+                window_oldest,
+                true,
+                &mut scratch,
+            );
         }
         self.stats
             .recorded
             .fetch_add(outcome.recorded as u64, Ordering::Relaxed);
         outcome
+    }
+
+    /// Adds a group's deltas to its series (and their aggregate): false,
+    /// and nothing added, if `wait` is false and its first series is
+    /// being written by another thread.
+    fn apply_group(
+        &self,
+        group: &Group,
+        kept: &[Labels],
+        window_oldest: i64,
+        wait: bool,
+        scratch: &mut Scratch,
+    ) -> bool {
+        let labels = &kept[group.labels];
+        let mut key = SeriesKey {
+            service: group.service.clone(),
+            version: group.version.clone(),
+            metric: group.metric.clone(),
+            labels: Labels::empty(),
+        };
+        let slice = group.slice;
+        // A slice that fell out of the window during the batch is still
+        // applied (and hidden from readers), as one by one.
+        let oldest = window_oldest.min(slice);
+        let mut first = !wait;
+        for delta in group.deltas().into_iter().flatten() {
+            if !labels.is_empty() {
+                let aggregate = std::mem::replace(&mut key.labels, labels.clone());
+                match self.add_if(&key, slice, oldest, delta, !first, scratch) {
+                    None => return false,
+                    Some(true) => self.index_label_set(&key),
+                    Some(false) => {}
+                }
+                first = false;
+                key.labels = aggregate;
+            }
+            if self
+                .add_if(&key, slice, oldest, delta, !first, scratch)
+                .is_none()
+            {
+                return false;
+            }
+            first = false;
+        }
+        if self.bytes.load(Ordering::Relaxed) > self.config.memory_budget_bytes {
+            self.evict();
+        }
+        true
     }
 
     /// Validates one sample of a batch and adds it to its group.
@@ -685,9 +731,33 @@ impl Store {
         delta: Delta<'_>,
         scratch: &mut Scratch,
     ) -> bool {
+        self.add_if(key, slice, oldest, delta, true, scratch)
+            .unwrap_or(false)
+    }
+
+    /// [`Store::add`], or `None` (nothing added) if `wait` is false and
+    /// the series' shard is locked by another thread.
+    fn add_if(
+        &self,
+        key: &SeriesKey,
+        slice: i64,
+        oldest: i64,
+        delta: Delta<'_>,
+        wait: bool,
+        scratch: &mut Scratch,
+    ) -> Option<bool> {
+        let found = if wait {
+            self.series.get_mut(key)
+        } else {
+            match self.series.try_get_mut(key) {
+                TryResult::Present(series) => Some(series),
+                TryResult::Absent => None,
+                TryResult::Locked => return None,
+            }
+        };
         let touched = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut created = false;
-        let mut series = match self.series.get_mut(key) {
+        let mut series = match found {
             Some(series) => series,
             None => self.series.entry(key.clone()).or_insert_with(|| {
                 created = true;
@@ -706,7 +776,7 @@ impl Store {
         } else {
             self.bytes.fetch_sub(before - bytes, Ordering::Relaxed);
         }
-        created
+        Some(created)
     }
 
     /// Evicts the least-recently-updated series until 10% under budget.
@@ -1051,7 +1121,7 @@ struct Group {
     is_distribution: bool,
     /// Bucket indices of single values, as they came.
     units: Vec<u32>,
-    /// Histograms' buckets, unsorted until [`Group::deltas`].
+    /// Histograms' buckets, unsorted until [`Group::prepare`].
     buckets: Vec<(u32, u64)>,
     requests: u64,
     errors: u64,
@@ -1072,9 +1142,15 @@ impl Group {
     /// What the group adds to its slice: a distribution's single values
     /// and histograms' buckets (either may be empty, not both), or
     /// counters.
-    fn deltas(&mut self) -> [Option<Delta<'_>>; 2] {
+    /// Readies [`Group::deltas`]: sorts the histograms' buckets.
+    fn prepare(&mut self) {
         if self.is_distribution {
             sort_buckets(&mut self.buckets);
+        }
+    }
+
+    fn deltas(&self) -> [Option<Delta<'_>>; 2] {
+        if self.is_distribution {
             [
                 (!self.units.is_empty()).then_some(Delta::Units(&self.units)),
                 (!self.buckets.is_empty()).then_some(Delta::Buckets(&self.buckets)),

@@ -323,6 +323,98 @@ fn memory_budget_evicts_least_recently_updated_series() {
 }
 
 #[test]
+fn a_batch_applies_other_series_while_one_is_written() {
+    let store = Store::new(StoreConfig::default());
+    let value = |version: &str| sample(1000.0, version, "latency", None, Observation::Value(5.0));
+    store.record(&value("v1")).unwrap();
+    let x = key("v1", "latency", None);
+    let count = |k: &SeriesKey| store.merged(k, i64::MIN, i64::MAX).map_or(0, |d| d.count());
+    // A series in another shard than x's.
+    let other = {
+        let writing = store.series.get_mut(&x).unwrap();
+        let other = (2..200)
+            .map(|n| format!("v{n}"))
+            .find(|v| {
+                !matches!(
+                    store.series.try_get(&key(v, "latency", None)),
+                    TryResult::Locked
+                )
+            })
+            .unwrap();
+        drop(writing);
+        other
+    };
+    let y = key(&other, "latency", None);
+    // A batch of a sample of x, then one of y, checked and grouped.
+    let samples = [value("v1"), value(&other)];
+    let mut batch = Batch::default();
+    let mut high = store.high_water.load(Ordering::Acquire);
+    for s in &samples {
+        store
+            .batch_one(s, s.ts, &s.observation, &mut high, &mut batch)
+            .unwrap();
+    }
+    // Another thread writing series x (holding its shard's lock) while
+    // the batch is applied: y's sample goes in without waiting for x.
+    let writing = store.series.get_mut(&x).unwrap();
+    std::thread::scope(|scope| {
+        let applying = scope.spawn(|| store.apply_batch(batch, BatchOutcome::default(), high, 2));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while count(&y) == 0 {
+            assert!(std::time::Instant::now() < deadline, "y waited for x");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(!applying.is_finished(), "x's group waits for its series");
+        drop(writing);
+        let outcome = applying.join().unwrap();
+        assert_eq!((outcome.recorded, outcome.rejected.len()), (2, 0));
+    });
+    assert_eq!((count(&x), count(&y)), (2, 1));
+}
+
+#[test]
+fn concurrent_batches_of_shared_series_lose_nothing() {
+    // Batches in groups of many series and slices, as Kafka workers
+    // whose partitions all carry every series record them: every sample
+    // counted once, in the labelled series and the aggregate.
+    let store = Store::new(StoreConfig::default());
+    std::thread::scope(|scope| {
+        for t in 0..4u32 {
+            let store = &store;
+            scope.spawn(move || {
+                for b in 0..50u32 {
+                    let batch: Vec<Sample> = (0..400u32)
+                        .map(|i| {
+                            let n = b * 400 + i;
+                            sample(
+                                1000.0 + f64::from(n % 97),
+                                ["v1", "v2", "v3"][(n % 3) as usize],
+                                "latency",
+                                Some(["/a", "/b"][((n / 3) % 2) as usize]),
+                                Observation::Value(f64::from(1 + (n * 7 + t) % 900)),
+                            )
+                        })
+                        .collect();
+                    let outcome = store.record_batch(&batch);
+                    assert_eq!(outcome.rejected.len(), 0);
+                }
+            });
+        }
+    });
+    let count = |k: &SeriesKey| store.merged(k, i64::MIN, i64::MAX).map_or(0, |d| d.count());
+    let mut labelled = 0;
+    let mut aggregates = 0;
+    for v in ["v1", "v2", "v3"] {
+        aggregates += count(&key(v, "latency", None));
+        for e in ["/a", "/b"] {
+            labelled += count(&key(v, "latency", Some(e)));
+        }
+    }
+    assert_eq!((labelled, aggregates), (80_000, 80_000));
+    assert_eq!(store.stats().recorded, 80_000);
+}
+
+#[test]
 fn concurrent_writers_lose_nothing() {
     let store = Arc::new(Store::new(StoreConfig::default()));
     let threads: Vec<_> = (0..4)
