@@ -493,10 +493,15 @@ impl Store {
         // end of the batch rather than for that thread: workers that share
         // series (Kafka partitions that all carry every series) then take
         // turns instead of queueing on one lock. The order of additions
-        // does not change a series' counts.
-        let mut later = Vec::new();
+        // does not change a series' counts; later groups of the same
+        // metric wait too, so that a series still gets its slices in the
+        // batch's order (a slice added after a newer one takes the late
+        // path).
+        let mut later: Vec<usize> = Vec::new();
         for (g, group) in batch.groups.iter().enumerate() {
-            if !self.apply_group(group, &batch.kept, window_oldest, false, &mut scratch) {
+            let waiting = later.iter().any(|&w| batch.groups[w].same_metric(group));
+            if waiting || !self.apply_group(group, &batch.kept, window_oldest, false, &mut scratch)
+            {
                 later.push(g);
             }
         }
@@ -1139,9 +1144,6 @@ impl Group {
         }
     }
 
-    /// What the group adds to its slice: a distribution's single values
-    /// and histograms' buckets (either may be empty, not both), or
-    /// counters.
     /// Readies [`Group::deltas`]: sorts the histograms' buckets.
     fn prepare(&mut self) {
         if self.is_distribution {
@@ -1149,6 +1151,17 @@ impl Group {
         }
     }
 
+    /// Whether both groups go to series of one metric of one version of
+    /// one service (labelled or their aggregate).
+    fn same_metric(&self, other: &Group) -> bool {
+        self.service == other.service
+            && self.version == other.version
+            && self.metric == other.metric
+    }
+
+    /// What the group adds to its slice: a distribution's single values
+    /// and histograms' buckets (either may be empty, not both), or
+    /// counters.
     fn deltas(&self) -> [Option<Delta<'_>>; 2] {
         if self.is_distribution {
             [

@@ -345,8 +345,11 @@ fn a_batch_applies_other_series_while_one_is_written() {
         other
     };
     let y = key(&other, "latency", None);
-    // A batch of a sample of x, then one of y, checked and grouped.
-    let samples = [value("v1"), value(&other)];
+    // A batch of a sample of x, one of y, and one of x's next slice
+    // (which waits behind x's first, keeping x's slices in order),
+    // checked and grouped.
+    let next = sample(1010.0, "v1", "latency", None, Observation::Value(6.0));
+    let samples = [value("v1"), value(&other), next];
     let mut batch = Batch::default();
     let mut high = store.high_water.load(Ordering::Acquire);
     for s in &samples {
@@ -358,7 +361,7 @@ fn a_batch_applies_other_series_while_one_is_written() {
     // the batch is applied: y's sample goes in without waiting for x.
     let writing = store.series.get_mut(&x).unwrap();
     std::thread::scope(|scope| {
-        let applying = scope.spawn(|| store.apply_batch(batch, BatchOutcome::default(), high, 2));
+        let applying = scope.spawn(|| store.apply_batch(batch, BatchOutcome::default(), high, 3));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while count(&y) == 0 {
             assert!(std::time::Instant::now() < deadline, "y waited for x");
@@ -367,9 +370,12 @@ fn a_batch_applies_other_series_while_one_is_written() {
         assert!(!applying.is_finished(), "x's group waits for its series");
         drop(writing);
         let outcome = applying.join().unwrap();
-        assert_eq!((outcome.recorded, outcome.rejected.len()), (2, 0));
+        assert_eq!((outcome.recorded, outcome.rejected.len()), (3, 0));
     });
-    assert_eq!((count(&x), count(&y)), (2, 1));
+    assert_eq!((count(&x), count(&y)), (3, 1));
+    let slices = store.slices(&x, i64::MIN, i64::MAX);
+    let counts: Vec<u64> = slices.iter().map(|s| s.data.count()).collect();
+    assert_eq!(counts, [2, 1]);
 }
 
 #[test]
