@@ -498,10 +498,15 @@ impl Store {
         // batch's order (a slice added after a newer one takes the late
         // path).
         let mut later: Vec<usize> = Vec::new();
+        // One deferred group per metric, to compare the others with.
+        let mut held: Vec<usize> = Vec::new();
         for (g, group) in batch.groups.iter().enumerate() {
-            let waiting = later.iter().any(|&w| batch.groups[w].same_metric(group));
+            let waiting = held.iter().any(|&w| batch.groups[w].same_metric(group));
             if waiting || !self.apply_group(group, &batch.kept, window_oldest, false, &mut scratch)
             {
+                if !waiting {
+                    held.push(g);
+                }
                 later.push(g);
             }
         }
