@@ -409,7 +409,7 @@ impl Store {
         runs: impl IntoIterator<Item = (&'s Sample, &'s [(Timestamp, f64)])>,
     ) -> BatchOutcome {
         let mut outcome = BatchOutcome::default();
-        let mut batch = Batch::default();
+        let mut batch = Batch::for_store(self);
         let mut high = self.high_water.load(Ordering::Acquire);
         let window = self.config.window_slices();
         let slice_secs = f64::from(self.config.slice_secs);
@@ -432,7 +432,7 @@ impl Store {
                                     self.stats.folded_into_other.fetch_add(1, Ordering::Relaxed);
                                 }
                                 batch.groups[last.group].units.push(bucket_index(scaled));
-                                self.note_judged(slice);
+                                batch.note_judged(slice);
                                 continue;
                             }
                         }
@@ -455,7 +455,7 @@ impl Store {
         points: impl Iterator<Item = (&'s Sample, Timestamp, std::borrow::Cow<'s, Observation>)>,
     ) -> BatchOutcome {
         let mut outcome = BatchOutcome::default();
-        let mut batch = Batch::default();
+        let mut batch = Batch::for_store(self);
         let mut high = self.high_water.load(Ordering::Acquire);
         let mut n = 0;
         for (i, (sample, ts, observation)) in points.enumerate() {
@@ -478,6 +478,11 @@ impl Store {
         n: usize,
     ) -> BatchOutcome {
         outcome.recorded = n - outcome.rejected.len();
+        if batch.after_judged > 0 {
+            self.stats
+                .after_judged
+                .fetch_add(batch.after_judged, Ordering::Relaxed);
+        }
         // Stream time moves even if the samples that moved it were refused
         // later (for their kind), as one by one.
         let high = self.raise_high_water(high);
@@ -605,7 +610,7 @@ impl Store {
                 // This sample's run goes on from here: `record_values`
                 // recognises a run by its head.
                 last.sample = sample;
-                self.note_judged(slice);
+                batch.note_judged(slice);
                 return Ok(());
             }
         }
@@ -667,7 +672,7 @@ impl Store {
             group,
             folded,
         });
-        self.note_judged(slice);
+        batch.note_judged(slice);
         Ok(())
     }
 
@@ -1027,6 +1032,12 @@ struct Batch<'s> {
     groups: Vec<Group>,
     /// The previous sample added to a group, for runs of one series.
     last: Option<LastSample<'s>>,
+    /// The store's `judged_before` when the batch began, and the batch's
+    /// samples into slices before it (added to the store's counter once,
+    /// not read and counted per sample: that counter and the atomics
+    /// beside it are written by every thread that records).
+    judged_before: i64,
+    after_judged: u64,
 }
 
 /// A sample added to a group, and where it went.
@@ -1049,6 +1060,8 @@ impl Default for Batch<'_> {
             group_of: HashMap::default(),
             groups: Vec::new(),
             last: None,
+            judged_before: i64::MIN,
+            after_judged: 0,
         }
     }
 }
@@ -1058,6 +1071,22 @@ impl Default for Batch<'_> {
 const LABEL_CACHE: usize = 64;
 
 impl<'s> Batch<'s> {
+    /// A batch for `store` (see [`Batch::judged_before`]).
+    fn for_store(store: &Store) -> Self {
+        Batch {
+            judged_before: store.judged_before.load(Ordering::Relaxed),
+            ..Batch::default()
+        }
+    }
+
+    /// Counts a sample into `slice` if the judge had read it when the
+    /// batch began.
+    fn note_judged(&mut self, slice: i64) {
+        if slice < self.judged_before {
+            self.after_judged += 1;
+        }
+    }
+
     fn name_ids(&mut self, sample: &'s Sample) -> NameIds {
         let names = [
             sample.service.as_str(),
