@@ -538,7 +538,7 @@ impl Store {
         group: &Group,
         kept: &[Labels],
         window_oldest: i64,
-        wait: bool,
+        mut wait: bool,
         scratch: &mut Scratch,
     ) -> bool {
         let labels = &kept[group.labels];
@@ -552,25 +552,26 @@ impl Store {
         // A slice that fell out of the window during the batch is still
         // applied (and hidden from readers), as one by one.
         let oldest = window_oldest.min(slice);
-        let mut first = !wait;
+        // Only the first series may be given up on: once something is
+        // added, the rest of the group waits.
         for delta in group.deltas().into_iter().flatten() {
             if !labels.is_empty() {
                 let aggregate = std::mem::replace(&mut key.labels, labels.clone());
-                match self.add_if(&key, slice, oldest, delta, !first, scratch) {
+                match self.add_if(&key, slice, oldest, delta, wait, scratch) {
                     None => return false,
                     Some(true) => self.index_label_set(&key),
                     Some(false) => {}
                 }
-                first = false;
+                wait = true;
                 key.labels = aggregate;
             }
             if self
-                .add_if(&key, slice, oldest, delta, !first, scratch)
+                .add_if(&key, slice, oldest, delta, wait, scratch)
                 .is_none()
             {
                 return false;
             }
-            first = false;
+            wait = true;
         }
         if self.bytes.load(Ordering::Relaxed) > self.config.memory_budget_bytes {
             self.evict();
