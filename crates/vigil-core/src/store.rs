@@ -10,10 +10,12 @@
 //! only the newest slice as plain pairs (see `store/series.rs`). A series
 //! of 180 slices of 5 to 20 samples takes about 6 KB.
 //!
-//! Concurrency: series live in a `DashMap` (sharded locks), so ingest
-//! writers and judge readers contend only on the shard of the series they
-//! touch; recording a sample is a hash lookup plus a bucket increment in
-//! the newest slice. [`Store::record_batch`] groups a batch by series and
+//! Concurrency: series live in a `DashMap` (sharded locks), each behind
+//! its own lock, so ingest writers and judge readers contend only on the
+//! series they touch; recording a sample is a hash lookup plus a bucket
+//! increment in the newest slice. A reader that comes back to the same
+//! series every tick (the judge) keeps a [`SeriesReader`], which reads it
+//! without the look-up by key. [`Store::record_batch`] groups a batch by series and
 //! slice first, so a group takes its series' lock once. No lock is held
 //! across calls.
 //!
@@ -28,6 +30,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, MutexGuard, PoisonError, TryLockError};
 
 use dashmap::try_result::TryResult;
 use dashmap::DashMap;
@@ -43,7 +46,7 @@ use crate::CoreError;
 
 mod series;
 
-use series::{Delta, Scratch, Series};
+use series::{Cell, Delta, Scratch, Series};
 
 /// Label value that samples over the cardinality limit fold into.
 pub const OTHER: &str = "other";
@@ -187,11 +190,70 @@ type MetricIndexKey = (ServiceName, Version, MetricName);
 /// cannot be aimed at one shard.
 type Map<K, V> = DashMap<K, V, RandomState>;
 
+/// A series as the map holds it: shared with the [`SeriesReader`]s that
+/// read it, emptied (`None`) when it is evicted.
+type Shared = Arc<Cell>;
+
+/// Locks a series. A thread that panicked while holding the lock left the
+/// series as the last completed call made it (every call that changes it
+/// finishes its changes before it could panic), so the data is used.
+fn lock(cell: &Cell) -> MutexGuard<'_, Option<Series>> {
+    cell.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Locks a series if no other thread holds it.
+fn try_lock(cell: &Cell) -> Option<MutexGuard<'_, Option<Series>>> {
+    match cell.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+/// A reader's hold on one series, for [`Store::read_slices`]: after the
+/// first read it goes straight to the series instead of looking its key
+/// up, which at 10,000 analyses was a cache miss or two per series per
+/// judge tick (the hash table's control bytes and entry). It holds only a
+/// pointer: an evicted series gives its data back at once, and the reader
+/// looks the key up again (a series recreated under the same key is a new
+/// one). It reads the series of the store it last read; given another
+/// store, it looks the key up in that one.
+#[derive(Debug, Clone)]
+pub struct SeriesReader {
+    key: SeriesKey,
+    /// The series found, and the id of the store that holds it.
+    cell: Option<(u64, Shared)>,
+}
+
+impl SeriesReader {
+    /// A reader of `key`'s series (looked up on the first read).
+    pub fn new(key: SeriesKey) -> Self {
+        Self { key, cell: None }
+    }
+
+    /// The series it reads.
+    pub fn key(&self) -> &SeriesKey {
+        &self.key
+    }
+
+    /// Reads the first word of the series it holds, and returns it (for
+    /// `std::hint::black_box`): a caller about to read several series
+    /// that are cold in memory loads them in one loop of independent
+    /// reads, whose cache misses overlap.
+    pub fn touch(&self) -> u64 {
+        self.cell
+            .as_ref()
+            .map_or(0, |(_, cell)| Arc::strong_count(cell) as u64)
+    }
+}
+
 /// The store of rolling per-series windows.
 #[derive(Debug)]
 pub struct Store {
+    /// Unique among this process's stores, for [`SeriesReader`]s.
+    id: u64,
     config: StoreConfig,
-    series: Map<SeriesKey, Series>,
+    series: Map<SeriesKey, Shared>,
     /// Label sets present per (service, version, metric), for dimensions.
     index: Map<MetricIndexKey, BTreeSet<Labels>>,
     /// Distinct label sets per service, for the cardinality limit.
@@ -212,7 +274,10 @@ impl Store {
     pub fn new(config: StoreConfig) -> Self {
         let mut config = config;
         config.slice_secs = config.slice_secs.max(1);
+        /// The next store's id.
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             config,
             series: Map::default(),
             index: Map::default(),
@@ -630,7 +695,10 @@ impl Store {
                         metric: sample.metric.clone(),
                         labels: batch.kept[labels].clone(),
                     };
-                    let kind = self.series.get(&key).map(|s| s.is_distribution());
+                    let kind = self
+                        .series
+                        .get(&key)
+                        .and_then(|e| lock(e.value()).as_ref().map(Series::is_distribution));
                     batch.kinds.insert((names, labels), kind);
                     kind
                 }
@@ -678,7 +746,11 @@ impl Store {
     }
 
     fn check_kind(&self, key: &SeriesKey, delta: Delta<'_>) -> Result<(), CoreError> {
-        match self.series.get(key) {
+        let Some(entry) = self.series.get(key) else {
+            return Ok(());
+        };
+        let series = lock(entry.value());
+        match series.as_ref() {
             Some(series) if !series.accepts(delta) => {
                 Err(kind_mismatch(&key.metric, series.is_distribution()))
             }
@@ -752,7 +824,7 @@ impl Store {
     }
 
     /// [`Store::add`], or `None` (nothing added) if `wait` is false and
-    /// the series' shard is locked by another thread.
+    /// the series (or its shard) is locked by another thread.
     fn add_if(
         &self,
         key: &SeriesKey,
@@ -762,37 +834,59 @@ impl Store {
         wait: bool,
         scratch: &mut Scratch,
     ) -> Option<bool> {
-        let found = if wait {
-            self.series.get_mut(key)
-        } else {
-            match self.series.try_get_mut(key) {
-                TryResult::Present(series) => Some(series),
-                TryResult::Absent => None,
-                TryResult::Locked => return None,
-            }
-        };
         let touched = self.clock.fetch_add(1, Ordering::Relaxed);
-        let mut created = false;
-        let mut series = match found {
-            Some(series) => series,
-            None => self.series.entry(key.clone()).or_insert_with(|| {
-                created = true;
-                Series::new(slice, delta, touched)
-            }),
-        };
-        // Account bytes incrementally: only this series changed, and
-        // recording must stay O(1) in the number of slices.
-        let before = series.bytes;
-        series.add(slice, oldest, self.config.window_slices(), delta, scratch);
-        series.touched = touched;
-        let bytes = series.account();
-        drop(series);
-        if bytes >= before {
-            self.bytes.fetch_add(bytes - before, Ordering::Relaxed);
-        } else {
-            self.bytes.fetch_sub(before - bytes, Ordering::Relaxed);
+        // The shard's guard is held while the series is locked, and
+        // eviction takes a series' entry out of the map before it empties
+        // the series, so a series found here is not emptied; the loop is
+        // there all the same (the next round would create it anew).
+        loop {
+            let found = if wait {
+                self.series.get(key)
+            } else {
+                match self.series.try_get(key) {
+                    TryResult::Present(e) => Some(e),
+                    TryResult::Absent => None,
+                    TryResult::Locked => return None,
+                }
+            };
+            let (entry, created) = match found {
+                Some(entry) => (entry, false),
+                None => {
+                    let mut created = false;
+                    let entry = self
+                        .series
+                        .entry(key.clone())
+                        .or_insert_with(|| {
+                            created = true;
+                            Arc::new(Cell::new(Some(Series::new(slice, delta, touched))))
+                        })
+                        .downgrade();
+                    (entry, created)
+                }
+            };
+            let mut guard = if wait || created {
+                lock(entry.value())
+            } else {
+                try_lock(entry.value())?
+            };
+            let Some(series) = guard.as_mut() else {
+                continue;
+            };
+            // Account bytes incrementally: only this series changed, and
+            // recording must stay O(1) in the number of slices.
+            let before = series.bytes;
+            series.add(slice, oldest, self.config.window_slices(), delta, scratch);
+            series.touched = touched;
+            let bytes = series.account();
+            drop(guard);
+            drop(entry);
+            if bytes >= before {
+                self.bytes.fetch_add(bytes - before, Ordering::Relaxed);
+            } else {
+                self.bytes.fetch_sub(before - bytes, Ordering::Relaxed);
+            }
+            return Some(created);
         }
-        Some(created)
     }
 
     /// Evicts the least-recently-updated series until 10% under budget.
@@ -801,16 +895,24 @@ impl Store {
         let mut by_age: Vec<(u64, SeriesKey, usize)> = self
             .series
             .iter()
-            .map(|e| (e.touched, e.key().clone(), e.bytes))
+            .filter_map(|e| {
+                let series = lock(e.value());
+                series
+                    .as_ref()
+                    .map(|s| (s.touched, e.key().clone(), s.bytes))
+            })
             .collect();
         by_age.sort_unstable_by_key(|(t, _, _)| *t);
         for (_, key, _) in by_age {
             if self.bytes.load(Ordering::Relaxed) <= target {
                 break;
             }
-            if let Some((_, series)) = self.series.remove(&key) {
+            if let Some((_, cell)) = self.series.remove(&key) {
+                // Readers holding the series see it emptied and look the
+                // key up again; its memory goes now, not when they do.
+                let bytes = lock(&cell).take().map_or(0, |s| s.bytes);
                 self.bytes.fetch_sub(
-                    series.bytes.min(self.bytes.load(Ordering::Relaxed)),
+                    bytes.min(self.bytes.load(Ordering::Relaxed)),
                     Ordering::Relaxed,
                 );
                 self.stats.evicted_series.fetch_add(1, Ordering::Relaxed);
@@ -831,7 +933,35 @@ impl Store {
         let oldest = self.window_start().unwrap_or(i64::MIN);
         self.series
             .get(key)
-            .map(|s| s.slices(from.max(oldest), to))
+            .and_then(|e| {
+                lock(e.value())
+                    .as_ref()
+                    .map(|s| s.slices(from.max(oldest), to))
+            })
+            .unwrap_or_default()
+    }
+
+    /// [`Store::slices`] of the reader's series: the same slices, read
+    /// without a look-up by key once the reader has found the series (and
+    /// until it is evicted).
+    pub fn read_slices(&self, reader: &mut SeriesReader, from: i64, to: i64) -> Vec<Slice> {
+        let oldest = self.window_start().unwrap_or(i64::MIN);
+        let from = from.max(oldest);
+        if let Some((_, cell)) = reader.cell.as_ref().filter(|(id, _)| *id == self.id) {
+            if let Some(series) = lock(cell).as_ref() {
+                return series.slices(from, to);
+            }
+        }
+        // First read, the series was evicted, or another store: find it by
+        // key.
+        reader.cell = self
+            .series
+            .get(&reader.key)
+            .map(|e| (self.id, Arc::clone(e.value())));
+        reader
+            .cell
+            .as_ref()
+            .and_then(|(_, cell)| lock(cell).as_ref().map(|s| s.slices(from, to)))
             .unwrap_or_default()
     }
 
@@ -1294,12 +1424,13 @@ impl Store {
         let mut series: Vec<(SeriesKey, SnapshotSeries)> = self
             .series
             .iter()
-            .map(|e| {
-                let snap = SnapshotSeries {
-                    slices: e.value().slices(i64::MIN, i64::MAX),
-                    touched: e.value().touched,
-                };
-                (e.key().clone(), snap)
+            .filter_map(|e| {
+                let series = lock(e.value());
+                let snap = series.as_ref().map(|s| SnapshotSeries {
+                    slices: s.slices(i64::MIN, i64::MAX),
+                    touched: s.touched,
+                })?;
+                Some((e.key().clone(), snap))
             })
             .collect();
         series.sort_by(|a, b| a.0.cmp(&b.0));
@@ -1386,7 +1517,7 @@ impl Store {
                     .or_default()
                     .insert(key.labels.clone());
             }
-            store.series.insert(key, series);
+            store.series.insert(key, Arc::new(Cell::new(Some(series))));
         }
         store.bytes.store(total, Ordering::Relaxed);
         for (service, sets) in body.label_sets {
@@ -1402,11 +1533,12 @@ impl Store {
         {
             return false;
         }
+        let all = |cell: &Cell| lock(cell).as_ref().map(|s| s.slices(i64::MIN, i64::MAX));
         self.series.iter().all(|e| {
             other
                 .series
                 .get(e.key())
-                .is_some_and(|o| o.slices(i64::MIN, i64::MAX) == e.slices(i64::MIN, i64::MAX))
+                .is_some_and(|o| all(o.value()) == all(e.value()))
         })
     }
 }

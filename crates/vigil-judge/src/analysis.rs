@@ -1,6 +1,6 @@
 //! An analysis: one spec, the evidence gathered so far, the verdict.
 
-use vigil_core::store::{Slice, SliceData, Store};
+use vigil_core::store::{SeriesReader, Slice, SliceData, Store};
 use vigil_core::{
     AnalysisSpec, Labels, Method, MetricKind, MetricStatus, SeriesKey, Timestamp, Verdict,
     VerdictReport, Version,
@@ -35,8 +35,9 @@ pub struct Analysis {
     created_at: Timestamp,
     next_slice: Option<i64>,
     tracks: Vec<Track>,
-    /// The store keys each track reads, (canary, baseline), built once.
-    keys: Vec<(SeriesKey, Option<SeriesKey>)>,
+    /// The series each track reads, (canary, baseline), built once: a
+    /// reader finds its series once, not at every tick.
+    readers: Vec<(SeriesReader, Option<SeriesReader>)>,
     overall: Evidence,
     latest: Option<VerdictReport>,
     decided: Option<VerdictReport>,
@@ -71,7 +72,7 @@ impl Analysis {
             created_at,
             next_slice: None,
             tracks: Vec::new(),
-            keys: Vec::new(),
+            readers: Vec::new(),
             overall: Evidence::default(),
             latest: None,
             decided: None,
@@ -93,7 +94,8 @@ impl Analysis {
             .baseline_version
             .as_ref()
             .map(|v| self.key(v, track.metric, &labels));
-        self.keys.push((canary, baseline));
+        self.readers
+            .push((SeriesReader::new(canary), baseline.map(SeriesReader::new)));
         self.tracks.push(track);
     }
 
@@ -162,16 +164,23 @@ impl Analysis {
             // overlap, rather than one miss per bucket as the slices are
             // added (-14% of a tick at 10,000 analyses, docs/BENCHMARKS.md).
             std::hint::black_box(self.touch());
+            // The same for the series about to be read.
+            std::hint::black_box(
+                self.readers
+                    .iter()
+                    .flat_map(|(c, b)| std::iter::once(c).chain(b))
+                    .fold(0, |acc, r| acc ^ r.touch()),
+            );
             // Slices in time order, every track at each: the combined
             // evidence then sees each slice, as each track's own running
             // maximum does, however many slices one tick catches up on.
             let mut pending: Vec<_> = self
-                .keys
-                .iter()
-                .map(|(canary_key, baseline_key)| {
-                    let canary = store.slices(canary_key, from, last_complete);
-                    let baseline = match baseline_key {
-                        Some(key) => store.slices(key, from, last_complete),
+                .readers
+                .iter_mut()
+                .map(|(canary_reader, baseline_reader)| {
+                    let canary = store.read_slices(canary_reader, from, last_complete);
+                    let baseline = match baseline_reader {
+                        Some(reader) => store.read_slices(reader, from, last_complete),
                         None => Vec::new(),
                     };
                     align(canary, baseline).peekable()

@@ -742,11 +742,13 @@ impl Open {
 
 /// glibc's chunk for a request of `n` bytes: 8 bytes of header, rounded up
 /// to 16, at least 32; nothing for no allocation.
-pub(super) fn malloc_size(n: usize) -> usize {
+pub(super) const fn malloc_size(n: usize) -> usize {
     if n == 0 {
         0
+    } else if n + 8 <= 32 {
+        32
     } else {
-        (n + 8).next_multiple_of(16).max(32)
+        (n + 8).next_multiple_of(16)
     }
 }
 
@@ -865,12 +867,19 @@ pub(super) struct Series {
     pub(super) bytes: usize,
 }
 
+/// A series behind its own lock, as the store's map and its readers share
+/// it (`None` once evicted).
+pub(super) type Cell = std::sync::Mutex<Option<Series>>;
+
 /// Bytes of a series outside its own allocations: its map entry (key and
-/// value) with the hash table's spare slots (a table is between 44% and 87%
-/// full, and doubles) and control byte. Calibrated against resident memory
-/// by the store benchmark and a counting-allocator test.
+/// pointer) with the hash table's spare slots (a table is between 44% and
+/// 87% full, and doubles) and control byte, and the shared allocation that
+/// holds the series (reference counts, lock and the series itself).
+/// Calibrated against resident memory by the store benchmark and a
+/// counting-allocator test.
 pub(super) const ENTRY_BYTES: usize =
-    (std::mem::size_of::<(crate::names::SeriesKey, Series)>() + 1) * 3 / 2;
+    (std::mem::size_of::<(crate::names::SeriesKey, std::sync::Arc<Cell>)>() + 1) * 3 / 2
+        + malloc_size(2 * std::mem::size_of::<usize>() + std::mem::size_of::<Cell>());
 
 impl Series {
     /// An empty series of the kind of `delta`, open at `slice`.

@@ -323,6 +323,59 @@ fn memory_budget_evicts_least_recently_updated_series() {
 }
 
 #[test]
+fn a_reader_reads_its_series_through_eviction_and_across_stores() {
+    let store = Store::new(StoreConfig {
+        memory_budget_bytes: 20_000,
+        ..StoreConfig::default()
+    });
+    let value = |v: f64| Observation::Value(v);
+    let record = |store: &Store, ts: f64, version: &str, v: f64| {
+        store
+            .record(&sample(ts, version, "latency", None, value(v)))
+            .unwrap();
+    };
+    let all =
+        |store: &Store, reader: &mut SeriesReader| store.read_slices(reader, i64::MIN, i64::MAX);
+    let mut reader = SeriesReader::new(key("v0", "latency", None));
+    assert_eq!(reader.key(), &key("v0", "latency", None));
+    // Nothing yet: empty, and found once the series exists.
+    assert!(all(&store, &mut reader).is_empty());
+    record(&store, 0.0, "v0", 5.0);
+    record(&store, 10.0, "v0", 7.0);
+    let read = all(&store, &mut reader);
+    assert_eq!(read.len(), 2);
+    assert_eq!(read, store.slices(reader.key(), i64::MIN, i64::MAX));
+    assert_ne!(reader.touch(), 0);
+    // The reader follows new data, and ranges, as `slices` does.
+    record(&store, 10.0, "v0", 9.0);
+    assert_eq!(
+        store.read_slices(&mut reader, 1, 1),
+        store.slices(reader.key(), 1, 1)
+    );
+    assert_eq!(store.read_slices(&mut reader, 1, 1)[0].data.count(), 2);
+    // Evicted: the reader reads nothing, not the evicted data.
+    for v in 1..200 {
+        record(&store, 10.0, &format!("v{v}"), f64::from(v));
+    }
+    assert!(store.slices(reader.key(), i64::MIN, i64::MAX).is_empty());
+    assert!(all(&store, &mut reader).is_empty());
+    // Recreated under the same key: the reader finds the new series.
+    record(&store, 20.0, "v0", 11.0);
+    let read = all(&store, &mut reader);
+    assert_eq!(read.len(), 1);
+    assert_eq!(read, store.slices(reader.key(), i64::MIN, i64::MAX));
+    // Given another store, it reads that store's series.
+    let other = small_store();
+    record(&other, 0.0, "v0", 1.0);
+    record(&other, 0.0, "v0", 2.0);
+    record(&other, 0.0, "v0", 3.0);
+    let read = all(&other, &mut reader);
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].data.count(), 3);
+    assert_eq!(all(&store, &mut reader)[0].data.count(), 1);
+}
+
+#[test]
 fn a_batch_applies_other_series_while_one_is_written() {
     let store = Store::new(StoreConfig::default());
     let value = |version: &str| sample(1000.0, version, "latency", None, Observation::Value(5.0));
