@@ -457,8 +457,9 @@ impl Track {
 
     /// Reads the memory feeding a slice adds to or takes from: the arms'
     /// counters (the bands' own too, once they have them) and the slice
-    /// about to leave the recent view. Returns a value made of it (for
-    /// `std::hint::black_box`).
+    /// about to leave the recent view; and what the tick reads or frees
+    /// after: the sequential tests' state and the last assessment's
+    /// strings. Returns a value made of it (for `std::hint::black_box`).
     pub fn touch(&self) -> u64 {
         let arm = |c: &Cumulative| match c {
             Cumulative::Distribution(h) => h.touch(),
@@ -468,9 +469,22 @@ impl Track {
             ^ arm(&self.baseline)
             ^ arm(&self.recent_canary)
             ^ arm(&self.recent_baseline);
-        if let Some((c, b)) = self.bands.as_ref().and_then(|b| b.paired.as_ref()) {
-            acc ^= c.touch() ^ b.touch();
+        if let Some(bands) = &self.bands {
+            acc ^= bands.bounds.touch();
+            if let Some((c, b)) = &bands.paired {
+                acc ^= c.touch() ^ b.touch();
+            }
         }
+        for t in &self.shift {
+            acc ^= t.touch();
+        }
+        if let Some(t) = &self.errors {
+            acc ^= t.touch();
+        }
+        if let Some(a) = &self.assessed {
+            acc ^= touch_result(&a.result);
+        }
+
         if let Some((c, b)) = self.recent.front() {
             for data in [c, b].into_iter().flatten() {
                 if let SliceData::Distribution(h) = data {
@@ -884,6 +898,17 @@ fn pending(mut r: MetricResult) -> Assessment {
         within_tolerance: false,
         failed: false,
     }
+}
+
+/// Reads the first byte of each of a result's strings (and so the line
+/// their allocator's header is on, which freeing them reads) and returns a
+/// value made of them (for `std::hint::black_box`).
+pub(crate) fn touch_result(r: &MetricResult) -> u64 {
+    let first = |s: &str| u64::from(s.as_bytes().first().copied().unwrap_or(0));
+    first(&r.name)
+        ^ first(&r.summary)
+        ^ r.dimension.as_deref().map_or(0, first)
+        ^ r.effect.as_ref().map_or(0, |e| first(&e.what))
 }
 
 /// One slice's summary point for Kayenta: the first quantile of the spec

@@ -234,6 +234,17 @@ pub struct ErrorRateTest {
 }
 
 impl ErrorRateTest {
+    /// Reads its state (a word of each cache line) and returns a value made
+    /// of it (for `std::hint::black_box`): see
+    /// [`super::cumulative::CumulativeHistogram::touch`].
+    pub fn touch(&self) -> u64 {
+        self.ratios
+            .iter()
+            .step_by(8)
+            .chain(self.ln_wealth.iter().step_by(8))
+            .fold(self.canary.0, |acc, x| acc ^ x.to_bits())
+    }
+
     /// A test that tolerates a canary error rate up to `1 + tolerance` times
     /// the baseline's.
     pub fn new(tolerance: f64, alternative: ShareAlternative) -> Result<Self, StatsError> {

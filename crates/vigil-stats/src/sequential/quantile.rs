@@ -552,6 +552,16 @@ pub struct QuantileBands {
 }
 
 impl QuantileBands {
+    /// Reads its state (a word of each cache line) and returns a value made
+    /// of it (for `std::hint::black_box`): see
+    /// [`super::cumulative::CumulativeHistogram::touch`].
+    pub fn touch(&self) -> u64 {
+        self.canary
+            .iter()
+            .chain(&self.baseline)
+            .fold(0, |acc, r| acc ^ r.q.to_bits() ^ r.total_lgamma.0.to_bits())
+    }
+
     /// Bands for `quantiles`, simultaneously at level 1 - `alpha`.
     pub fn new(quantiles: &[f64], alpha: f64) -> Result<Self, StatsError> {
         check_alpha("alpha", alpha)?;

@@ -205,6 +205,17 @@ thread_local! {
 }
 
 impl RankShiftTest {
+    /// Reads a word of each cache line of its state and returns a value
+    /// made of them (for `std::hint::black_box`): see
+    /// [`super::cumulative::CumulativeHistogram::touch`].
+    pub fn touch(&self) -> u64 {
+        self.ln_wealth
+            .iter()
+            .chain(&self.ln_mgf)
+            .step_by(8)
+            .fold(self.canary_score.to_bits(), |acc, x| acc ^ x.to_bits())
+    }
+
     /// A test of the whole distribution: that the canary is worse in
     /// `direction` by more than a factor `tolerance` plus `tolerance_abs`
     /// (histogram units).
