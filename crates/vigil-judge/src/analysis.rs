@@ -1,5 +1,7 @@
 //! An analysis: one spec, the evidence gathered so far, the verdict.
 
+use std::fmt::{self, Write as _};
+
 use vigil_core::store::{SeriesReader, Slice, SliceData, Store};
 use vigil_core::{
     AnalysisSpec, Labels, Method, MetricKind, MetricStatus, SeriesKey, Timestamp, Verdict,
@@ -11,7 +13,8 @@ use vigil_stats::sequential::{EProcess, Evidence};
 use crate::kayenta::{self, KayentaResult};
 use crate::kayenta_method;
 use crate::track::{
-    error_rate_name, percent, tolerance_text, touch_result, value_text, Assessment, Judging, Track,
+    error_rate_name, percent, tolerance_text, touch_result, value_text, Assessment, Judging, Text,
+    Track,
 };
 use crate::JudgeError;
 
@@ -38,6 +41,9 @@ pub struct Analysis {
     /// The series each track reads, (canary, baseline), built once: a
     /// reader finds its series once, not at every tick.
     readers: Vec<(SeriesReader, Option<SeriesReader>)>,
+    /// Each track's share of the evidence ([`Analysis::track_weights`]),
+    /// kept: it changes only when a track is added.
+    weights: Vec<f64>,
     overall: Evidence,
     latest: Option<VerdictReport>,
     decided: Option<VerdictReport>,
@@ -73,6 +79,7 @@ impl Analysis {
             next_slice: None,
             tracks: Vec::new(),
             readers: Vec::new(),
+            weights: Vec::new(),
             overall: Evidence::default(),
             latest: None,
             decided: None,
@@ -97,6 +104,7 @@ impl Analysis {
         self.readers
             .push((SeriesReader::new(canary), baseline.map(SeriesReader::new)));
         self.tracks.push(track);
+        self.weights = self.track_weights();
     }
 
     /// Keeps judging after a terminal verdict (for replays that show what
@@ -191,7 +199,6 @@ impl Analysis {
                     align(canary, baseline).peekable()
                 })
                 .collect();
-            let weights = self.track_weights();
             let combine = self.how.method == Method::Sequential && !self.how.slo_mode;
             while let Some(index) = pending
                 .iter_mut()
@@ -204,7 +211,7 @@ impl Analysis {
                     }
                 }
                 if combine {
-                    self.set_combined(&weights);
+                    self.set_combined();
                 }
             }
             self.next_slice = Some(last_complete + 1);
@@ -300,9 +307,10 @@ impl Analysis {
 
     /// Records the combined evidence now: the weighted mean of the tracks'
     /// current e-values (see [`Analysis::track_weights`]).
-    fn set_combined(&mut self, weights: &[f64]) {
-        if weights.iter().sum::<f64>() > 0.0 {
-            let combined: f64 = weights
+    fn set_combined(&mut self) {
+        if self.weights.iter().sum::<f64>() > 0.0 {
+            let combined: f64 = self
+                .weights
                 .iter()
                 .zip(&self.tracks)
                 .map(|(w, t)| w * t.e_value())
@@ -348,7 +356,6 @@ impl Analysis {
             .min_by_key(|&(_, have)| have);
 
         // Which tracks failed.
-        let track_weights = self.track_weights();
         let mut kayenta_score = None;
         let failing: Vec<bool> = match (self.how.method, self.how.slo_mode) {
             (_, true) | (Method::FixedHorizon, false) => {
@@ -359,7 +366,7 @@ impl Analysis {
                 // first rejection implies the combined e-value below reaches
                 // 1 / alpha, so both use all of alpha.
                 let p: Vec<f64> = self.tracks.iter().map(Track::p_value).collect();
-                holm_weighted(&p, &track_weights, alpha)
+                holm_weighted(&p, &self.weights, alpha)
                     .into_iter()
                     .zip(&assessed)
                     .map(|(rejected, a)| rejected && a.beyond_tolerance)
@@ -385,7 +392,7 @@ impl Analysis {
         // tracks' e-values, each metric's weight shared by its tracks.
         let mut rollback = false;
         if self.how.method == Method::Sequential && !self.how.slo_mode {
-            self.set_combined(&track_weights);
+            self.set_combined();
             let beyond = assessed
                 .iter()
                 .any(|a| a.beyond_tolerance && a.e_value > 1.0);
@@ -538,12 +545,12 @@ impl Analysis {
         )
     }
 
-    fn display_metric(&self, m: usize, what: Option<&str>) -> String {
+    fn display_metric<'a>(&'a self, m: usize, what: Option<&'a str>) -> impl fmt::Display + 'a {
         let metric = &self.spec.metrics[m];
-        match metric.kind {
-            MetricKind::ErrorRate => error_rate_name(metric),
-            _ => format!("{} {}", what.unwrap_or("p50"), metric.name),
-        }
+        Text(move |f| match metric.kind {
+            MetricKind::ErrorRate => f.write_str(&error_rate_name(metric)),
+            _ => write!(f, "{} {}", what.unwrap_or("p50"), metric.name),
+        })
     }
 
     fn rollback_reason(
@@ -601,29 +608,6 @@ impl Analysis {
     }
 
     fn promote_reason(&self, assessed: &[Assessment], canary: &str, at_end: bool) -> String {
-        let parts: Vec<String> = self
-            .tracks
-            .iter()
-            .zip(assessed)
-            .filter(|(t, _)| t.dimension.is_none())
-            .filter_map(|(t, a)| {
-                let e = a.result.effect.as_ref()?;
-                let spec = &self.spec.metrics[t.metric];
-                let metric = self.display_metric(t.metric, Some(&e.what));
-                Some(match spec.kind {
-                    MetricKind::ErrorRate => format!(
-                        "{metric} {} vs {}",
-                        percent(e.canary.unwrap_or(0.0)),
-                        percent(e.baseline.unwrap_or(0.0))
-                    ),
-                    kind => format!(
-                        "{metric} {} vs {}",
-                        value_text(e.canary.unwrap_or(0.0), kind),
-                        value_text(e.baseline.unwrap_or(0.0), kind)
-                    ),
-                })
-            })
-            .collect();
         let why = if at_end {
             format!(
                 "analysis reached {} with no metric failing",
@@ -634,7 +618,36 @@ impl Analysis {
         } else {
             "every critical metric is confidently within its tolerance".to_owned()
         };
-        format!("{why} in {canary} ({}): promote", parts.join("; "))
+        // One string, written in place (writing to a String cannot fail).
+        let mut reason = format!("{why} in {canary} (");
+        let mut first = true;
+        for (t, a) in self.tracks.iter().zip(assessed) {
+            let Some(e) = a.result.effect.as_ref().filter(|_| t.dimension.is_none()) else {
+                continue;
+            };
+            if !first {
+                reason.push_str("; ");
+            }
+            first = false;
+            let spec = &self.spec.metrics[t.metric];
+            let metric = self.display_metric(t.metric, Some(&e.what));
+            let _ = match spec.kind {
+                MetricKind::ErrorRate => write!(
+                    reason,
+                    "{metric} {} vs {}",
+                    percent(e.canary.unwrap_or(0.0)),
+                    percent(e.baseline.unwrap_or(0.0))
+                ),
+                kind => write!(
+                    reason,
+                    "{metric} {} vs {}",
+                    value_text(e.canary.unwrap_or(0.0), kind),
+                    value_text(e.baseline.unwrap_or(0.0), kind)
+                ),
+            };
+        }
+        reason.push_str("): promote");
+        reason
     }
 }
 

@@ -1,6 +1,8 @@
 //! One metric in one dimension (or as a whole): the evidence gathered slice
 //! by slice, and what it says now.
 
+use std::fmt::{self, Write as _};
+
 use vigil_core::metric::DISTRIBUTION_SCALE;
 use vigil_core::store::SliceData;
 use vigil_core::{
@@ -862,7 +864,7 @@ impl Track {
             value_text(value, spec.kind),
             value_text(low, spec.kind),
             if high.is_finite() {
-                value_text(high, spec.kind)
+                value_text(high, spec.kind).to_string()
             } else {
                 "unbounded".to_owned()
             },
@@ -942,54 +944,115 @@ pub(crate) fn quantile_name(q: f64) -> String {
     format!("p{p}")
 }
 
-/// "120.5 ms", "0.12%", "3.2".
-pub(crate) fn value_text(v: f64, kind: MetricKind) -> String {
-    match kind {
-        MetricKind::Latency => format!("{} ms", short(v)),
-        MetricKind::ErrorRate => percent(v),
-        MetricKind::Gauge => short(v),
+/// Text written where it is used, by `F`: a reason or summary is built
+/// with one allocation rather than one per number in it (a judge tick
+/// writes several per analysis).
+pub(crate) struct Text<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result>(pub F);
+
+impl<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result> fmt::Display for Text<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (self.0)(f)
     }
+}
+
+/// A short text formatted on the stack (longer ones are an error).
+struct StackText {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl StackText {
+    fn new() -> Self {
+        Self {
+            buf: [0; 40],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> Result<&str, fmt::Error> {
+        std::str::from_utf8(&self.buf[..self.len]).map_err(|_| fmt::Error)
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// "120.5 ms", "0.12%", "3.2".
+pub(crate) fn value_text(v: f64, kind: MetricKind) -> impl fmt::Display {
+    Text(move |f| match kind {
+        MetricKind::Latency => write!(f, "{} ms", short(v)),
+        MetricKind::ErrorRate => write!(f, "{}", percent(v)),
+        MetricKind::Gauge => write!(f, "{}", short(v)),
+    })
 }
 
 /// A number with at most 3 significant decimals and no trailing zeros.
-fn short(v: f64) -> String {
-    let s = if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    };
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    }
+fn short(v: f64) -> impl fmt::Display {
+    Text(move |f| {
+        let decimals = if v.abs() >= 100.0 {
+            0
+        } else if v.abs() >= 1.0 {
+            1
+        } else {
+            3
+        };
+        let trim = |s: &str| -> String {
+            if s.contains('.') {
+                s.trim_end_matches('0').trim_end_matches('.').to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        let mut text = StackText::new();
+        if write!(text, "{v:.decimals$}").is_err() {
+            // Longer than the stack's room (a huge number): on the heap.
+            return f.write_str(&trim(&format!("{v:.decimals$}")));
+        }
+        let s = text.as_str()?;
+        f.write_str(if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            s
+        })
+    })
 }
 
 /// "1.52%" with enough digits for small rates.
-pub(crate) fn percent(rate: f64) -> String {
-    let p = rate * 100.0;
-    if p != 0.0 && p.abs() < 0.1 {
-        format!("{p:.3}%")
-    } else {
-        format!("{p:.1}%")
-    }
+pub(crate) fn percent(rate: f64) -> impl fmt::Display {
+    Text(move |f| {
+        let p = rate * 100.0;
+        if p != 0.0 && p.abs() < 0.1 {
+            write!(f, "{p:.3}%")
+        } else {
+            write!(f, "{p:.1}%")
+        }
+    })
 }
 
 /// "38% higher", "12% lower", "unchanged".
-pub(crate) fn change_text(canary: f64, baseline: f64, kind: MetricKind) -> String {
-    if baseline <= 0.0 {
-        return format!("{} (baseline 0)", value_text(canary, kind));
-    }
-    let rel = canary / baseline - 1.0;
-    if rel.abs() < 0.0005 {
-        "unchanged".to_owned()
-    } else if rel > 0.0 {
-        format!("{:.0}% higher", rel * 100.0)
-    } else {
-        format!("{:.0}% lower", -rel * 100.0)
-    }
+pub(crate) fn change_text(canary: f64, baseline: f64, kind: MetricKind) -> impl fmt::Display {
+    Text(move |f| {
+        if baseline <= 0.0 {
+            return write!(f, "{} (baseline 0)", value_text(canary, kind));
+        }
+        let rel = canary / baseline - 1.0;
+        if rel.abs() < 0.0005 {
+            f.write_str("unchanged")
+        } else if rel > 0.0 {
+            write!(f, "{:.0}% higher", rel * 100.0)
+        } else {
+            write!(f, "{:.0}% lower", -rel * 100.0)
+        }
+    })
 }
 
 /// "10%", "10% + 5 ms", "0.2 points".
@@ -997,7 +1060,7 @@ pub(crate) fn tolerance_text(spec: &MetricSpec) -> String {
     let rel = (spec.tolerance > 0.0).then(|| format!("{}%", short(spec.tolerance * 100.0)));
     let abs = (spec.tolerance_abs > 0.0).then(|| match spec.kind {
         MetricKind::ErrorRate => format!("{}-point", short(spec.tolerance_abs * 100.0)),
-        _ => value_text(spec.tolerance_abs, spec.kind),
+        _ => value_text(spec.tolerance_abs, spec.kind).to_string(),
     });
     match (rel, abs) {
         (Some(r), Some(a)) => format!("{r} + {a}"),
@@ -1045,6 +1108,32 @@ mod tests {
             slo_mode: false,
         };
         (spec, how)
+    }
+
+    #[test]
+    fn numbers_read_as_before_in_reasons() {
+        let short = |v: f64| short(v).to_string();
+        assert_eq!(short(1234.6), "1235");
+        assert_eq!(short(84.26), "84.3");
+        assert_eq!(short(12.0), "12");
+        assert_eq!(short(0.1204), "0.12");
+        assert_eq!(short(0.0), "0");
+        assert_eq!(short(-0.5), "-0.5");
+        assert_eq!(short(f64::NAN), "NaN");
+        assert_eq!(short(f64::INFINITY), "inf");
+        // Longer than the stack's room: the same digits, from the heap.
+        assert_eq!(short(1e300), format!("{:.0}", 1e300));
+        assert_eq!(short(-1e300), format!("{:.0}", -1e300));
+        assert_eq!(value_text(120.6, MetricKind::Latency).to_string(), "121 ms");
+        assert_eq!(value_text(0.4, MetricKind::Gauge).to_string(), "0.4");
+        assert_eq!(value_text(0.1523, MetricKind::ErrorRate).to_string(), "15.2%");
+        assert_eq!(percent(0.0005).to_string(), "0.050%");
+        assert_eq!(percent(0.0).to_string(), "0.0%");
+        let change = |c, b| change_text(c, b, MetricKind::Latency).to_string();
+        assert_eq!(change(110.0, 100.0), "10% higher");
+        assert_eq!(change(90.0, 100.0), "10% lower");
+        assert_eq!(change(100.01, 100.0), "unchanged");
+        assert_eq!(change(5.0, 0.0), "5 ms (baseline 0)");
     }
 
     #[test]
