@@ -1126,7 +1126,10 @@ mod tests {
         assert_eq!(short(-1e300), format!("{:.0}", -1e300));
         assert_eq!(value_text(120.6, MetricKind::Latency).to_string(), "121 ms");
         assert_eq!(value_text(0.4, MetricKind::Gauge).to_string(), "0.4");
-        assert_eq!(value_text(0.1523, MetricKind::ErrorRate).to_string(), "15.2%");
+        assert_eq!(
+            value_text(0.1523, MetricKind::ErrorRate).to_string(),
+            "15.2%"
+        );
         assert_eq!(percent(0.0005).to_string(), "0.050%");
         assert_eq!(percent(0.0).to_string(), "0.0%");
         let change = |c, b| change_text(c, b, MetricKind::Latency).to_string();

@@ -376,6 +376,55 @@ fn a_reader_reads_its_series_through_eviction_and_across_stores() {
 }
 
 #[test]
+fn readers_see_whole_batches_while_writers_write() {
+    // Two threads record batches of 100 samples into one series while a
+    // reader reads it: every read sees whole batches (a batch's group is
+    // added under the series' lock), never fewer than the read before,
+    // and the last sees everything.
+    let store = Arc::new(Store::new(StoreConfig::default()));
+    let writers: Vec<_> = (0..2)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    let batch: Vec<Sample> = (0..100)
+                        .map(|j| {
+                            sample(
+                                5.0,
+                                "v1",
+                                "latency",
+                                None,
+                                Observation::Value(f64::from(t * 1000 + i + j)),
+                            )
+                        })
+                        .collect();
+                    assert!(store.record_batch(&batch).rejected.is_empty());
+                }
+            })
+        })
+        .collect();
+    let mut reader = SeriesReader::new(key("v1", "latency", None));
+    let count = |store: &Store, reader: &mut SeriesReader| -> u64 {
+        store
+            .read_slices(reader, i64::MIN, i64::MAX)
+            .iter()
+            .map(|s| s.data.count())
+            .sum()
+    };
+    let mut last = 0;
+    while writers.iter().any(|w| !w.is_finished()) {
+        let seen = count(&store, &mut reader);
+        assert_eq!(seen % 100, 0, "{seen}");
+        assert!(seen >= last, "{seen} < {last}");
+        last = seen;
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(count(&store, &mut reader), 40_000);
+}
+
+#[test]
 fn a_batch_applies_other_series_while_one_is_written() {
     let store = Store::new(StoreConfig::default());
     let value = |version: &str| sample(1000.0, version, "latency", None, Observation::Value(5.0));
