@@ -15,9 +15,10 @@
 //! series they touch; recording a sample is a hash lookup plus a bucket
 //! increment in the newest slice. A reader that comes back to the same
 //! series every tick (the judge) keeps a [`SeriesReader`], which reads it
-//! without the look-up by key. [`Store::record_batch`] groups a batch by series and
-//! slice first, so a group takes its series' lock once. No lock is held
-//! across calls.
+//! without the look-up by key. [`Store::record_batch`] groups a batch by
+//! series and slice first, so a group takes its series' lock once. No
+//! lock is held across calls; a series' lock is only ever taken under its
+//! shard's guard or alone, never the other way round.
 //!
 //! Bounds: labels outside the allow-list are dropped; past
 //! `max_label_sets_per_service` distinct label sets a service's new label

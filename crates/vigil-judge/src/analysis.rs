@@ -148,13 +148,15 @@ impl Analysis {
         }
     }
 
-    /// Reads the judge state feeding a slice adds to, and returns a value
-    /// made of it (for `std::hint::black_box`).
+    /// Reads the judge state feeding a slice adds to, and the last
+    /// report, which the tick replaces (frees); returns a value made of
+    /// them (for `std::hint::black_box`).
     fn touch(&self) -> u64 {
         let report = self.latest.as_ref().map_or(0, |r| {
+            let reason = u64::from(r.reason.as_bytes().first().copied().unwrap_or(0));
             r.metrics
                 .iter()
-                .fold(r.reason.len() as u64, |acc, m| acc ^ touch_result(m))
+                .fold(reason, |acc, m| acc ^ touch_result(m))
         });
         self.tracks.iter().fold(report, |acc, t| acc ^ t.touch())
     }

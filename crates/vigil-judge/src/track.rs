@@ -486,7 +486,6 @@ impl Track {
         if let Some(a) = &self.assessed {
             acc ^= touch_result(&a.result);
         }
-
         if let Some((c, b)) = self.recent.front() {
             for data in [c, b].into_iter().flatten() {
                 if let SliceData::Distribution(h) = data {
@@ -1005,24 +1004,19 @@ fn short(v: f64) -> impl fmt::Display {
         } else {
             3
         };
-        let trim = |s: &str| -> String {
-            if s.contains('.') {
-                s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        let trimmed = |f: &mut fmt::Formatter<'_>, s: &str| {
+            f.write_str(if s.contains('.') {
+                s.trim_end_matches('0').trim_end_matches('.')
             } else {
-                s.to_owned()
-            }
+                s
+            })
         };
         let mut text = StackText::new();
         if write!(text, "{v:.decimals$}").is_err() {
             // Longer than the stack's room (a huge number): on the heap.
-            return f.write_str(&trim(&format!("{v:.decimals$}")));
+            return trimmed(f, &format!("{v:.decimals$}"));
         }
-        let s = text.as_str()?;
-        f.write_str(if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.')
-        } else {
-            s
-        })
+        trimmed(f, text.as_str()?)
     })
 }
 
