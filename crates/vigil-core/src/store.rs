@@ -195,11 +195,16 @@ type Map<K, V> = DashMap<K, V, RandomState>;
 /// read it, emptied (`None`) when it is evicted.
 type Shared = Arc<Cell>;
 
-/// Locks a series. A thread that panicked while holding the lock left the
-/// series as the last completed call made it (every call that changes it
-/// finishes its changes before it could panic), so the data is used.
+/// Locks a series. A thread that panicked while holding the lock (a bug)
+/// may have left it part-way through a change; its data is used as it is
+/// rather than failing every later reader and writer of the series.
 fn lock(cell: &Cell) -> MutexGuard<'_, Option<Series>> {
     cell.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `f` of the series in `cell`, under its lock; `None` once evicted.
+fn read<R>(cell: &Cell, f: impl FnOnce(&Series) -> R) -> Option<R> {
+    lock(cell).as_ref().map(f)
 }
 
 /// Locks a series if no other thread holds it.
@@ -696,10 +701,7 @@ impl Store {
                         metric: sample.metric.clone(),
                         labels: batch.kept[labels].clone(),
                     };
-                    let kind = self
-                        .series
-                        .get(&key)
-                        .and_then(|e| lock(e.value()).as_ref().map(Series::is_distribution));
+                    let kind = self.with_series(&key, Series::is_distribution);
                     batch.kinds.insert((names, labels), kind);
                     kind
                 }
@@ -747,14 +749,8 @@ impl Store {
     }
 
     fn check_kind(&self, key: &SeriesKey, delta: Delta<'_>) -> Result<(), CoreError> {
-        let Some(entry) = self.series.get(key) else {
-            return Ok(());
-        };
-        let series = lock(entry.value());
-        match series.as_ref() {
-            Some(series) if !series.accepts(delta) => {
-                Err(kind_mismatch(&key.metric, series.is_distribution()))
-            }
+        match self.with_series(key, |s| (s.accepts(delta), s.is_distribution())) {
+            Some((false, is_distribution)) => Err(kind_mismatch(&key.metric, is_distribution)),
             _ => Ok(()),
         }
     }
@@ -836,58 +832,56 @@ impl Store {
         scratch: &mut Scratch,
     ) -> Option<bool> {
         let touched = self.clock.fetch_add(1, Ordering::Relaxed);
-        // The shard's guard is held while the series is locked, and
-        // eviction takes a series' entry out of the map before it empties
-        // the series, so a series found here is not emptied; the loop is
-        // there all the same (the next round would create it anew).
-        loop {
-            let found = if wait {
-                self.series.get(key)
-            } else {
-                match self.series.try_get(key) {
-                    TryResult::Present(e) => Some(e),
-                    TryResult::Absent => None,
-                    TryResult::Locked => return None,
-                }
-            };
-            let (entry, created) = match found {
-                Some(entry) => (entry, false),
-                None => {
-                    let mut created = false;
-                    let entry = self
-                        .series
-                        .entry(key.clone())
-                        .or_insert_with(|| {
-                            created = true;
-                            Arc::new(Cell::new(Some(Series::new(slice, delta, touched))))
-                        })
-                        .downgrade();
-                    (entry, created)
-                }
-            };
-            let mut guard = if wait || created {
-                lock(entry.value())
-            } else {
-                try_lock(entry.value())?
-            };
-            let Some(series) = guard.as_mut() else {
-                continue;
-            };
-            // Account bytes incrementally: only this series changed, and
-            // recording must stay O(1) in the number of slices.
-            let before = series.bytes;
-            series.add(slice, oldest, self.config.window_slices(), delta, scratch);
-            series.touched = touched;
-            let bytes = series.account();
-            drop(guard);
-            drop(entry);
-            if bytes >= before {
-                self.bytes.fetch_add(bytes - before, Ordering::Relaxed);
-            } else {
-                self.bytes.fetch_sub(before - bytes, Ordering::Relaxed);
+        let found = if wait {
+            self.series.get(key)
+        } else {
+            match self.series.try_get(key) {
+                TryResult::Present(e) => Some(e),
+                TryResult::Absent => None,
+                TryResult::Locked => return None,
             }
-            return Some(created);
+        };
+        let (entry, mut created) = match found {
+            Some(entry) => (entry, false),
+            None => {
+                let mut created = false;
+                let entry = self
+                    .series
+                    .entry(key.clone())
+                    .or_insert_with(|| {
+                        created = true;
+                        Arc::new(Cell::new(Some(Series::new(slice, delta, touched))))
+                    })
+                    .downgrade();
+                (entry, created)
+            }
+        };
+        let mut guard = if wait || created {
+            lock(entry.value())
+        } else {
+            try_lock(entry.value())?
+        };
+        // The shard's guard is held while the series is locked, and
+        // eviction empties a series only after taking it out of the map,
+        // so a series found here is never empty; were it, it starts anew.
+        let series = guard.get_or_insert_with(|| {
+            created = true;
+            Series::new(slice, delta, touched)
+        });
+        // Account bytes incrementally: only this series changed, and
+        // recording must stay O(1) in the number of slices.
+        let before = series.bytes;
+        series.add(slice, oldest, self.config.window_slices(), delta, scratch);
+        series.touched = touched;
+        let bytes = series.account();
+        drop(guard);
+        drop(entry);
+        if bytes >= before {
+            self.bytes.fetch_add(bytes - before, Ordering::Relaxed);
+        } else {
+            self.bytes.fetch_sub(before - bytes, Ordering::Relaxed);
         }
+        Some(created)
     }
 
     /// Evicts the least-recently-updated series until 10% under budget.
@@ -896,12 +890,7 @@ impl Store {
         let mut by_age: Vec<(u64, SeriesKey, usize)> = self
             .series
             .iter()
-            .filter_map(|e| {
-                let series = lock(e.value());
-                series
-                    .as_ref()
-                    .map(|s| (s.touched, e.key().clone(), s.bytes))
-            })
+            .filter_map(|e| read(e.value(), |s| (s.touched, e.key().clone(), s.bytes)))
             .collect();
         by_age.sort_unstable_by_key(|(t, _, _)| *t);
         for (_, key, _) in by_age {
@@ -932,14 +921,13 @@ impl Store {
     /// window, oldest first (copies: no lock outlives the call).
     pub fn slices(&self, key: &SeriesKey, from: i64, to: i64) -> Vec<Slice> {
         let oldest = self.window_start().unwrap_or(i64::MIN);
-        self.series
-            .get(key)
-            .and_then(|e| {
-                lock(e.value())
-                    .as_ref()
-                    .map(|s| s.slices(from.max(oldest), to))
-            })
+        self.with_series(key, |s| s.slices(from.max(oldest), to))
             .unwrap_or_default()
+    }
+
+    /// `f` of `key`'s series, under its lock; `None` if there is none.
+    fn with_series<R>(&self, key: &SeriesKey, f: impl FnOnce(&Series) -> R) -> Option<R> {
+        self.series.get(key).and_then(|e| read(e.value(), f))
     }
 
     /// [`Store::slices`] of the reader's series: the same slices, read
@@ -948,10 +936,9 @@ impl Store {
     pub fn read_slices(&self, reader: &mut SeriesReader, from: i64, to: i64) -> Vec<Slice> {
         let oldest = self.window_start().unwrap_or(i64::MIN);
         let from = from.max(oldest);
-        if let Some((_, cell)) = reader.cell.as_ref().filter(|(id, _)| *id == self.id) {
-            if let Some(series) = lock(cell).as_ref() {
-                return series.slices(from, to);
-            }
+        let held = reader.cell.as_ref().filter(|(id, _)| *id == self.id);
+        if let Some(slices) = held.and_then(|(_, cell)| read(cell, |s| s.slices(from, to))) {
+            return slices;
         }
         // First read, the series was evicted, or another store: find it by
         // key.
@@ -962,7 +949,7 @@ impl Store {
         reader
             .cell
             .as_ref()
-            .and_then(|(_, cell)| lock(cell).as_ref().map(|s| s.slices(from, to)))
+            .and_then(|(_, cell)| read(cell, |s| s.slices(from, to)))
             .unwrap_or_default()
     }
 
@@ -1426,8 +1413,7 @@ impl Store {
             .series
             .iter()
             .filter_map(|e| {
-                let series = lock(e.value());
-                let snap = series.as_ref().map(|s| SnapshotSeries {
+                let snap = read(e.value(), |s| SnapshotSeries {
                     slices: s.slices(i64::MIN, i64::MAX),
                     touched: s.touched,
                 })?;
@@ -1534,7 +1520,7 @@ impl Store {
         {
             return false;
         }
-        let all = |cell: &Cell| lock(cell).as_ref().map(|s| s.slices(i64::MIN, i64::MAX));
+        let all = |cell: &Cell| read(cell, |s| s.slices(i64::MIN, i64::MAX));
         self.series.iter().all(|e| {
             other
                 .series

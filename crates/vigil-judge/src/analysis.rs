@@ -13,8 +13,8 @@ use vigil_stats::sequential::{EProcess, Evidence};
 use crate::kayenta::{self, KayentaResult};
 use crate::kayenta_method;
 use crate::track::{
-    error_rate_name, percent, tolerance_text, touch_result, value_text, Assessment, Judging, Text,
-    Track,
+    error_rate_name, first_byte, percent, tolerance_text, touch_result, value_text, Assessment,
+    Judging, Text, Track,
 };
 use crate::JudgeError;
 
@@ -148,17 +148,21 @@ impl Analysis {
         }
     }
 
-    /// Reads the judge state feeding a slice adds to, and the last
-    /// report, which the tick replaces (frees); returns a value made of
-    /// them (for `std::hint::black_box`).
+    /// Reads the judge state feeding a slice adds to, the last report,
+    /// which the tick replaces (frees), and the series it reads; returns a
+    /// value made of them (for `std::hint::black_box`).
     fn touch(&self) -> u64 {
         let report = self.latest.as_ref().map_or(0, |r| {
-            let reason = u64::from(r.reason.as_bytes().first().copied().unwrap_or(0));
             r.metrics
                 .iter()
-                .fold(reason, |acc, m| acc ^ touch_result(m))
+                .fold(first_byte(&r.reason), |acc, m| acc ^ touch_result(m))
         });
-        self.tracks.iter().fold(report, |acc, t| acc ^ t.touch())
+        let series = self
+            .readers
+            .iter()
+            .flat_map(|(c, b)| std::iter::once(c).chain(b))
+            .fold(report, |acc, r| acc ^ r.touch());
+        self.tracks.iter().fold(series, |acc, t| acc ^ t.touch())
     }
 
     /// Brings the analysis up to stream time `now`: feeds every slice that
@@ -174,18 +178,12 @@ impl Analysis {
         self.discover_dimensions(store);
         let from = self.next_slice.unwrap_or(start);
         if last_complete >= from {
-            // The arms' counters are cold by now (a tick walks every
-            // analysis); read them in one tight loop, where the loads
-            // overlap, rather than one miss per bucket as the slices are
-            // added (-14% of a tick at 10,000 analyses, docs/BENCHMARKS.md).
+            // The arms' counters and the series are cold by now (a tick
+            // walks every analysis); read them in one tight loop, where the
+            // loads overlap, rather than one miss per bucket as the slices
+            // are added (-14% of a tick at 10,000 analyses,
+            // docs/BENCHMARKS.md).
             std::hint::black_box(self.touch());
-            // The same for the series about to be read.
-            std::hint::black_box(
-                self.readers
-                    .iter()
-                    .flat_map(|(c, b)| std::iter::once(c).chain(b))
-                    .fold(0, |acc, r| acc ^ r.touch()),
-            );
             // Slices in time order, every track at each: the combined
             // evidence then sees each slice, as each track's own running
             // maximum does, however many slices one tick catches up on.

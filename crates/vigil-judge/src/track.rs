@@ -905,11 +905,15 @@ fn pending(mut r: MetricResult) -> Assessment {
 /// their allocator's header is on, which freeing them reads) and returns a
 /// value made of them (for `std::hint::black_box`).
 pub(crate) fn touch_result(r: &MetricResult) -> u64 {
-    let first = |s: &str| u64::from(s.as_bytes().first().copied().unwrap_or(0));
-    first(&r.name)
-        ^ first(&r.summary)
-        ^ r.dimension.as_deref().map_or(0, first)
-        ^ r.effect.as_ref().map_or(0, |e| first(&e.what))
+    first_byte(&r.name)
+        ^ first_byte(&r.summary)
+        ^ r.dimension.as_deref().map_or(0, first_byte)
+        ^ r.effect.as_ref().map_or(0, |e| first_byte(&e.what))
+}
+
+/// The first byte of `s` (0 if empty), for the touches above.
+pub(crate) fn first_byte(s: &str) -> u64 {
+    u64::from(s.as_bytes().first().copied().unwrap_or(0))
 }
 
 /// One slice's summary point for Kayenta: the first quantile of the spec
