@@ -850,11 +850,31 @@ fn span_at(ring: &[u8], at: usize) -> Option<(usize, usize, usize)> {
     Some((at, payload, payload.saturating_add(len).min(ring.len())))
 }
 
+/// Where the last slice encoded in `bytes` (whole slices, each a header
+/// and its payload) starts; `None` for none.
+fn last_span_start(bytes: &[u8]) -> Option<usize> {
+    let mut last = None;
+    let mut at = 0;
+    while at < bytes.len() {
+        let (start, _, end) = span_at(bytes, at)?;
+        last = Some(start);
+        at = end;
+    }
+    last
+}
+
 /// One series' window.
 #[derive(Debug, Clone)]
 pub(super) struct Series {
     done: VecDeque<u8>,
     n_done: u32,
+    /// Bytes from the newest ring slice's header to the ring's end (0:
+    /// unknown, or no slice). A reader of the newest completed slice, as
+    /// a judge tick is, starts there instead of walking the ring from its
+    /// oldest slice (up to a window's 180 headers, each on its own cache
+    /// line). The ring's front is dropped as slices expire, which leaves
+    /// this distance as it is.
+    last_span: u32,
     open_index: i64,
     open: Open,
     /// Late additions not yet merged into `done`, and the recent slices
@@ -897,6 +917,7 @@ impl Series {
         Series {
             done: VecDeque::new(),
             n_done: 0,
+            last_span: 0,
             open_index: slice,
             open,
             late: None,
@@ -1010,6 +1031,7 @@ impl Series {
             // data from its start on.
             self.done.clear();
             self.n_done = 0;
+            self.last_span = 0;
             if let Some(late) = &mut self.late {
                 late.recent.clear();
                 late.recent_heap = 0;
@@ -1105,6 +1127,10 @@ impl Series {
         }
         self.done.truncate(cut);
         self.n_done -= k as u32;
+        self.last_span = match spans.len().checked_sub(k + 1) {
+            Some(last) => u32::try_from(cut - spans[last].0).unwrap_or(0),
+            None => 0,
+        };
         let ring_end = self.open_index - recent - k as i64;
         let Some(late) = &mut self.late else {
             return;
@@ -1143,6 +1169,9 @@ impl Series {
             self.done.reserve_exact(target - self.done.len());
         }
         self.done.extend(bytes);
+        if let Some(start) = last_span_start(bytes) {
+            self.last_span = u32::try_from(bytes.len() - start).unwrap_or(0);
+        }
     }
 
     /// Drops completed slices older than `oldest`.
@@ -1160,6 +1189,9 @@ impl Series {
             self.n_done -= 1;
         }
         let ring_empty = self.n_done == 0;
+        if ring_empty {
+            self.last_span = 0;
+        }
         if let Some(late) = &mut self.late {
             if ring_empty {
                 // The recent slices may be out of the window too.
@@ -1191,8 +1223,33 @@ impl Series {
     /// Byte ranges (header start, payload start, payload end) of the
     /// completed slices, oldest first.
     fn spans(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-        let mut at = 0usize;
-        (0..self.n_done).map_while(move |_| {
+        self.spans_at(0, self.n_done)
+    }
+
+    /// The index of the first ring slice at or after `from` that a walk
+    /// can start at (the oldest, or the newest when `from` is that one
+    /// and [`Series::last_span`] is known), and the byte ranges of the
+    /// slices from it on, as [`Series::spans`].
+    fn spans_from(&self, from: i64) -> (i64, impl Iterator<Item = (usize, usize, usize)> + '_) {
+        let first = self.first_index();
+        let newest = first + i64::from(self.n_done) - 1;
+        let tail = self.last_span as usize;
+        if self.n_done > 1 && from >= newest && tail > 0 && tail <= self.done.len() {
+            let at = self.done.len() - tail;
+            debug_assert_eq!(
+                self.spans().last().map(|(start, _, _)| start),
+                Some(at),
+                "the newest slice's header is where last_span says"
+            );
+            return (newest, self.spans_at(at, 1));
+        }
+        (first, self.spans_at(0, self.n_done))
+    }
+
+    /// Byte ranges of `n` completed slices from the header at `at` on.
+    fn spans_at(&self, at: usize, n: u32) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let mut at = at;
+        (0..n).map_while(move |_| {
             let mut it = self.done.range(at..).copied();
             let len = get_varint(&mut it)? as usize;
             let payload = self.done.len() - it.len();
@@ -1299,6 +1356,9 @@ impl Series {
         let capacity = out.len().max(self.done.capacity().min(out.len() * 9 / 8));
         let mut ring = Vec::with_capacity(capacity);
         ring.extend_from_slice(out);
+        self.last_span = last_span_start(&ring)
+            .and_then(|start| u32::try_from(ring.len() - start).ok())
+            .unwrap_or(0);
         self.done = VecDeque::from(ring);
     }
 
@@ -1328,8 +1388,9 @@ impl Series {
         let recent = self.late.as_ref().map(|l| &l.recent);
         let ring_end = self.open_index - self.recent_len();
         if to >= first && from < ring_end {
-            for (k, (_, payload, end)) in self.spans().enumerate() {
-                let index = first + k as i64;
+            let (start, spans) = self.spans_from(from);
+            for (k, (_, payload, end)) in spans.enumerate() {
+                let index = start + k as i64;
                 if index > to {
                     break;
                 }
