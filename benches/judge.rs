@@ -21,7 +21,12 @@
 //!   that are still active);
 //! - pre-warmed with 5 minutes (30 slices) of data (`VIGIL_BENCH_WARM_SLICES`
 //!   sets another age, up to the 180-slice window, to see how the tick's
-//!   cost grows as analyses age).
+//!   cost grows as analyses age);
+//! - each iteration's data runs 2 s (the server's default `slice_grace`)
+//!   into the next slice, each series' samples in time order, so the judge
+//!   reads a slice the stream has left, as the server's judge does
+//!   (`VIGIL_BENCH_GRACE_SECS=0` reads every slice while still open, the
+//!   fixture before 2026-12-07).
 //!
 //! Each iteration: one new slice of data arrives, then every analysis ticks
 //! once (feeding the new slice and re-evaluating its verdict). The
@@ -37,7 +42,9 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 
 #[path = "../src/bench/judge_fixture.rs"]
 mod judge_fixture;
-use judge_fixture::{env_count, Fixture, DEFAULT_ANALYSES, DEFAULT_WARM_SLICES};
+use judge_fixture::{
+    env_count, env_secs, Fixture, DEFAULT_ANALYSES, DEFAULT_GRACE_SECS, DEFAULT_WARM_SLICES,
+};
 
 /// CPU time this thread has run, in nanoseconds (Linux; `None` elsewhere).
 /// On a shared machine a tick's wall time includes time spent waiting for
@@ -54,7 +61,8 @@ fn thread_cpu_ns() -> Option<u64> {
 fn bench(c: &mut Criterion) {
     let n = env_count("VIGIL_BENCH_ANALYSES", DEFAULT_ANALYSES);
     let warm_slices = env_count("VIGIL_BENCH_WARM_SLICES", DEFAULT_WARM_SLICES);
-    let mut fixture = Fixture::new(n, warm_slices);
+    let grace = env_secs("VIGIL_BENCH_GRACE_SECS", DEFAULT_GRACE_SECS);
+    let mut fixture = Fixture::new(n, warm_slices, grace);
     let verdicts = fixture.tick_all();
     fixture.describe(verdicts);
 

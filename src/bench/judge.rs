@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::judge_fixture::{Fixture, DEFAULT_ANALYSES, DEFAULT_WARM_SLICES};
+use super::judge_fixture::{Fixture, DEFAULT_ANALYSES, DEFAULT_GRACE_SECS, DEFAULT_WARM_SLICES};
 
 /// Options of `vigil bench judge`.
 #[derive(Debug, clap::Args)]
@@ -17,6 +17,10 @@ pub struct JudgeArgs {
     /// Slices recorded before timing (30 = analyses 5 minutes old).
     #[arg(long, default_value_t = DEFAULT_WARM_SLICES)]
     warm_slices: usize,
+    /// Stream seconds past a slice's end when the judge reads it (the
+    /// server's default `slice_grace`; 0 reads each slice while open).
+    #[arg(long, default_value_t = DEFAULT_GRACE_SECS)]
+    grace_secs: f64,
     /// Ticks timed (each after one new slice).
     #[arg(long, default_value_t = 5)]
     ticks: usize,
@@ -30,6 +34,7 @@ struct JudgeReport {
     analyses: usize,
     metrics_per_analysis: usize,
     warm_slices: usize,
+    grace_secs: f64,
     ticks: usize,
     /// Per tick of all analyses, milliseconds.
     tick_ms: Vec<f64>,
@@ -66,7 +71,11 @@ pub fn run(args: &JudgeArgs) -> anyhow::Result<()> {
             args.analyses, args.warm_slices
         );
     }
-    let mut fixture = Fixture::new(args.analyses, args.warm_slices);
+    anyhow::ensure!(
+        args.grace_secs.is_finite() && (0.0..=10.0).contains(&args.grace_secs),
+        "--grace-secs must be within a slice (0 to 10)"
+    );
+    let mut fixture = Fixture::new(args.analyses, args.warm_slices, args.grace_secs);
     let mut ticks = Vec::with_capacity(args.ticks);
     let mut records = Vec::with_capacity(args.ticks);
     let mut last = [0; 4];
@@ -83,6 +92,7 @@ pub fn run(args: &JudgeArgs) -> anyhow::Result<()> {
         analyses: fixture.analyses(),
         metrics_per_analysis: 4,
         warm_slices: args.warm_slices,
+        grace_secs: args.grace_secs,
         ticks: args.ticks,
         tick_per_analysis_us: tick_median_ms * 1e3 / fixture.analyses() as f64,
         tick_ms: ticks,

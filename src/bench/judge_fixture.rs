@@ -35,6 +35,10 @@ pub const DEFAULT_ANALYSES: usize = 10_000;
 const SLICE_SECS: f64 = 10.0;
 /// Stream time of the first slice (a multiple of the slice length).
 const START_TS: f64 = 1_763_900_000.0;
+/// Stream seconds past a slice's end when the judge reads it: the
+/// server's default `slice_grace` (`VIGIL_BENCH_GRACE_SECS` sets another;
+/// 0, the fixture before 2026-12-07, reads every slice while still open).
+pub const DEFAULT_GRACE_SECS: f64 = 2.0;
 /// Slices recorded before measuring: 5 minutes.
 pub const DEFAULT_WARM_SLICES: usize = 30;
 const CANARY_REQUESTS: usize = 20;
@@ -104,10 +108,15 @@ pub struct Fixture {
     cpu_seconds: LogNormal<f64>,
     /// The next slice to record.
     next_slice: i64,
+    /// Stream seconds the data runs past the slice the judge reads.
+    grace: f64,
 }
 
 impl Fixture {
-    pub fn new(n_services: usize, warm_slices: usize) -> Self {
+    /// `n_services` analyses, warmed with `warm_slices` slices of data,
+    /// read by the judge `grace` stream seconds after each slice ends
+    /// ([`DEFAULT_GRACE_SECS`]; 0 reads every slice while still open).
+    pub fn new(n_services: usize, warm_slices: usize, grace: f64) -> Self {
         let names = Names::new(n_services);
         // The default store, with a budget large enough that nothing is
         // evicted: the default 2 GiB holds only about 10 minutes of this
@@ -146,6 +155,7 @@ impl Fixture {
             db_latency: lognormal(12.0, 0.7),
             cpu_seconds: lognormal(0.4, 0.2),
             next_slice: (START_TS / SLICE_SECS) as i64,
+            grace: grace.clamp(0.0, SLICE_SECS),
         };
         for _ in 0..warm_slices {
             fixture.record_slice();
@@ -167,9 +177,18 @@ impl Fixture {
         }
     }
 
-    /// Records one slice of every service's traffic and moves on.
+    /// Records one slice's worth of every service's traffic and moves on:
+    /// stream time from `grace` seconds into the slice to `grace` seconds
+    /// into the next one, each series' samples in time order. So when the
+    /// judge then reads the slice (`tick_all`), the stream has been
+    /// `grace` seconds past it, as the server's judge reads a slice only
+    /// `slice_grace` after the store took the next slice's first sample:
+    /// most series have left it by then, so it is complete in the store.
+    /// (With no grace every read finds its slice still open, which a live
+    /// series' slice rarely is.)
     pub fn record_slice(&mut self) {
-        let start = self.next_slice as f64 * SLICE_SECS;
+        let start = self.next_slice as f64 * SLICE_SECS + self.grace;
+        let mut times = Vec::new();
         for service in 0..self.names.services.len() {
             let slow = service % REGRESSED_EVERY == 0;
             for (version, requests, instances, factor) in [
@@ -186,8 +205,8 @@ impl Fixture {
                     if slow { SLOWDOWN } else { 1.0 },
                 ),
             ] {
-                for _ in 0..requests {
-                    let ts = start + self.rng.random::<f64>() * SLICE_SECS;
+                self.times(start, requests, &mut times);
+                for &ts in &times {
                     let mut s = self.sample(ts, service, &version, &self.names.latency);
                     s.observation = Observation::Value(self.latency.sample(&mut self.rng) * factor);
                     self.record(&s);
@@ -200,8 +219,8 @@ impl Fixture {
                     };
                     self.record(&s);
                 }
-                for _ in 0..instances {
-                    let ts = start + self.rng.random::<f64>() * SLICE_SECS;
+                self.times(start, instances, &mut times);
+                for &ts in &times {
                     let mut s = self.sample(ts, service, &version, &self.names.cpu_seconds);
                     s.observation = Observation::Value(self.cpu_seconds.sample(&mut self.rng));
                     self.record(&s);
@@ -209,6 +228,13 @@ impl Fixture {
             }
         }
         self.next_slice += 1;
+    }
+
+    /// `n` uniform times over one slice's length from `start`, in order.
+    fn times(&mut self, start: f64, n: usize, out: &mut Vec<f64>) {
+        out.clear();
+        out.extend((0..n).map(|_| start + self.rng.random::<f64>() * SLICE_SECS));
+        out.sort_by(f64::total_cmp);
     }
 
     fn record(&self, sample: &Sample) {
@@ -264,6 +290,15 @@ impl Fixture {
     pub fn store(&self) -> &Store {
         &self.store
     }
+}
+
+/// Seconds from the environment (0 or more), else `default`.
+pub fn env_secs(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(default)
 }
 
 /// A positive count from the environment, else `default`.
