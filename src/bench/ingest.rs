@@ -135,6 +135,8 @@ struct Pass {
     startup_seconds: f64,
     /// From the first message to the last one handled.
     seconds: f64,
+    /// CPU seconds the process's threads ran meanwhile, by thread name.
+    cpu: std::collections::BTreeMap<String, f64>,
 }
 
 /// One raw pass and one Vigil pass over the topic.
@@ -149,6 +151,13 @@ struct Round {
     vigil_seconds: f64,
     vigil_samples_per_s: f64,
     ratio: f64,
+    /// CPU seconds the whole process ran during each pass (the mock
+    /// cluster and its proxy are in this process, so they count too).
+    raw_cpu_seconds: f64,
+    vigil_cpu_seconds: f64,
+    /// The same, by thread name.
+    raw_cpu_by_thread: std::collections::BTreeMap<String, f64>,
+    vigil_cpu_by_thread: std::collections::BTreeMap<String, f64>,
 }
 
 /// Gives up on a phase after this long.
@@ -295,6 +304,10 @@ async fn measure(args: &IngestArgs, format: Format) -> anyhow::Result<Report> {
             vigil_seconds: vigil.seconds,
             vigil_samples_per_s: per_s(samples, vigil.seconds),
             ratio: raw.seconds / vigil.seconds,
+            raw_cpu_seconds: raw.cpu.values().sum(),
+            vigil_cpu_seconds: vigil.cpu.values().sum(),
+            raw_cpu_by_thread: raw.cpu,
+            vigil_cpu_by_thread: vigil.cpu,
         });
     }
     broker.shutdown().await;
@@ -417,15 +430,20 @@ async fn raw_pass(brokers: &str, topic: &str, round: u32, messages: u64) -> anyh
     raw.subscribe(&[topic])?;
     let mut checksum = 0u64;
     let mut start = None;
+    let mut cpu_before = None;
     for _ in 0..messages {
         let m = tokio::time::timeout(PHASE_LIMIT, raw.recv())
             .await
             .context("raw consumer timed out")??;
-        start.get_or_insert_with(Instant::now);
+        if start.is_none() {
+            cpu_before = Some(thread_cpu());
+            start = Some(Instant::now());
+        }
         checksum =
             checksum.wrapping_add(m.payload().map_or(0, |p| p.len() as u64 + u64::from(p[0])));
     }
     let end = Instant::now();
+    let cpu = cpu_between(&cpu_before.unwrap_or_default(), &thread_cpu());
     std::hint::black_box(checksum);
     let assigned = *raw
         .context()
@@ -438,6 +456,7 @@ async fn raw_pass(brokers: &str, topic: &str, round: u32, messages: u64) -> anyh
     Ok(Pass {
         startup_seconds: start.saturating_duration_since(assigned).as_secs_f64(),
         seconds: (end - start).as_secs_f64(),
+        cpu,
     })
 }
 
@@ -477,6 +496,7 @@ async fn vigil_pass(
         anyhow::ensure!(Instant::now() < deadline, "vigil consumer received nothing");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let cpu_before = thread_cpu();
     let start = Instant::now();
     while store.stats().recorded < samples {
         anyhow::ensure!(
@@ -487,10 +507,48 @@ async fn vigil_pass(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_between(&cpu_before, &thread_cpu());
     cancel.cancel();
     task.await??;
     Ok(Pass {
         startup_seconds: (start - assigned_at).as_secs_f64(),
         seconds,
+        cpu,
     })
+}
+
+/// CPU time each of this process's threads has run, by thread name, in
+/// nanoseconds (Linux `/proc/self/task/*/schedstat`; empty elsewhere).
+fn thread_cpu() -> std::collections::BTreeMap<(u64, String), u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let tid = task.file_name().to_string_lossy().parse().unwrap_or(0);
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let ns = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok());
+        if let Some(ns) = ns {
+            out.insert((tid, comm.trim().to_owned()), ns);
+        }
+    }
+    out
+}
+
+/// CPU seconds per thread name between two [`thread_cpu`] snapshots
+/// (threads born in between count from zero).
+fn cpu_between(
+    before: &std::collections::BTreeMap<(u64, String), u64>,
+    after: &std::collections::BTreeMap<(u64, String), u64>,
+) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for (key, &ns) in after {
+        let spent = ns.saturating_sub(before.get(key).copied().unwrap_or(0));
+        *out.entry(key.1.clone()).or_insert(0.0) += spent as f64 / 1e9;
+    }
+    out.retain(|_, s| *s > 0.0);
+    out
 }
