@@ -99,8 +99,8 @@ fn own_index(coarsen: u32, idx: u32) -> u32 {
 
 /// `slice`'s buckets in a histogram coarsened by `coarsen` bits: (index,
 /// count) runs in order, neighbours that share a bucket merged.
-fn own_pairs(coarsen: u32, slice: &SparseHistogram) -> impl Iterator<Item = (u32, u64)> + '_ {
-    let mut pairs = slice.index_counts().iter().peekable();
+fn own_pairs(coarsen: u32, pairs: &[(u32, u64)]) -> impl Iterator<Item = (u32, u64)> + '_ {
+    let mut pairs = pairs.iter().peekable();
     std::iter::from_fn(move || {
         let &(idx, mut count) = pairs.next()?;
         let own = own_index(coarsen, idx);
@@ -227,16 +227,24 @@ impl CumulativeHistogram {
 
     /// Adds every sample of `slice`: O(its buckets).
     pub fn add(&mut self, slice: &SparseHistogram) {
-        let pairs = slice.index_counts();
+        self.add_pairs(slice.index_counts());
+    }
+
+    /// Adds the samples of `pairs`: (bucket index in the shared layout,
+    /// count), in increasing index order, as a [`SparseHistogram`] holds
+    /// them ([`SparseHistogram::index_counts`]).
+    pub fn add_pairs(&mut self, pairs: &[(u32, u64)]) {
         let (Some(&(lo, _)), Some(&(hi, _))) = (pairs.first(), pairs.last()) else {
             return;
         };
         let (lo, hi) = (self.own_index(lo), self.own_index(hi));
         self.cover(lo >> BLOCK_SHIFT, hi >> BLOCK_SHIFT);
-        for (idx, count) in own_pairs(self.coarsen, slice) {
+        let mut total = 0u64;
+        for (idx, count) in own_pairs(self.coarsen, pairs) {
             self.add_at(idx, count);
+            total = total.saturating_add(count);
         }
-        self.total += slice.len();
+        self.total += total;
     }
 
     /// Records `count` samples of `value`.
@@ -254,12 +262,21 @@ impl CumulativeHistogram {
     /// Removes every sample of `slice`, which must be contained in `self`
     /// (a slice added earlier); on error `self` is unchanged.
     pub fn subtract(&mut self, slice: &SparseHistogram) -> Result<(), StatsError> {
-        for (idx, count) in own_pairs(self.coarsen, slice) {
+        self.subtract_pairs(slice.index_counts())
+    }
+
+    /// Removes the samples of `pairs` (as [`CumulativeHistogram::add_pairs`]
+    /// takes them), which must be contained in `self`; on error `self` is
+    /// unchanged.
+    pub fn subtract_pairs(&mut self, pairs: &[(u32, u64)]) -> Result<(), StatsError> {
+        let mut total = 0u64;
+        for (idx, count) in own_pairs(self.coarsen, pairs) {
             if self.count_at(idx) < count {
                 return Err(StatsError::SubtractionUnderflow);
             }
+            total = total.saturating_add(count);
         }
-        for (idx, count) in own_pairs(self.coarsen, slice) {
+        for (idx, count) in own_pairs(self.coarsen, pairs) {
             let b = ((idx >> BLOCK_SHIFT) - self.first) as usize;
             // An emptied block keeps its slot: a rolling window refills it
             // within a few slices.
@@ -278,7 +295,7 @@ impl CumulativeHistogram {
                 }
             }
         }
-        self.total -= slice.len();
+        self.total -= total;
         // Keep the range to the blocks in use; the slots of the blocks
         // that leave it (all their counts zero) are free for others.
         let keep = self
