@@ -82,9 +82,13 @@ impl Cumulative {
     }
 
     /// Adds what a slice added to the recent view.
-    fn add_part(&mut self, (part, pairs): ArmPart<'_>) {
+    fn add_part(&mut self, (part, pieces): ArmPart<'_>) {
         match (self, part) {
-            (Cumulative::Distribution(h), RecentPart::Pairs(_)) => h.add_pairs(pairs),
+            (Cumulative::Distribution(h), RecentPart::Pairs(_)) => {
+                for pairs in pieces {
+                    h.add_pairs(pairs);
+                }
+            }
             (
                 Cumulative::Counts { requests, errors },
                 RecentPart::Counts {
@@ -101,9 +105,13 @@ impl Cumulative {
 
     /// Takes out what a slice added to the recent view; false (and
     /// unchanged) if it is not there.
-    fn remove_part(&mut self, (part, pairs): ArmPart<'_>) -> bool {
+    /// (A distribution is taken out piece by piece: should the second
+    /// piece fail, the first is out, and the caller rebuilds the sums.)
+    fn remove_part(&mut self, (part, pieces): ArmPart<'_>) -> bool {
         match (self, part) {
-            (Cumulative::Distribution(h), RecentPart::Pairs(_)) => h.subtract_pairs(pairs).is_ok(),
+            (Cumulative::Distribution(h), RecentPart::Pairs(_)) => {
+                pieces.iter().all(|pairs| h.subtract_pairs(pairs).is_ok())
+            }
             (
                 Cumulative::Counts { requests, errors },
                 RecentPart::Counts {
@@ -198,21 +206,29 @@ enum RecentPart {
 }
 
 /// The latest slices of each arm, for the recent view: a distribution
-/// slice's (bucket index, count) pairs back to back in one buffer, which
-/// takes the newest slice's and gives back the oldest's, so a tick neither
-/// allocates a slice to keep nor frees one it read a minute ago (the
-/// allocator's work on that cold memory was 6% of a judge tick,
-/// docs/BENCHMARKS.md).
-/// One arm's part of a recent slice, with the pairs it names.
-type ArmPart<'a> = (RecentPart, &'a [(u32, u64)]);
-
+/// slice's (bucket index, count) pairs back to back in one ring, which
+/// takes the newest slice's at its back and gives the oldest's up at its
+/// front, so a tick neither allocates a slice to keep nor frees one it
+/// read a minute ago (the allocator's work on that cold memory was 6% of
+/// a judge tick, docs/BENCHMARKS.md).
 #[derive(Debug, Clone, Default)]
 struct Recent {
     /// Per slice, oldest first: (canary, baseline).
     slices: std::collections::VecDeque<(RecentPart, RecentPart)>,
-    /// The distribution slices' pairs, oldest first, from `start` on.
-    pairs: Vec<(u32, u64)>,
-    start: usize,
+    /// The distribution slices' pairs, oldest first.
+    pairs: std::collections::VecDeque<(u32, u64)>,
+}
+
+/// One arm's part of a recent slice, with its pairs (in one or two
+/// pieces: the ring may wrap inside them).
+type ArmPart<'a> = (RecentPart, [&'a [(u32, u64)]; 2]);
+
+/// Pairs a part holds in the ring.
+fn pairs_of(part: RecentPart) -> usize {
+    match part {
+        RecentPart::Pairs(n) => n,
+        _ => 0,
+    }
 }
 
 impl Recent {
@@ -220,7 +236,7 @@ impl Recent {
         match data {
             None => RecentPart::None,
             Some(SliceData::Distribution(h)) => {
-                self.pairs.extend_from_slice(h.index_counts());
+                self.pairs.extend(h.index_counts());
                 RecentPart::Pairs(h.index_counts().len())
             }
             Some(SliceData::Counts { requests, errors }) => RecentPart::Counts {
@@ -240,63 +256,39 @@ impl Recent {
         self.slices.len()
     }
 
-    /// Each slice's parts with the pairs they name, oldest first.
+    /// The `n` pairs from position `at` of the ring, in its two pieces.
+    fn pieces(&self, at: usize, n: usize) -> [&[(u32, u64)]; 2] {
+        let (front, back) = self.pairs.as_slices();
+        let end = (at + n).min(self.pairs.len());
+        let split = front.len();
+        [
+            front.get(at.min(split)..end.min(split)).unwrap_or_default(),
+            back.get(at.max(split) - split..end.max(split) - split)
+                .unwrap_or_default(),
+        ]
+    }
+
+    /// Each slice's parts with their pairs, oldest first.
     fn iter(&self) -> impl Iterator<Item = [ArmPart<'_>; 2]> + '_ {
-        let mut at = self.start;
-        let spans: Vec<_> = self
-            .slices
-            .iter()
-            .map(|&(c, b)| {
-                let mut span = |p: RecentPart| {
-                    let n = match p {
-                        RecentPart::Pairs(n) => n,
-                        _ => 0,
-                    };
-                    let range = at..at + n;
-                    at += n;
-                    (p, range)
-                };
-                let c = span(c);
-                let b = span(b);
-                [c, b]
-            })
-            .collect();
-        spans.into_iter().map(move |parts| {
-            parts.map(|(p, range)| (p, self.pairs.get(range).unwrap_or_default()))
+        let mut at = 0;
+        self.slices.iter().map(move |&(c, b)| {
+            let (nc, nb) = (pairs_of(c), pairs_of(b));
+            let parts = [(c, self.pieces(at, nc)), (b, self.pieces(at + nc, nb))];
+            at += nc + nb;
+            parts
         })
     }
 
     /// The oldest slice's parts with their pairs.
     fn front(&self) -> Option<[ArmPart<'_>; 2]> {
-        let &(c, b) = self.slices.front()?;
-        let n = |p: RecentPart| match p {
-            RecentPart::Pairs(n) => n,
-            _ => 0,
-        };
-        let (nc, nb) = (n(c), n(b));
-        let at = self.start;
-        Some([
-            (c, self.pairs.get(at..at + nc).unwrap_or_default()),
-            (b, self.pairs.get(at + nc..at + nc + nb).unwrap_or_default()),
-        ])
+        self.iter().next()
     }
 
-    /// Drops the oldest slice (its pairs' room is reused).
+    /// Drops the oldest slice.
     fn pop_front(&mut self) {
-        let Some((c, b)) = self.slices.pop_front() else {
-            return;
-        };
-        for p in [c, b] {
-            if let RecentPart::Pairs(n) = p {
-                self.start += n;
-            }
-        }
-        if self.slices.is_empty() {
-            self.pairs.clear();
-            self.start = 0;
-        } else if self.start > self.pairs.len() / 2 {
-            self.pairs.drain(..self.start);
-            self.start = 0;
+        if let Some((c, b)) = self.slices.pop_front() {
+            let n = (pairs_of(c) + pairs_of(b)).min(self.pairs.len());
+            self.pairs.drain(..n);
         }
     }
 }
@@ -623,7 +615,7 @@ impl Track {
             acc ^= touch_result(&a.result);
         }
         if let Some(parts) = self.recent.front() {
-            for (_, pairs) in parts {
+            for pairs in parts.iter().flat_map(|(_, pieces)| pieces) {
                 for &(i, n) in pairs.iter().step_by(4) {
                     acc ^= u64::from(i) ^ n;
                 }
@@ -1323,8 +1315,7 @@ mod tests {
                         _ => 0,
                     })
                     .sum();
-                assert_eq!(track.recent.pairs.len() - track.recent.start, held);
-                assert!(track.recent.pairs.len() <= 2 * held.max(1) + 200);
+                assert_eq!(track.recent.pairs.len(), held);
             }
         }
     }
