@@ -1413,9 +1413,9 @@ impl Series {
                     if buckets.is_empty() {
                         continue;
                     }
-                    // The bound is several times the need, and callers keep
-                    // slices (a judge track its last minute): give the rest
-                    // back (in place).
+                    // The bound is several times the need, and callers may
+                    // keep slices (a snapshot holds a window of them): give
+                    // the rest back (in place).
                     buckets.shrink_to_fit();
                     SliceData::Distribution(SparseHistogram::from_index_counts(buckets))
                 } else {
