@@ -103,10 +103,10 @@ impl Cumulative {
         }
     }
 
-    /// Takes out what a slice added to the recent view; false (and
-    /// unchanged) if it is not there.
-    /// (A distribution is taken out piece by piece: should the second
-    /// piece fail, the first is out, and the caller rebuilds the sums.)
+    /// Takes out what a slice added to the recent view; false if it is not
+    /// there. Then nothing changed, unless a distribution's second piece
+    /// failed after its first came out; the caller rebuilds the sums
+    /// either way.
     fn remove_part(&mut self, (part, pieces): ArmPart<'_>) -> bool {
         match (self, part) {
             (Cumulative::Distribution(h), RecentPart::Pairs(_)) => {
@@ -187,10 +187,6 @@ pub(crate) struct Points {
     pub canary: Vec<f64>,
     pub baseline: Vec<f64>,
 }
-
-/// A slice of each arm (either may be absent).
-#[cfg(test)]
-type SlicePair = (Option<SliceData>, Option<SliceData>);
 
 /// What one arm's slice added to the recent view.
 #[derive(Debug, Clone, Copy)]
@@ -1267,7 +1263,7 @@ mod tests {
     fn the_recent_view_is_the_sum_of_the_last_slices() {
         // Distributions and counters, with arms missing now and then: the
         // recent sums are always those of the last RECENT_SLICES slices
-        // fed, and the pairs' buffer stays within twice what they hold.
+        // fed, and the ring holds exactly their pairs.
         for metric in [
             "{name: latency, kind: latency, quantiles: [0.5, 0.99]}",
             "{name: errors, kind: error_rate}",
@@ -1276,7 +1272,7 @@ mod tests {
             let spec = &spec.metrics[0];
             let mut track = Track::new(0, spec, None, how).unwrap();
             let mut state = 0x9E37_79B9_7F4A_7C15;
-            let mut fed: Vec<SlicePair> = Vec::new();
+            let mut fed: Vec<(Option<SliceData>, Option<SliceData>)> = Vec::new();
             for i in 0..40u64 {
                 let data = |state: &mut u64, n: usize, centre: u64| {
                     if spec.kind.is_distribution() {

@@ -1169,8 +1169,11 @@ impl Series {
             self.done.reserve_exact(target - self.done.len());
         }
         self.done.extend(bytes);
-        if let Some(start) = last_span_start(bytes) {
-            self.last_span = u32::try_from(bytes.len() - start).unwrap_or(0);
+        if !bytes.is_empty() {
+            // Unknown (0) should the bytes not read as whole slices.
+            self.last_span = last_span_start(bytes)
+                .and_then(|start| u32::try_from(bytes.len() - start).ok())
+                .unwrap_or(0);
         }
     }
 
