@@ -30,7 +30,6 @@
 //! (two metrics, ticked over real data), so the response is the size a
 //! controller gets.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,7 +41,7 @@ use vigil_core::{Sample, ServiceName};
 use vigil_proto::v1::GetVerdictRequest;
 use vigil_server::{Config, Server};
 
-use super::median;
+use super::{cpu_between, median, threads_cpu, ThreadCpu};
 
 /// What the load generator reads of GetVerdict's answer: the analysis it
 /// is about and its verdict, checked, with the per-metric results left
@@ -302,9 +301,9 @@ fn with_cpu<T>(
     server: &str,
     run: impl FnOnce() -> anyhow::Result<(T, u64)>,
 ) -> anyhow::Result<Measured<T>> {
-    let (s0, c0) = (threads_cpu(server), threads_cpu(CLIENT_THREADS));
+    let (s0, c0) = (named_threads_cpu(server), named_threads_cpu(CLIENT_THREADS));
     let (out, sent) = run()?;
-    let (s1, c1) = (threads_cpu(server), threads_cpu(CLIENT_THREADS));
+    let (s1, c1) = (named_threads_cpu(server), named_threads_cpu(CLIENT_THREADS));
     Ok(Measured {
         out,
         server_cpu_us: cpu_per_call(s0.as_ref(), s1.as_ref(), sent),
@@ -925,44 +924,20 @@ pub fn run(args: &ApiArgs) -> anyhow::Result<()> {
 }
 
 /// CPU time so far of each of this process's threads named `name` (a
-/// runtime gives all its threads its name), by thread id, from Linux's
-/// per-thread schedstat (ns on the CPU); `None` where that is not
-/// readable.
-fn threads_cpu(name: &str) -> Option<HashMap<String, u64>> {
-    let mut out = HashMap::new();
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let task = task.ok()?;
-        let dir = task.path();
-        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
-            continue; // the thread ended meanwhile
-        };
-        if comm.trim_end() != name {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) else {
-            continue;
-        };
-        let ns = stat.split_whitespace().next()?.parse::<u64>().ok()?;
-        out.insert(task.file_name().to_string_lossy().into_owned(), ns);
-    }
+/// runtime gives all its threads its name), from [`threads_cpu`]; `None`
+/// where that is not readable.
+fn named_threads_cpu(name: &str) -> Option<ThreadCpu> {
+    let mut out = threads_cpu();
+    out.retain(|(_, comm), _| comm == name);
     (!out.is_empty()).then_some(out)
 }
 
 /// CPU µs per call of a load that sent `sent` calls (warm-up included,
 /// as the CPU time covers them all), from readings of its threads before
-/// and after: per thread, what it ran in between (from zero for a thread
-/// that started meanwhile). A thread that ended meanwhile (a blocking-pool
-/// thread idle for 10 s) is left out rather than counted negative.
-fn cpu_per_call(
-    before: Option<&HashMap<String, u64>>,
-    after: Option<&HashMap<String, u64>>,
-    sent: u64,
-) -> Option<f64> {
-    let (before, after) = (before?, after?);
-    let ns: u64 = after
-        .iter()
-        .map(|(tid, &ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
-        .sum();
+/// and after ([`cpu_between`]: a thread that ended meanwhile, a
+/// blocking-pool thread idle for 10 s, is left out).
+fn cpu_per_call(before: Option<&ThreadCpu>, after: Option<&ThreadCpu>, sent: u64) -> Option<f64> {
+    let ns: u64 = cpu_between(before?, after?).values().sum();
     let us = ns as f64 / 1e3 / sent.max(1) as f64;
     Some((us * 100.0).round() / 100.0)
 }

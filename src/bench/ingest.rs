@@ -39,7 +39,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::ingest_fixture::{latency_ms, sample_batch, sample_ts, series_of, PER_MESSAGE};
-use super::median;
+use super::{cpu_between, median, threads_cpu, ThreadCpu};
 use vigil_core::store::{Store, StoreConfig};
 use vigil_ingest::dev::DevBroker;
 use vigil_ingest::{Consumer, Format, IngestConfig, IngestMetrics, TopicConfig};
@@ -436,14 +436,14 @@ async fn raw_pass(brokers: &str, topic: &str, round: u32, messages: u64) -> anyh
             .await
             .context("raw consumer timed out")??;
         if start.is_none() {
-            cpu_before = Some(thread_cpu());
+            cpu_before = Some(threads_cpu());
             start = Some(Instant::now());
         }
         checksum =
             checksum.wrapping_add(m.payload().map_or(0, |p| p.len() as u64 + u64::from(p[0])));
     }
     let end = Instant::now();
-    let cpu = cpu_between(&cpu_before.unwrap_or_default(), &thread_cpu());
+    let cpu = cpu_seconds(&cpu_before.unwrap_or_default(), &threads_cpu());
     std::hint::black_box(checksum);
     let assigned = *raw
         .context()
@@ -496,7 +496,7 @@ async fn vigil_pass(
         anyhow::ensure!(Instant::now() < deadline, "vigil consumer received nothing");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let cpu_before = thread_cpu();
+    let cpu_before = threads_cpu();
     let start = Instant::now();
     while store.stats().recorded < samples {
         anyhow::ensure!(
@@ -507,7 +507,7 @@ async fn vigil_pass(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let seconds = start.elapsed().as_secs_f64();
-    let cpu = cpu_between(&cpu_before, &thread_cpu());
+    let cpu = cpu_seconds(&cpu_before, &threads_cpu());
     cancel.cancel();
     task.await??;
     Ok(Pass {
@@ -517,38 +517,12 @@ async fn vigil_pass(
     })
 }
 
-/// CPU time each of this process's threads has run, by thread name, in
-/// nanoseconds (Linux `/proc/self/task/*/schedstat`; empty elsewhere).
-fn thread_cpu() -> std::collections::BTreeMap<(u64, String), u64> {
-    let mut out = std::collections::BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for task in tasks.flatten() {
-        let path = task.path();
-        let tid = task.file_name().to_string_lossy().parse().unwrap_or(0);
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        let ns = std::fs::read_to_string(path.join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse().ok());
-        if let Some(ns) = ns {
-            out.insert((tid, comm.trim().to_owned()), ns);
-        }
-    }
-    out
-}
-
-/// CPU seconds per thread name between two [`thread_cpu`] snapshots
-/// (threads born in between count from zero).
-fn cpu_between(
-    before: &std::collections::BTreeMap<(u64, String), u64>,
-    after: &std::collections::BTreeMap<(u64, String), u64>,
-) -> std::collections::BTreeMap<String, f64> {
-    let mut out = std::collections::BTreeMap::new();
-    for (key, &ns) in after {
-        let spent = ns.saturating_sub(before.get(key).copied().unwrap_or(0));
-        *out.entry(key.1.clone()).or_insert(0.0) += spent as f64 / 1e9;
-    }
-    out.retain(|_, s| *s > 0.0);
-    out
+/// CPU seconds by thread name between two readings, threads that ran
+/// none left out.
+fn cpu_seconds(before: &ThreadCpu, after: &ThreadCpu) -> std::collections::BTreeMap<String, f64> {
+    cpu_between(before, after)
+        .into_iter()
+        .filter(|&(_, ns)| ns > 0)
+        .map(|(name, ns)| (name, ns as f64 / 1e9))
+        .collect()
 }

@@ -65,6 +65,48 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
+/// CPU readings of this process's threads: (thread id, name) -> ns on the
+/// CPU so far.
+type ThreadCpu = std::collections::BTreeMap<(u64, String), u64>;
+
+/// The CPU time so far of each of this process's threads, from Linux's
+/// per-thread schedstat; empty where that is not readable (a thread that
+/// ends meanwhile is left out).
+fn threads_cpu() -> ThreadCpu {
+    let mut out = ThreadCpu::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let Ok(tid) = task.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("schedstat")),
+        ) else {
+            continue;
+        };
+        if let Some(ns) = stat.split_whitespace().next().and_then(|n| n.parse().ok()) {
+            out.insert((tid, comm.trim_end().to_owned()), ns);
+        }
+    }
+    out
+}
+
+/// CPU ns each thread ran between two readings, summed by thread name:
+/// from zero for a thread that started meanwhile; one that ended
+/// meanwhile is left out rather than counted negative.
+fn cpu_between(before: &ThreadCpu, after: &ThreadCpu) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for (key, &ns) in after {
+        let spent = ns.saturating_sub(before.get(key).copied().unwrap_or(0));
+        *out.entry(key.1.clone()).or_insert(0) += spent;
+    }
+    out
+}
+
 /// Runs `vigil bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.what {
