@@ -9,6 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The `vigil` binary's allocator (`src/main.rs`), so that this measures
+/// what the binary does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};

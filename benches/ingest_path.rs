@@ -27,6 +27,11 @@
 //!   idle cores this takes half of `partitions`' time if they do not get
 //!   in each other's way.
 
+/// The `vigil` binary's allocator (`src/main.rs`), so that this measures
+/// what the binary does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -35,6 +35,11 @@
 //! the judge always sees a fresh slice. Flat sampling keeps the number of
 //! slices the run adds (and the store's memory) bounded.
 
+/// The `vigil` binary's allocator (`src/main.rs`), so that this measures
+/// what the binary does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

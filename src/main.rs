@@ -26,6 +26,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 use vigil_stats::mann_whitney::Alternative;
 use vigil_stats::Histogram;
 
+/// The allocator: mimalloc rather than glibc's malloc. A judge tick
+/// allocates and frees each analysis's read slices and report text, and
+/// glibc's bins made that 12% or more of the tick, more whenever the mix
+/// of sizes changed; mimalloc took 13% off the tick at 10,000 analyses
+/// (docs/BENCHMARKS.md). The benches that stand in for this binary's paths
+/// (`judge`, `ingest_path`, `store_memory`, `get_verdict`) declare it too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Vigil, a streaming canary judge: roll back, keep watching, or promote.
 #[derive(Debug, Parser)]
 #[command(name = "vigil", version, about)]
