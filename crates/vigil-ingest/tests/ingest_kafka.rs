@@ -387,7 +387,20 @@ async fn a_slow_store_pauses_consumption_instead_of_buffering() {
     // longer can only let a leak show; it cannot make a correct consumer
     // fail.)
     wait_until("a first batch", || received() > 0).await;
-    let first = received();
+    // The worker blocks in the store once what it took holds both kinds of
+    // data (or after FLUSH_AFTER); under load a partition's messages may
+    // come in pieces before that. So wait for the count to stop moving
+    // (a consumer that buffers without limit never stops short of 20).
+    let mut first = received();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let now = received();
+        if now == first || std::time::Instant::now() > deadline {
+            break;
+        }
+        first = now;
+    }
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(received(), first);
     assert!(first < 20, "took {first} messages into a stuck store");
