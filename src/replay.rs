@@ -421,7 +421,11 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         analysis.latest().cloned()
     } else {
         let end = stats.stream_end.unwrap_or(0.0);
-        Some(analysis.tick(&store, ((end / slice).floor() + 1.0) * slice))
+        Some(
+            analysis
+                .tick(&store, ((end / slice).floor() + 1.0) * slice)
+                .clone(),
+        )
     };
     let Some(last) = final_report else {
         bail!("the replay produced no verdict")

@@ -166,12 +166,29 @@ impl Analysis {
     }
 
     /// Brings the analysis up to stream time `now`: feeds every slice that
-    /// completed since the last tick, and returns the verdict. A terminal
-    /// verdict (ROLLBACK, PROMOTE, INCONCLUSIVE) stays once reached.
-    pub fn tick(&mut self, store: &Store, now: Timestamp) -> VerdictReport {
-        if let Some(done) = self.decided.as_ref().filter(|_| self.stop_at_terminal) {
-            return done.clone();
+    /// completed since the last tick, and returns the verdict (the same as
+    /// [`Analysis::latest`] then; a caller that keeps it clones it). A
+    /// terminal verdict (ROLLBACK, PROMOTE, INCONCLUSIVE) stays once
+    /// reached.
+    pub fn tick(&mut self, store: &Store, now: Timestamp) -> &VerdictReport {
+        // Once decided, the latest report is the decision.
+        if !(self.stop_at_terminal && self.decided.is_some()) {
+            self.advance(store, now);
         }
+        // Always set by `advance` (and before a decision): not reached.
+        self.latest.get_or_insert_with(|| VerdictReport {
+            verdict: Verdict::Continue,
+            reason: "no verdict yet; keep watching".to_owned(),
+            metrics: Vec::new(),
+            worst_dimension: None,
+            decided_at: None,
+            evaluated_at: now,
+        })
+    }
+
+    /// [`Analysis::tick`]'s work: feeds the slices and sets the latest
+    /// report (and the decision, once terminal).
+    fn advance(&mut self, store: &Store, now: Timestamp) {
         let start = store.slice_of(self.created_at);
         // The slice holding `now` is still filling.
         let last_complete = store.slice_of(now) - 1;
@@ -231,8 +248,7 @@ impl Analysis {
         if report.verdict.is_terminal() && self.decided.is_none() {
             self.decided = Some(report.clone());
         }
-        self.latest = Some(report.clone());
-        report
+        self.latest = Some(report);
     }
 
     /// Adds a track for every label set of a judged dimension that the
@@ -330,10 +346,12 @@ impl Analysis {
             .count()
             .max(1);
         let slo_alpha = alpha / n_slo as f64;
+        // Taken out of the tracks and handed back below, with the report's
+        // copies of the results made.
         let mut assessed: Vec<Assessment> = self
             .tracks
             .iter_mut()
-            .map(|t| t.assess(&self.spec.metrics[t.metric], self.how, slo_alpha))
+            .map(|t| t.take_assessment(&self.spec.metrics[t.metric], self.how, slo_alpha))
             .collect();
         let ended = now - self.created_at >= policy.max_duration.as_secs_f64();
 
@@ -508,10 +526,14 @@ impl Analysis {
             )
         };
 
+        let metrics = assessed.iter().map(|a| a.result.clone()).collect();
+        for (t, a) in self.tracks.iter_mut().zip(assessed) {
+            t.keep_assessment(a);
+        }
         VerdictReport {
             verdict,
             reason,
-            metrics: assessed.into_iter().map(|a| a.result).collect(),
+            metrics,
             worst_dimension,
             decided_at: verdict.is_terminal().then_some(now),
             evaluated_at: now,

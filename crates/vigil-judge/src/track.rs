@@ -301,9 +301,12 @@ struct Bands {
     /// only slices in which both arms have data, the track every slice.
     /// `None` while every slice fed had both.
     paired: Option<(CumulativeHistogram, CumulativeHistogram)>,
-    /// Comparisons per direction and quantile on the data fed so far;
-    /// `None` when data came in since they were computed.
-    latest: Option<Vec<Vec<QuantileComparison>>>,
+    /// Comparisons per direction and quantile on the data fed so far,
+    /// when `fresh`; otherwise stale, their vectors kept for the next
+    /// (a tick would otherwise free and allocate them per track).
+    latest: Vec<Vec<QuantileComparison>>,
+    /// Whether `latest` is of the data fed so far.
+    fresh: bool,
 }
 
 /// Evidence kept for one track.
@@ -410,7 +413,8 @@ impl Track {
                     bounds: QuantileBands::new(&spec.quantiles, how.alpha)?,
                     rules,
                     paired: None,
-                    latest: None,
+                    latest: Vec::new(),
+                    fresh: false,
                 });
             } else {
                 let alternative = if spec.direction == Direction::Either && spec.tolerance == 0.0 {
@@ -474,7 +478,7 @@ impl Track {
             }
         }
         if let Some(bands) = &mut self.bands {
-            bands.latest = None;
+            bands.fresh = false;
             let both = matches!(
                 (&canary, &baseline),
                 (
@@ -561,7 +565,7 @@ impl Track {
         let Some(bands) = &mut self.bands else {
             return &[];
         };
-        if bands.latest.is_none() {
+        if !bands.fresh {
             let (c, b) = match &bands.paired {
                 Some((c, b)) => (c, b),
                 None => match (self.canary.histogram(), self.baseline.histogram()) {
@@ -569,16 +573,18 @@ impl Track {
                     _ => return &[],
                 },
             };
-            let bounds: Vec<_> = bands.bounds.bounds(c, b).collect();
-            bands.latest = Some(
-                bands
-                    .rules
-                    .iter()
-                    .map(|rule| bounds.iter().map(|&(c, b)| rule.decide(c, b)).collect())
-                    .collect(),
-            );
+            bands.latest.resize_with(bands.rules.len(), Vec::new);
+            for decisions in &mut bands.latest {
+                decisions.clear();
+            }
+            for (c, b) in bands.bounds.bounds(c, b) {
+                for (rule, decisions) in bands.rules.iter().zip(&mut bands.latest) {
+                    decisions.push(rule.decide(c, b));
+                }
+            }
+            bands.fresh = true;
         }
-        bands.latest.as_deref().unwrap_or_default()
+        &bands.latest
     }
 
     /// Reads the memory feeding a slice adds to or takes from: the arms'
@@ -638,16 +644,28 @@ impl Track {
         self.evidence.p_value()
     }
 
-    /// What the track says now.
-    /// The same as the last answer while no slice came in since: an
-    /// analysis ticked more often than slices complete re-reads it.
-    pub fn assess(&mut self, spec: &MetricSpec, how: Judging, slo_alpha: f64) -> Assessment {
-        if let Some(a) = &self.assessed {
-            return a.clone();
+    /// What the track says now, taken out of the track (which keeps it
+    /// until the next slice only once handed back with
+    /// [`Track::keep_assessment`]): the same as the last answer while no
+    /// slice came in since, as when an analysis is ticked more often than
+    /// slices complete. Taking it rather than cloning it spares a tick a
+    /// copy of every metric's strings.
+    pub fn take_assessment(
+        &mut self,
+        spec: &MetricSpec,
+        how: Judging,
+        slo_alpha: f64,
+    ) -> Assessment {
+        match self.assessed.take() {
+            Some(a) => a,
+            None => self.assess_now(spec, how, slo_alpha),
         }
-        let a = self.assess_now(spec, how, slo_alpha);
-        self.assessed = Some(a.clone());
-        a
+    }
+
+    /// Keeps `a`, taken with [`Track::take_assessment`] since the last
+    /// slice, as what the track says until the next one.
+    pub fn keep_assessment(&mut self, a: Assessment) {
+        self.assessed = Some(a);
     }
 
     fn assess_now(&mut self, spec: &MetricSpec, how: Judging, slo_alpha: f64) -> Assessment {
@@ -732,8 +750,8 @@ impl Track {
         let comparisons = self
             .bands
             .as_ref()
-            .and_then(|b| b.latest.as_deref())
-            .unwrap_or_default();
+            .filter(|b| b.fresh)
+            .map_or(&[][..], |b| b.latest.as_slice());
         let mut r = self.base_result(spec);
         let (Some(c_all), Some(b_all)) = (self.canary.histogram(), self.baseline.histogram())
         else {
@@ -1200,6 +1218,13 @@ mod tests {
 
     use super::*;
 
+    /// What `track` says now, left with it.
+    fn assess(track: &mut Track, metric: &MetricSpec, how: Judging) -> Assessment {
+        let a = track.take_assessment(metric, how, how.alpha);
+        track.keep_assessment(a.clone());
+        a
+    }
+
     /// A slice of `n` pseudo-random values around `centre`.
     fn slice(state: &mut u64, n: usize, centre: u64) -> SliceData {
         let mut h = SparseHistogram::new();
@@ -1399,7 +1424,7 @@ mod tests {
         for i in 0..60 {
             track.feed(metric, counts(100, u64::from(i % 10 == 0)), counts(1000, 1));
         }
-        let before = track.assess(metric, how, how.alpha);
+        let before = assess(&mut track, metric, how);
         let effect = before.result.effect.unwrap();
         assert!(track.e_value() < 1.0 / how.alpha);
         assert!(effect.canary.unwrap() < 0.02, "{effect:?}");
@@ -1413,7 +1438,7 @@ mod tests {
             track.feed(metric, counts(20, 4), counts(1000, 1));
             minute.pop_front();
             minute.push_back((20, 4));
-            let a = track.assess(metric, how, how.alpha);
+            let a = assess(&mut track, metric, how);
             let e = a.result.effect.unwrap();
             let (c, b) = (e.canary.unwrap(), e.baseline.unwrap());
             if track.e_value() >= 1.0 / how.alpha {

@@ -363,7 +363,7 @@ impl Vigil {
             }
             let report = analysis.tick(&self.store, now);
             entry.ticked.store(true, Ordering::Release);
-            if let Some(p) = entry.publish(report) {
+            if let Some(p) = entry.publish(report.clone()) {
                 changed |= p.state != State::Running;
                 self.announce(p);
             }

@@ -88,7 +88,7 @@ fn run(scenario: &Scenario, spec: AnalysisSpec, seed: u64) -> (VerdictReport, f6
             })
             .unwrap();
         if t >= next_tick {
-            let report = analysis.tick(&store, T0 + t);
+            let report = analysis.tick(&store, T0 + t).clone();
             next_tick += 10.0;
             if report.verdict.is_terminal() {
                 return (report, t);
@@ -96,7 +96,10 @@ fn run(scenario: &Scenario, spec: AnalysisSpec, seed: u64) -> (VerdictReport, f6
             last = Some(report);
         }
     }
-    (last.unwrap_or_else(|| analysis.tick(&store, T0 + t)), t)
+    (
+        last.unwrap_or_else(|| analysis.tick(&store, T0 + t).clone()),
+        t,
+    )
 }
 
 fn healthy(_: f64, _: &str, _: f64) -> (f64, f64) {
