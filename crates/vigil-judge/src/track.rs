@@ -211,13 +211,16 @@ enum RecentPart {
 struct Recent {
     /// Per slice, oldest first: (canary, baseline).
     slices: std::collections::VecDeque<(RecentPart, RecentPart)>,
-    /// The distribution slices' pairs, oldest first.
-    pairs: std::collections::VecDeque<(u32, u64)>,
+    /// The distribution slices' (bucket index, count) pairs, oldest
+    /// first; a count past `u32::MAX` is carried in several pairs of the
+    /// same index (half the bytes of `(u32, u64)` pairs, which a tick
+    /// reads cold).
+    pairs: std::collections::VecDeque<(u32, u32)>,
 }
 
 /// One arm's part of a recent slice, with its pairs (in one or two
 /// pieces: the ring may wrap inside them).
-type ArmPart<'a> = (RecentPart, [&'a [(u32, u64)]; 2]);
+type ArmPart<'a> = (RecentPart, [&'a [(u32, u32)]; 2]);
 
 /// Pairs a part holds in the ring.
 fn pairs_of(part: RecentPart) -> usize {
@@ -232,8 +235,18 @@ impl Recent {
         match data {
             None => RecentPart::None,
             Some(SliceData::Distribution(h)) => {
-                self.pairs.extend(h.index_counts());
-                RecentPart::Pairs(h.index_counts().len())
+                let before = self.pairs.len();
+                for &(index, count) in h.index_counts() {
+                    let mut left = count;
+                    while left > u64::from(u32::MAX) {
+                        self.pairs.push_back((index, u32::MAX));
+                        left -= u64::from(u32::MAX);
+                    }
+                    // At most u32::MAX here.
+                    self.pairs
+                        .push_back((index, u32::try_from(left).unwrap_or(u32::MAX)));
+                }
+                RecentPart::Pairs(self.pairs.len() - before)
             }
             Some(SliceData::Counts { requests, errors }) => RecentPart::Counts {
                 requests: *requests,
@@ -253,7 +266,7 @@ impl Recent {
     }
 
     /// The `n` pairs from position `at` of the ring, in its two pieces.
-    fn pieces(&self, at: usize, n: usize) -> [&[(u32, u64)]; 2] {
+    fn pieces(&self, at: usize, n: usize) -> [&[(u32, u32)]; 2] {
         let (front, back) = self.pairs.as_slices();
         let end = (at + n).min(self.pairs.len());
         let split = front.len();
@@ -618,8 +631,8 @@ impl Track {
         }
         if let Some(parts) = self.recent.front() {
             for pairs in parts.iter().flat_map(|(_, pieces)| pieces) {
-                for &(i, n) in pairs.iter().step_by(4) {
-                    acc ^= u64::from(i) ^ n;
+                for &(i, n) in pairs.iter().step_by(8) {
+                    acc ^= u64::from(i) ^ u64::from(n);
                 }
             }
         }
@@ -1309,8 +1322,13 @@ mod tests {
                         }
                     }
                 };
-                let c = (i % 7 != 3).then(|| data(&mut state, 20 + i as usize, 90_000));
+                let mut c = (i % 7 != 3).then(|| data(&mut state, 20 + i as usize, 90_000));
                 let b = (i % 5 != 2).then(|| data(&mut state, 80, 80_000));
+                // Now and then a bucket past u32::MAX, which the ring
+                // carries in several pairs.
+                if let (4, Some(SliceData::Distribution(h))) = (i % 9, &mut c) {
+                    h.record_n(90_000, 3 * (1 << 32) + 5);
+                }
                 fed.push((c.clone(), b.clone()));
                 track.feed(spec, c, b);
                 let last = &fed[fed.len().saturating_sub(RECENT_SLICES)..];
@@ -1332,7 +1350,11 @@ mod tests {
                     .iter()
                     .flat_map(|(c, b)| [c, b])
                     .map(|d| match d {
-                        Some(SliceData::Distribution(h)) => h.index_counts().len(),
+                        Some(SliceData::Distribution(h)) => h
+                            .index_counts()
+                            .iter()
+                            .map(|&(_, n)| n.div_ceil(u64::from(u32::MAX)) as usize)
+                            .sum(),
                         _ => 0,
                     })
                     .sum();

@@ -99,16 +99,20 @@ fn own_index(coarsen: u32, idx: u32) -> u32 {
 
 /// `slice`'s buckets in a histogram coarsened by `coarsen` bits: (index,
 /// count) runs in order, neighbours that share a bucket merged.
-fn own_pairs(coarsen: u32, pairs: &[(u32, u64)]) -> impl Iterator<Item = (u32, u64)> + '_ {
+fn own_pairs<C: Copy + Into<u64>>(
+    coarsen: u32,
+    pairs: &[(u32, C)],
+) -> impl Iterator<Item = (u32, u64)> + '_ {
     let mut pairs = pairs.iter().peekable();
     std::iter::from_fn(move || {
-        let &(idx, mut count) = pairs.next()?;
+        let &(idx, count) = pairs.next()?;
+        let mut count: u64 = count.into();
         let own = own_index(coarsen, idx);
         while let Some(&&(next, c)) = pairs.peek() {
             if own_index(coarsen, next) != own {
                 break;
             }
-            count = count.saturating_add(c);
+            count = count.saturating_add(c.into());
             pairs.next();
         }
         Some((own, count))
@@ -232,8 +236,9 @@ impl CumulativeHistogram {
 
     /// Adds the samples of `pairs`: (bucket index in the shared layout,
     /// count), in increasing index order, as a [`SparseHistogram`] holds
-    /// them ([`SparseHistogram::index_counts`]).
-    pub fn add_pairs(&mut self, pairs: &[(u32, u64)]) {
+    /// them ([`SparseHistogram::index_counts`]); an index may repeat (its
+    /// counts add up), so narrower counts can carry a large one in parts.
+    pub fn add_pairs<C: Copy + Into<u64>>(&mut self, pairs: &[(u32, C)]) {
         let (Some(&(lo, _)), Some(&(hi, _))) = (pairs.first(), pairs.last()) else {
             return;
         };
@@ -268,7 +273,10 @@ impl CumulativeHistogram {
     /// Removes the samples of `pairs` (as [`CumulativeHistogram::add_pairs`]
     /// takes them), which must be contained in `self`; on error `self` is
     /// unchanged.
-    pub fn subtract_pairs(&mut self, pairs: &[(u32, u64)]) -> Result<(), StatsError> {
+    pub fn subtract_pairs<C: Copy + Into<u64>>(
+        &mut self,
+        pairs: &[(u32, C)],
+    ) -> Result<(), StatsError> {
         let mut total = 0u64;
         for (idx, count) in own_pairs(self.coarsen, pairs) {
             if self.count_at(idx) < count {
