@@ -42,7 +42,7 @@ use vigil_ingest::Format;
 
 #[path = "../src/bench/ingest_fixture.rs"]
 mod ingest_fixture;
-use ingest_fixture::{sample_batch, PER_MESSAGE};
+use ingest_fixture::{sample_batch, DEFAULT_SERVICES, PER_MESSAGE};
 
 const MESSAGES: u64 = 20_000;
 const PARTITIONS: u64 = 12;
@@ -120,7 +120,9 @@ fn ingest(workers: &[Vec<Vec<u8>>]) -> u64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let stream: Vec<Vec<u8>> = (0..MESSAGES).map(|i| sample_batch(i, false)).collect();
+    let stream: Vec<Vec<u8>> = (0..MESSAGES)
+        .map(|i| sample_batch(i, false, DEFAULT_SERVICES))
+        .collect();
     let partitions = partition_order(&stream, 1);
     let two_workers = partition_order(&stream, 2);
     let stream = vec![stream];

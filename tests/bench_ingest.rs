@@ -83,6 +83,10 @@ fn one_small_round(args: &[&str]) -> Value {
 fn ingest_keyed_by_service_reads_every_sample() {
     let r = one_small_round(&["--key", "service"]);
     assert_eq!(r["key"], "service", "{r}");
+    assert_eq!(r["services"], 2, "{r}");
+    // Many services, so that the keys reach every partition.
+    let r = one_small_round(&["--key", "service", "--services", "12"]);
+    assert_eq!(r["services"], 12, "{r}");
 }
 
 #[test]

@@ -38,7 +38,9 @@ use rdkafka::ClientConfig;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::ingest_fixture::{latency_ms, sample_batch, sample_ts, series_of, PER_MESSAGE};
+use super::ingest_fixture::{
+    latency_ms, sample_batch, sample_ts, series_of, DEFAULT_SERVICES, PER_MESSAGE,
+};
 use super::{cpu_between, median, threads_cpu, ThreadCpu};
 use vigil_core::store::{Store, StoreConfig};
 use vigil_ingest::dev::DevBroker;
@@ -91,6 +93,12 @@ pub struct IngestArgs {
     /// all go to one partition, hence one worker).
     #[arg(long, default_value = "message", value_parser = ["message", "service"])]
     key: String,
+    /// Services the messages cycle over, each with two versions. With
+    /// `--key service` a topic needs many (and partitions for them: the
+    /// mock cluster keeps about 5 MB per partition) for its messages to
+    /// reach every partition, as a topic shared by many services does.
+    #[arg(long, default_value_t = DEFAULT_SERVICES, value_parser = clap::value_parser!(u64).range(1..))]
+    services: u64,
     /// Decode workers of Vigil's consumer (`[kafka] workers`).
     #[arg(long, default_value_t = vigil_ingest::IngestConfig::new(String::new()).workers)]
     workers: usize,
@@ -111,6 +119,8 @@ struct Report {
     format: String,
     /// What the messages are keyed by (`--key`).
     key: String,
+    /// Services the messages cycle over (`--services`).
+    services: u64,
     /// Vigil's decode workers (`--workers`).
     workers: usize,
     out_of_order: bool,
@@ -210,8 +220,8 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
 }
 
 /// One message's payload and the samples it holds.
-fn message(format: Format, i: u64, out_of_order: bool) -> (Vec<u8>, u64) {
-    let (service, version) = series_of(i);
+fn message(format: Format, i: u64, out_of_order: bool, services: u64) -> (Vec<u8>, u64) {
+    let (service, version) = series_of(i, services);
     match format {
         Format::Events => {
             let mut text = String::with_capacity(100 * 90);
@@ -225,8 +235,8 @@ fn message(format: Format, i: u64, out_of_order: bool) -> (Vec<u8>, u64) {
             }
             (text.into_bytes(), 200)
         }
-        Format::OtlpSpans => (otlp_spans(service, version, i, out_of_order), 200),
-        _ => (sample_batch(i, out_of_order), PER_MESSAGE),
+        Format::OtlpSpans => (otlp_spans(&service, version, i, out_of_order), 200),
+        _ => (sample_batch(i, out_of_order, services), PER_MESSAGE),
     }
 }
 
@@ -317,6 +327,7 @@ async fn measure(args: &IngestArgs, format: Format) -> anyhow::Result<Report> {
     Ok(Report {
         format: format.to_string(),
         key: args.key.clone(),
+        services: args.services,
         workers: args.workers,
         out_of_order: args.out_of_order,
         messages: args.messages,
@@ -356,11 +367,11 @@ async fn fill(
     let mut samples = 0;
     let mut payload_bytes = 0;
     for i in 0..args.messages {
-        let (payload, n) = message(format, i, args.out_of_order);
+        let (payload, n) = message(format, i, args.out_of_order, args.services);
         samples += n;
         payload_bytes += payload.len() as u64;
         let key = if args.key == "service" {
-            series_of(i).0.to_owned()
+            series_of(i, args.services).0
         } else {
             i.to_string()
         };
