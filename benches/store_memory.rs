@@ -34,13 +34,13 @@
 //!
 //! Run: `cargo bench --bench store_memory`.
 
-#[path = "../src/bench/memory_fixture.rs"]
-mod memory_fixture;
 /// The `vigil` binary's allocator (`src/main.rs`), so that this measures
 /// what the binary does.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "../src/bench/memory_fixture.rs"]
+mod memory_fixture;
 use memory_fixture::{env_usize, measure, print, Params, DEFAULT_SERIES};
 
 fn main() {
