@@ -850,17 +850,22 @@ fn span_at(ring: &[u8], at: usize) -> Option<(usize, usize, usize)> {
     Some((at, payload, payload.saturating_add(len).min(ring.len())))
 }
 
-/// Where the last slice encoded in `bytes` (whole slices, each a header
-/// and its payload) starts; `None` for none.
-fn last_span_start(bytes: &[u8]) -> Option<usize> {
+/// Bytes from the header of the last slice encoded in `bytes` (whole
+/// slices, each a header and its payload) to their end, as
+/// [`Series::last_span`] keeps it: 0 (unknown) for none, or should the
+/// bytes not read as whole slices.
+fn last_span_of(bytes: &[u8]) -> u32 {
     let mut last = None;
     let mut at = 0;
     while at < bytes.len() {
-        let (start, _, end) = span_at(bytes, at)?;
+        let Some((start, _, end)) = span_at(bytes, at) else {
+            return 0;
+        };
         last = Some(start);
         at = end;
     }
-    last
+    last.and_then(|start| u32::try_from(bytes.len() - start).ok())
+        .unwrap_or(0)
 }
 
 /// One series' window.
@@ -1173,10 +1178,7 @@ impl Series {
         }
         self.done.extend(bytes);
         if !bytes.is_empty() {
-            // Unknown (0) should the bytes not read as whole slices.
-            self.last_span = last_span_start(bytes)
-                .and_then(|start| u32::try_from(bytes.len() - start).ok())
-                .unwrap_or(0);
+            self.last_span = last_span_of(bytes);
         }
     }
 
@@ -1362,9 +1364,7 @@ impl Series {
         let capacity = out.len().max(self.done.capacity().min(out.len() * 9 / 8));
         let mut ring = Vec::with_capacity(capacity);
         ring.extend_from_slice(out);
-        self.last_span = last_span_start(&ring)
-            .and_then(|start| u32::try_from(ring.len() - start).ok())
-            .unwrap_or(0);
+        self.last_span = last_span_of(&ring);
         self.done = VecDeque::from(ring);
     }
 
