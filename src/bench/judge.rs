@@ -2,9 +2,11 @@
 //! tick: every analysis ticks once after each new slice, beside the time
 //! to record that slice (the same data the judge then reads).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
+use vigil_server::registry::{Published, State};
 
 use super::judge_fixture::{Fixture, DEFAULT_ANALYSES, DEFAULT_GRACE_SECS, DEFAULT_WARM_SLICES};
 
@@ -42,6 +44,14 @@ struct JudgeReport {
     tick_per_analysis_us: f64,
     /// Recording the slice each tick reads, milliseconds (the baseline).
     record_slice_median_ms: f64,
+    /// After each tick, publishing every analysis's report as `vigil
+    /// serve`'s tick does (a copy of it, compared with the last one),
+    /// milliseconds.
+    publish_median_ms: f64,
+    /// Then building every published report's wire forms (proto message,
+    /// encoded GetVerdict body, JSON body), as the first reads of each
+    /// after a tick do, milliseconds.
+    wire_forms_median_ms: f64,
     goal_ms: f64,
     series: usize,
     verdicts: Verdicts,
@@ -61,6 +71,42 @@ fn median(v: &[f64]) -> f64 {
     vigil_sim::run::quantile(&s, 0.5).unwrap_or(f64::NAN)
 }
 
+/// One analysis as `vigil serve`'s registry holds it: its id, service and
+/// latest published report.
+struct Slot {
+    id: Arc<str>,
+    service: Arc<str>,
+    published: Option<Arc<Published>>,
+}
+
+/// Publishes every analysis's latest report into its slot as `vigil
+/// serve`'s tick does (`Entry::publish`: a copy of the report, compared
+/// with the last one published); returns how many were news.
+fn publish(fixture: &Fixture, slots: &mut [Slot]) -> usize {
+    let mut news = 0;
+    for (slot, (_, _, report)) in slots.iter_mut().zip(fixture.reports()) {
+        let Some(report) = report else { continue };
+        let state = if report.verdict.is_terminal() {
+            State::Decided
+        } else {
+            State::Running
+        };
+        let new = Arc::new(Published::new(
+            slot.id.clone(),
+            slot.service.clone(),
+            state,
+            report.clone(),
+        ));
+        news += usize::from(
+            slot.published
+                .as_ref()
+                .is_none_or(|old| new.differs_from(old)),
+        );
+        slot.published = Some(new);
+    }
+    news
+}
+
 /// Runs the benchmark.
 pub fn run(args: &JudgeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.analyses > 0, "--analyses must be at least 1");
@@ -78,6 +124,16 @@ pub fn run(args: &JudgeArgs) -> anyhow::Result<()> {
     let mut fixture = Fixture::new(args.analyses, args.warm_slices, args.grace_secs);
     let mut ticks = Vec::with_capacity(args.ticks);
     let mut records = Vec::with_capacity(args.ticks);
+    let mut publishes = Vec::with_capacity(args.ticks);
+    let mut wire_forms = Vec::with_capacity(args.ticks);
+    let mut slots: Vec<Slot> = fixture
+        .reports()
+        .map(|(id, service, _)| Slot {
+            id: Arc::from(id),
+            service: Arc::from(service),
+            published: None,
+        })
+        .collect();
     let mut last = [0; 4];
     for _ in 0..args.ticks {
         let start = Instant::now();
@@ -86,6 +142,17 @@ pub fn run(args: &JudgeArgs) -> anyhow::Result<()> {
         let start = Instant::now();
         last = fixture.tick_all();
         ticks.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        std::hint::black_box(publish(&fixture, &mut slots));
+        publishes.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        let bytes: usize = slots
+            .iter()
+            .filter_map(|s| s.published.as_ref())
+            .map(|p| p.encoded().len() + p.json().len())
+            .sum();
+        std::hint::black_box(bytes);
+        wire_forms.push(start.elapsed().as_secs_f64() * 1e3);
     }
     let tick_median_ms = median(&ticks);
     let report = JudgeReport {
@@ -98,6 +165,8 @@ pub fn run(args: &JudgeArgs) -> anyhow::Result<()> {
         tick_ms: ticks,
         tick_median_ms,
         record_slice_median_ms: median(&records),
+        publish_median_ms: median(&publishes),
+        wire_forms_median_ms: median(&wire_forms),
         goal_ms: 100.0,
         series: fixture.store().series_count(),
         verdicts: Verdicts {
@@ -126,6 +195,14 @@ pub fn run(args: &JudgeArgs) -> anyhow::Result<()> {
         report.tick_per_analysis_us,
         report.goal_ms,
         report.tick_median_ms / report.goal_ms
+    );
+    println!(
+        "{:<44} {:>9.1} ms",
+        "then publish every report (as vigil serve)", report.publish_median_ms
+    );
+    println!(
+        "{:<44} {:>9.1} ms",
+        "then build each one's proto and JSON bodies", report.wire_forms_median_ms
     );
     println!(
         "ticks (ms): {}",

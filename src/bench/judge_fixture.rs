@@ -27,7 +27,7 @@ use rand_distr::{Distribution, LogNormal};
 use vigil_core::store::{Store, StoreConfig};
 use vigil_core::{
     AnalysisSpec, Labels, MetricName, Observation, Sample, ServiceName, SpecFormat, Verdict,
-    Version,
+    VerdictReport, Version,
 };
 use vigil_judge::Analysis;
 
@@ -289,6 +289,14 @@ impl Fixture {
     /// The store the analyses read.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Each analysis's id, service and latest report (none before its
+    /// first tick).
+    pub fn reports(&self) -> impl Iterator<Item = (&str, &str, Option<&VerdictReport>)> + '_ {
+        self.analyses
+            .iter()
+            .map(|a| (a.id(), a.spec().service.as_str(), a.latest()))
     }
 }
 

@@ -74,7 +74,7 @@ impl Service {
         let started = Instant::now();
         self.authorize(req, Access::Read)?;
         let entry = self.entry(&req.get_ref().analysis_id)?;
-        let encoded = entry.published().encoded.clone();
+        let encoded = entry.published().encoded();
         self.get_verdict_latency
             .observe(started.elapsed().as_secs_f64());
         Ok(encoded)
@@ -296,7 +296,7 @@ impl VigilService for Service {
         let started = Instant::now();
         self.authorize(&req, Access::Read)?;
         let entry = self.entry(&req.get_ref().analysis_id)?;
-        let report = entry.published().proto.clone();
+        let report = entry.published().proto().clone();
         self.get_verdict_latency
             .observe(started.elapsed().as_secs_f64());
         Ok(Response::new(report))
@@ -340,7 +340,7 @@ impl VigilService for Service {
         let vigil = self.vigil.clone();
         tokio::spawn(async move {
             for p in current {
-                if tx.send(Ok(p.proto.clone())).await.is_err() {
+                if tx.send(Ok(p.proto().clone())).await.is_err() {
                     return;
                 }
             }
@@ -352,7 +352,7 @@ impl VigilService for Service {
                 };
                 match p {
                     Ok(p) if watched(&p, &analysis_id, &service) => {
-                        if tx.send(Ok(p.proto.clone())).await.is_err() {
+                        if tx.send(Ok(p.proto().clone())).await.is_err() {
                             return;
                         }
                     }
@@ -367,7 +367,7 @@ impl VigilService for Service {
                             .filter(|p| watched(p, &analysis_id, &service))
                             .collect();
                         for p in now {
-                            if tx.send(Ok(p.proto.clone())).await.is_err() {
+                            if tx.send(Ok(p.proto().clone())).await.is_err() {
                                 return;
                             }
                         }

@@ -102,7 +102,7 @@ pub fn analysis_json(e: &Entry) -> Value {
         "state": p.state,
         "created_at": e.created_at,
         "spec": e.spec,
-        "verdict": serde_json::from_slice::<Value>(&p.json).unwrap_or(Value::Null),
+        "verdict": serde_json::from_slice::<Value>(&p.json()).unwrap_or(Value::Null),
     })
 }
 
@@ -288,7 +288,7 @@ async fn verdict(
         .analyses
         .get(&id)
         .ok_or_else(|| ApiError::not_found(&id))?;
-    Ok(json_bytes(StatusCode::OK, e.published().json.clone()))
+    Ok(json_bytes(StatusCode::OK, e.published().json()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,7 +324,7 @@ async fn service_verdict(
             },
         )
     })?;
-    Ok(json_bytes(StatusCode::OK, e.published().json.clone()))
+    Ok(json_bytes(StatusCode::OK, e.published().json()))
 }
 
 /// Decodes a JSON lines body (the `vigil replay` format) and records it.

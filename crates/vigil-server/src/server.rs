@@ -481,7 +481,7 @@ mod tests {
         let samples = api_fixture::service_samples(&service, t0).unwrap();
         assert_eq!(vigil.ingest.record("test", &samples).rejected, 0);
         vigil.tick(&mut crate::core::TickState::default());
-        let size = vigil.analyses.get(&id).unwrap().published().encoded.len();
+        let size = vigil.analyses.get(&id).unwrap().published().encoded().len();
         let (client_io, server_io) = tokio::io::duplex(1 << 16);
         let writes = Arc::new(AtomicUsize::new(0));
         let counting = Counting {

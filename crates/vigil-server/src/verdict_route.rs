@@ -232,6 +232,6 @@ mod tests {
         // The answer is the published verdict, framed.
         let (_, _, body) = call(&mut ours, Some("s3cret"), &frame(&id)).await;
         let published = vigil.analyses.get(&id).unwrap().published();
-        assert_eq!(&body[5..], &published.encoded[..]);
+        assert_eq!(&body[5..], &published.encoded()[..]);
     }
 }
