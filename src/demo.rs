@@ -161,7 +161,7 @@ async fn demo(args: &DemoArgs, scenarios: Vec<Scenario>) -> anyhow::Result<()> {
     let mut last_print = started;
     let mut drawn = 0usize;
     let outcome = loop {
-        let reports: Vec<VerdictReport> = services
+        let reports: Vec<Arc<VerdictReport>> = services
             .iter()
             .map(|s| s.entry.published().report.clone())
             .collect();

@@ -421,11 +421,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         analysis.latest().cloned()
     } else {
         let end = stats.stream_end.unwrap_or(0.0);
-        Some(
-            analysis
-                .tick(&store, ((end / slice).floor() + 1.0) * slice)
-                .clone(),
-        )
+        Some(vigil_core::VerdictReport::clone(
+            analysis.tick(&store, ((end / slice).floor() + 1.0) * slice),
+        ))
     };
     let Some(last) = final_report else {
         bail!("the replay produced no verdict")

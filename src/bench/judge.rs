@@ -95,7 +95,7 @@ fn publish(fixture: &Fixture, slots: &mut [Slot]) -> usize {
             slot.id.clone(),
             slot.service.clone(),
             state,
-            report.clone(),
+            Arc::clone(report),
         ));
         news += usize::from(
             slot.published

@@ -20,6 +20,7 @@
 #![allow(dead_code)]
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -293,10 +294,10 @@ impl Fixture {
 
     /// Each analysis's id, service and latest report (none before its
     /// first tick).
-    pub fn reports(&self) -> impl Iterator<Item = (&str, &str, Option<&VerdictReport>)> + '_ {
+    pub fn reports(&self) -> impl Iterator<Item = (&str, &str, Option<&Arc<VerdictReport>>)> + '_ {
         self.analyses
             .iter()
-            .map(|a| (a.id(), a.spec().service.as_str(), a.latest()))
+            .map(|a| (a.id(), a.spec().service.as_str(), a.latest_shared()))
     }
 }
 

@@ -1,6 +1,7 @@
 //! An analysis: one spec, the evidence gathered so far, the verdict.
 
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
 use vigil_core::store::{SeriesReader, Slice, SliceData, Store};
 use vigil_core::{
@@ -45,8 +46,9 @@ pub struct Analysis {
     /// kept: it changes only when a track is added.
     weights: Vec<f64>,
     overall: Evidence,
-    latest: Option<VerdictReport>,
-    decided: Option<VerdictReport>,
+    /// Shared with whoever keeps it (the server publishes it each tick).
+    latest: Option<Arc<VerdictReport>>,
+    decided: Option<Arc<VerdictReport>>,
     timeline: Vec<TimelineEntry>,
     /// Whether ticks stop at the first terminal verdict (the default).
     stop_at_terminal: bool,
@@ -131,11 +133,16 @@ impl Analysis {
 
     /// The terminal verdict, once reached.
     pub fn decided(&self) -> Option<&VerdictReport> {
-        self.decided.as_ref()
+        self.decided.as_deref()
     }
 
     /// The latest verdict.
     pub fn latest(&self) -> Option<&VerdictReport> {
+        self.latest.as_deref()
+    }
+
+    /// The latest verdict, shared (as [`Analysis::tick`] returns it).
+    pub fn latest_shared(&self) -> Option<&Arc<VerdictReport>> {
         self.latest.as_ref()
     }
 
@@ -167,22 +174,24 @@ impl Analysis {
 
     /// Brings the analysis up to stream time `now`: feeds every slice that
     /// completed since the last tick, and returns the verdict (the same as
-    /// [`Analysis::latest`] then; a caller that keeps it clones it). A
-    /// terminal verdict (ROLLBACK, PROMOTE, INCONCLUSIVE) stays once
-    /// reached.
-    pub fn tick(&mut self, store: &Store, now: Timestamp) -> &VerdictReport {
+    /// [`Analysis::latest`] then), shared: a caller that keeps it clones
+    /// the `Arc`, not the report's strings. A terminal verdict (ROLLBACK,
+    /// PROMOTE, INCONCLUSIVE) stays once reached.
+    pub fn tick(&mut self, store: &Store, now: Timestamp) -> &Arc<VerdictReport> {
         // Once decided, the latest report is the decision.
         if !(self.stop_at_terminal && self.decided.is_some()) {
             self.advance(store, now);
         }
         // Always set by `advance` (and before a decision): not reached.
-        self.latest.get_or_insert_with(|| VerdictReport {
-            verdict: Verdict::Continue,
-            reason: "no verdict yet; keep watching".to_owned(),
-            metrics: Vec::new(),
-            worst_dimension: None,
-            decided_at: None,
-            evaluated_at: now,
+        self.latest.get_or_insert_with(|| {
+            Arc::new(VerdictReport {
+                verdict: Verdict::Continue,
+                reason: "no verdict yet; keep watching".to_owned(),
+                metrics: Vec::new(),
+                worst_dimension: None,
+                decided_at: None,
+                evaluated_at: now,
+            })
         })
     }
 
@@ -245,8 +254,9 @@ impl Analysis {
                 reason: report.reason.clone(),
             });
         }
+        let report = Arc::new(report);
         if report.verdict.is_terminal() && self.decided.is_none() {
-            self.decided = Some(report.clone());
+            self.decided = Some(Arc::clone(&report));
         }
         self.latest = Some(report);
     }

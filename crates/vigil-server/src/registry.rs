@@ -91,8 +91,8 @@ pub struct Published {
     pub service: Arc<str>,
     /// Its state when published.
     pub state: State,
-    /// The report.
-    pub report: VerdictReport,
+    /// The report (shared with the analysis that made it).
+    pub report: Arc<VerdictReport>,
     proto: OnceLock<v1::VerdictReport>,
     encoded: OnceLock<Bytes>,
     json: OnceLock<Bytes>,
@@ -101,7 +101,7 @@ pub struct Published {
 impl Published {
     /// `report` of analysis `id` (of `service`) in `state`; its wire forms
     /// are built when first read.
-    pub fn new(id: Arc<str>, service: Arc<str>, state: State, report: VerdictReport) -> Self {
+    pub fn new(id: Arc<str>, service: Arc<str>, state: State, report: Arc<VerdictReport>) -> Self {
         Self {
             id,
             service,
@@ -192,7 +192,7 @@ impl Entry {
     }
 
     /// Publishes a new report; returns it when it is news to watchers.
-    pub(crate) fn publish(&self, report: VerdictReport) -> Option<Arc<Published>> {
+    pub(crate) fn publish(&self, report: Arc<VerdictReport>) -> Option<Arc<Published>> {
         if self.is_cancelled() {
             return None;
         }
@@ -314,7 +314,7 @@ impl Registry {
                 id.clone(),
                 Arc::from(spec.service.as_str()),
                 State::Running,
-                waiting_report(),
+                Arc::new(waiting_report()),
             )),
             spec,
             ticked: AtomicBool::new(false),
@@ -383,9 +383,10 @@ impl Registry {
             return Some((entry, None));
         }
         let old = entry.published();
-        let mut report = old.report.clone();
+        let mut report = Arc::clone(&old.report);
         if !report.verdict.is_terminal() {
-            report.reason = format!("cancelled: {}", report.reason);
+            let cancelled = Arc::make_mut(&mut report);
+            cancelled.reason = format!("cancelled: {}", cancelled.reason);
         }
         let new = Arc::new(Published::new(
             entry.id.clone(),
@@ -463,7 +464,12 @@ mod tests {
             decided_at: Some(1_700_000_100.0),
             evaluated_at: 1_700_000_100.0,
         };
-        let p = Published::new("a1".into(), "checkout".into(), State::Decided, report);
+        let p = Published::new(
+            "a1".into(),
+            "checkout".into(),
+            State::Decided,
+            Arc::new(report),
+        );
         let decoded = <v1::VerdictReport as prost::Message>::decode(p.encoded()).unwrap();
         assert_eq!(&decoded, p.proto());
         assert_eq!(decoded.analysis_id, "a1");

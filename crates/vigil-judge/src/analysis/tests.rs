@@ -88,7 +88,7 @@ fn run(scenario: &Scenario, spec: AnalysisSpec, seed: u64) -> (VerdictReport, f6
             })
             .unwrap();
         if t >= next_tick {
-            let report = analysis.tick(&store, T0 + t).clone();
+            let report = VerdictReport::clone(analysis.tick(&store, T0 + t));
             next_tick += 10.0;
             if report.verdict.is_terminal() {
                 return (report, t);
@@ -97,7 +97,7 @@ fn run(scenario: &Scenario, spec: AnalysisSpec, seed: u64) -> (VerdictReport, f6
         }
     }
     (
-        last.unwrap_or_else(|| analysis.tick(&store, T0 + t).clone()),
+        last.unwrap_or_else(|| VerdictReport::clone(analysis.tick(&store, T0 + t))),
         t,
     )
 }
