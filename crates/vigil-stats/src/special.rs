@@ -2,8 +2,32 @@
 //! the regularized incomplete beta function.
 
 /// ln Gamma(x) for x > 0.
+///
+/// From 8 to 2^58 this is `libm::lgamma`'s own formula (musl's: Stirling's
+/// series with its minimax coefficients) with the platform's `ln` in place
+/// of libm's software `log`, which took half of each call: the judge's
+/// quantile bands evaluate a few dozen per analysis and tick (about 4% of
+/// a tick). The two agree to within a few ulps (tested); elsewhere it is
+/// `libm::lgamma`.
 pub fn ln_gamma(x: f64) -> f64 {
-    libm::lgamma(x)
+    // musl's constants, by their bits.
+    const W0: f64 = f64::from_bits(0x3FDA_CFE3_90C9_7D69);
+    const W1: f64 = f64::from_bits(0x3FB5_5555_5555_553B);
+    const W2: f64 = f64::from_bits(0xBF66_C16C_16B0_2E5C);
+    const W3: f64 = f64::from_bits(0x3F4A_019F_98CF_38B6);
+    const W4: f64 = f64::from_bits(0xBF43_80CB_8C0F_E741);
+    const W5: f64 = f64::from_bits(0x3F4B_67BA_4CDA_D5D1);
+    const W6: f64 = f64::from_bits(0xBF5A_B89D_0B9E_43E4);
+    // 2^58
+    const STIRLING_END: f64 = 288_230_376_151_711_744.0;
+    if (8.0..STIRLING_END).contains(&x) {
+        let z = 1.0 / x;
+        let y = z * z;
+        let w = W0 + z * (W1 + y * (W2 + y * (W3 + y * (W4 + y * (W5 + y * W6)))));
+        (x - 0.5) * (x.ln() - 1.0) + w
+    } else {
+        libm::lgamma(x)
+    }
 }
 
 /// ln B(a, b) = ln Gamma(a) + ln Gamma(b) - ln Gamma(a + b).
@@ -91,6 +115,30 @@ fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ln_gamma_agrees_with_libm() {
+        // Every argument the judge's bands and counts tests take is a
+        // prior (1 to 100) plus a count; sweep those, the switch at 8 and
+        // large values, on a grid with fractional parts.
+        let mut x = 0.01;
+        let mut worst = 0.0f64;
+        while x < 1e12 {
+            let (ours, theirs) = (ln_gamma(x), libm::lgamma(x));
+            let scale = theirs.abs().max(1.0);
+            worst = worst.max((ours - theirs).abs() / scale);
+            x *= 1.000_37;
+            x += 0.013;
+        }
+        assert!(
+            worst <= 4.0 * f64::EPSILON,
+            "worst relative difference {worst:e}"
+        );
+        // Known values: ln Gamma(8) = ln 5040, ln Gamma(100) (scipy.special.gammaln).
+        assert!((ln_gamma(8.0) - 5040f64.ln()).abs() < 1e-14);
+        assert!((ln_gamma(100.0) - 359.134_205_369_575_4).abs() < 1e-12);
+        assert!((ln_gamma(1e300) - libm::lgamma(1e300)).abs() == 0.0);
+    }
 
     #[test]
     fn incomplete_beta_known_values() {
