@@ -10,7 +10,7 @@ use vigil_core::{
 };
 use vigil_stats::mann_whitney::{mann_whitney, Alternative};
 use vigil_stats::sequential::counts::{ErrorRateTest, ShareAlternative};
-use vigil_stats::sequential::cumulative::CumulativeHistogram;
+use vigil_stats::sequential::cumulative::{quantiles_of_runs, CumulativeHistogram};
 use vigil_stats::sequential::proportion::proportion_cs;
 use vigil_stats::sequential::quantile::{
     self, FixedQuantileRanks, QuantileBands, QuantileComparison, QuantileDecision, ShiftRule,
@@ -65,68 +65,6 @@ impl Cumulative {
                 *errors += e;
             }
             _ => {}
-        }
-    }
-
-    /// Empty, of the same kind and bucket resolution.
-    fn emptied(&self) -> Self {
-        match self {
-            Cumulative::Distribution(h) => {
-                Cumulative::Distribution(CumulativeHistogram::coarser(h.coarsen_bits()))
-            }
-            Cumulative::Counts { .. } => Cumulative::Counts {
-                requests: 0,
-                errors: 0,
-            },
-        }
-    }
-
-    /// Adds what a slice added to the recent view.
-    fn add_part(&mut self, (part, pieces): ArmPart<'_>) {
-        match (self, part) {
-            (Cumulative::Distribution(h), RecentPart::Pairs(_)) => {
-                for pairs in pieces {
-                    h.add_pairs(pairs);
-                }
-            }
-            (
-                Cumulative::Counts { requests, errors },
-                RecentPart::Counts {
-                    requests: r,
-                    errors: e,
-                },
-            ) => {
-                *requests += r;
-                *errors += e;
-            }
-            _ => {}
-        }
-    }
-
-    /// Takes out what a slice added to the recent view; false if it is not
-    /// there. Then nothing changed, unless a distribution's second piece
-    /// failed after its first came out; the caller rebuilds the sums
-    /// either way.
-    fn remove_part(&mut self, (part, pieces): ArmPart<'_>) -> bool {
-        match (self, part) {
-            (Cumulative::Distribution(h), RecentPart::Pairs(_)) => {
-                pieces.iter().all(|pairs| h.subtract_pairs(pairs).is_ok())
-            }
-            (
-                Cumulative::Counts { requests, errors },
-                RecentPart::Counts {
-                    requests: r,
-                    errors: e,
-                },
-            ) => {
-                if *requests < r || *errors < e {
-                    return false;
-                }
-                *requests -= r;
-                *errors -= e;
-                true
-            }
-            _ => true,
         }
     }
 
@@ -278,7 +216,7 @@ impl Recent {
     }
 
     /// Each slice's parts with their pairs, oldest first.
-    fn iter(&self) -> impl Iterator<Item = [ArmPart<'_>; 2]> + '_ {
+    fn iter(&self) -> impl Iterator<Item = [ArmPart<'_>; 2]> + Clone + '_ {
         let mut at = 0;
         self.slices.iter().map(move |&(c, b)| {
             let (nc, nb) = (pairs_of(c), pairs_of(b));
@@ -286,11 +224,6 @@ impl Recent {
             at += nc + nb;
             parts
         })
-    }
-
-    /// The oldest slice's parts with their pairs.
-    fn front(&self) -> Option<[ArmPart<'_>; 2]> {
-        self.iter().next()
     }
 
     /// Drops the oldest slice.
@@ -322,6 +255,15 @@ struct Bands {
     fresh: bool,
 }
 
+/// Working room of [`Track::recent_quantiles`]: the dense coarse counts,
+/// and each arm's quantiles.
+#[derive(Debug, Default)]
+struct ViewScratch {
+    dense: Vec<u64>,
+    canary: Vec<Option<u64>>,
+    baseline: Vec<Option<u64>>,
+}
+
 /// Evidence kept for one track.
 #[derive(Debug, Clone)]
 pub(crate) struct Track {
@@ -346,12 +288,12 @@ pub(crate) struct Track {
     /// the error rate.
     tolerance_text: String,
     names: Vec<String>,
-    /// The latest slices of each arm, for the recent view.
+    /// The latest slices of each arm, for the recent view (read from them
+    /// when assessed: summing them into a histogram per arm, adding each
+    /// slice and taking out the one that leaves, was a fifth of a tick).
     recent: Recent,
-    /// Those slices summed, per arm: each fed slice is added, the one that
-    /// leaves `recent` subtracted.
-    recent_canary: Cumulative,
-    recent_baseline: Cumulative,
+    /// Bits of the store's bucket index the arms merge.
+    coarsen: u32,
     /// Warm-started boundaries of the SLO bound (SLO mode, distributions).
     slo_ranks: Option<FixedQuantileRanks>,
     /// The assessment of the data fed so far (a function of the track's
@@ -461,8 +403,7 @@ impl Track {
                 vec![error_rate_name(spec)]
             },
             recent: Recent::default(),
-            recent_canary: Cumulative::new(spec.kind, coarsen),
-            recent_baseline: Cumulative::new(spec.kind, coarsen),
+            coarsen,
             slo_ranks: None,
             assessed: None,
         })
@@ -478,14 +419,12 @@ impl Track {
         self.assessed = None;
         if let Some(c) = &canary {
             self.canary.add(c);
-            self.recent_canary.add(c);
             if let Some(p) = self.keep_points.then(|| point(spec, c)).flatten() {
                 self.points.canary.push(p);
             }
         }
         if let Some(b) = &baseline {
             self.baseline.add(b);
-            self.recent_baseline.add(b);
             if let Some(p) = self.keep_points.then(|| point(spec, b)).flatten() {
                 self.points.baseline.push(p);
             }
@@ -547,28 +486,7 @@ impl Track {
         self.evidence.set(e.max(f64::MIN_POSITIVE).ln());
         self.recent.push(canary.as_ref(), baseline.as_ref());
         if self.recent.len() > RECENT_SLICES {
-            self.expire();
-        }
-    }
-
-    /// Takes the oldest slice of the recent view out of its sums.
-    fn expire(&mut self) {
-        let Some([c, b]) = self.recent.front() else {
-            return;
-        };
-        let removed = self.recent_canary.remove_part(c) && self.recent_baseline.remove_part(b);
-        self.recent.pop_front();
-        if !removed {
-            // Not reachable (every slice in `recent` was added to the sums),
-            // but the sums must stay true: rebuild them.
-            let mut canary = self.recent_canary.emptied();
-            let mut baseline = self.recent_baseline.emptied();
-            for [c, b] in self.recent.iter() {
-                canary.add_part(c);
-                baseline.add_part(b);
-            }
-            self.recent_canary = canary;
-            self.recent_baseline = baseline;
+            self.recent.pop_front();
         }
     }
 
@@ -600,20 +518,17 @@ impl Track {
         &bands.latest
     }
 
-    /// Reads the memory feeding a slice adds to or takes from: the arms'
-    /// counters (the bands' own too, once they have them) and the slice
-    /// about to leave the recent view; and what the tick reads or frees
-    /// after: the sequential tests' state and the last assessment's
-    /// strings. Returns a value made of it (for `std::hint::black_box`).
+    /// Reads the memory feeding a slice adds to: the arms' counters (the
+    /// bands' own too, once they have them); and what the tick reads or
+    /// frees after: the recent view's slices, the sequential tests' state
+    /// and the last assessment's strings. Returns a value made of it (for
+    /// `std::hint::black_box`).
     pub fn touch(&self) -> u64 {
         let arm = |c: &Cumulative| match c {
             Cumulative::Distribution(h) => h.touch(),
             Cumulative::Counts { requests, .. } => *requests,
         };
-        let mut acc = arm(&self.canary)
-            ^ arm(&self.baseline)
-            ^ arm(&self.recent_canary)
-            ^ arm(&self.recent_baseline);
+        let mut acc = arm(&self.canary) ^ arm(&self.baseline);
         if let Some(bands) = &self.bands {
             acc ^= bands.bounds.touch();
             if let Some((c, b)) = &bands.paired {
@@ -629,11 +544,11 @@ impl Track {
         if let Some(a) = &self.assessed {
             acc ^= touch_result(&a.result);
         }
-        if let Some(parts) = self.recent.front() {
-            for pairs in parts.iter().flat_map(|(_, pieces)| pieces) {
-                for &(i, n) in pairs.iter().step_by(8) {
-                    acc ^= u64::from(i) ^ u64::from(n);
-                }
+        let (front, back) = self.recent.pairs.as_slices();
+        for pairs in [front, back] {
+            // One pair per cache line.
+            for &(i, n) in pairs.iter().step_by(8) {
+                acc ^= u64::from(i) ^ u64::from(n);
             }
         }
         acc
@@ -743,15 +658,54 @@ impl Track {
             .filter(|&(rc, rb)| rates_beyond(spec, rc, rb))
     }
 
-    /// The last minute of each arm, when both have enough samples in it:
-    /// what a person wants to hear about "how much worse" once a regression
-    /// started mid-analysis. Falls back to everything since the start.
-    fn view(&self) -> (&Cumulative, &Cumulative) {
-        let (c, b) = (&self.recent_canary, &self.recent_baseline);
-        if c.n() >= RECENT_MIN_SAMPLES && b.n() >= RECENT_MIN_SAMPLES {
-            (c, b)
-        } else {
-            (&self.canary, &self.baseline)
+    /// The requests and errors of each arm (canary, baseline) in the
+    /// recent view.
+    fn recent_counts(&self) -> [(u64, u64); 2] {
+        let mut sum = [(0u64, 0u64); 2];
+        for (c, b) in &self.recent.slices {
+            for (at, part) in [(0, c), (1, b)] {
+                if let RecentPart::Counts { requests, errors } = part {
+                    sum[at].0 = sum[at].0.saturating_add(*requests);
+                    sum[at].1 = sum[at].1.saturating_add(*errors);
+                }
+            }
+        }
+        sum
+    }
+
+    /// Distributions: the quantiles `qs` of each arm (canary, baseline) in
+    /// the recent view, as the arms' coarse buckets read them, when both
+    /// arms have [`RECENT_MIN_SAMPLES`] there: what a person wants to hear
+    /// about "how much worse" once a regression started mid-analysis.
+    fn recent_quantiles(&self, qs: &[f64]) -> Option<Vec<(Option<u64>, Option<u64>)>> {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<ViewScratch> = std::cell::RefCell::default();
+        }
+        let read = |scratch: &mut ViewScratch| {
+            let ViewScratch {
+                dense,
+                canary,
+                baseline,
+            } = scratch;
+            let arm = |k: usize| self.recent.iter().flat_map(move |parts| parts[k].1);
+            let n_c = quantiles_of_runs(self.coarsen, arm(0), qs, dense, canary);
+            if n_c < RECENT_MIN_SAMPLES {
+                return None;
+            }
+            let n_b = quantiles_of_runs(self.coarsen, arm(1), qs, dense, baseline);
+            (n_b >= RECENT_MIN_SAMPLES).then(|| {
+                canary
+                    .iter()
+                    .copied()
+                    .zip(baseline.iter().copied())
+                    .collect()
+            })
+        };
+        // The thread's scratch; a fresh one if it is taken (not reachable)
+        // or gone (the thread is ending).
+        match SCRATCH.try_with(|cell| cell.try_borrow_mut().ok().map(|mut s| read(&mut s))) {
+            Ok(Some(view)) => view,
+            _ => read(&mut ViewScratch::default()),
         }
     }
 
@@ -770,15 +724,19 @@ impl Track {
         else {
             return pending(r);
         };
-        let (view_c, view_b) = self.view();
-        let (Some(c), Some(b)) = (view_c.histogram(), view_b.histogram()) else {
-            return pending(r);
-        };
+        // The last minute's quantiles, when both arms have enough samples
+        // in it; else everything since the start.
+        let view = self.recent_quantiles(&spec.quantiles).unwrap_or_else(|| {
+            spec.quantiles
+                .iter()
+                .map(|&q| (c_all.quantile(q), b_all.quantile(q)))
+                .collect()
+        });
         // The quantile whose change is worst in the bad direction.
         // (badness, q, canary, baseline, index of q in the spec)
         let mut worst: Option<(f64, f64, f64, f64, usize)> = None;
-        for (k, &q) in spec.quantiles.iter().enumerate() {
-            let (Some(cq), Some(bq)) = (c.quantile(q), b.quantile(q)) else {
+        for (k, (&q, &quantiles)) in spec.quantiles.iter().zip(&view).enumerate() {
+            let (Some(cq), Some(bq)) = quantiles else {
                 continue;
             };
             let (cq, bq) = (
@@ -881,9 +839,16 @@ impl Track {
         }
         let beyond_at = |rc: f64, rb: f64| rates_beyond(spec, rc, rb);
         let (all_c, all_b) = (ec as f64 / nc as f64, eb as f64 / nb as f64);
-        let (view_c, view_b) = self.view();
-        let rate = |x: &Cumulative| {
-            let (n, e) = x.counts();
+        // The last minute's rates, when both arms have enough requests in
+        // it; else everything since the start.
+        let [recent_c, recent_b] = self.recent_counts();
+        let (view_c, view_b) =
+            if recent_c.0 >= RECENT_MIN_SAMPLES && recent_b.0 >= RECENT_MIN_SAMPLES {
+                (recent_c, recent_b)
+            } else {
+                ((nc, ec), (nb, eb))
+            };
+        let rate = |(n, e): (u64, u64)| {
             if n == 0 {
                 0.0
             } else {
@@ -1300,8 +1265,8 @@ mod tests {
     #[test]
     fn the_recent_view_is_the_sum_of_the_last_slices() {
         // Distributions and counters, with arms missing now and then: the
-        // recent sums are always those of the last RECENT_SLICES slices
-        // fed, and the ring holds exactly their pairs.
+        // recent view always reads as the sum of the last RECENT_SLICES
+        // slices fed, and the ring holds exactly their pairs.
         for metric in [
             "{name: latency, kind: latency, quantiles: [0.5, 0.99]}",
             "{name: errors, kind: error_rate}",
@@ -1338,13 +1303,23 @@ mod tests {
                     c.iter().for_each(|c| canary.add(c));
                     b.iter().for_each(|b| baseline.add(b));
                 }
-                for (got, want) in [
-                    (&track.recent_canary, &canary),
-                    (&track.recent_baseline, &baseline),
-                ] {
-                    assert_eq!(got.n(), want.n(), "{metric} slice {i}");
-                    assert_eq!(got.counts(), want.counts(), "{metric} slice {i}");
-                    assert_eq!(got.histogram(), want.histogram(), "{metric} slice {i}");
+                if let (Some(c), Some(b)) = (canary.histogram(), baseline.histogram()) {
+                    // Read as the coarse arms holding those slices read.
+                    let enough = c.len() >= RECENT_MIN_SAMPLES && b.len() >= RECENT_MIN_SAMPLES;
+                    let qs = [0.0, 0.01, 0.5, 0.9, 0.99, 1.0];
+                    let want = enough.then(|| {
+                        qs.iter()
+                            .map(|&q| (c.quantile(q), b.quantile(q)))
+                            .collect::<Vec<_>>()
+                    });
+                    assert_eq!(track.recent_quantiles(&qs), want, "{metric} slice {i}");
+                    assert!(want.is_some() || i < 2, "{metric} slice {i}");
+                } else {
+                    assert_eq!(
+                        track.recent_counts(),
+                        [canary.counts(), baseline.counts()],
+                        "{metric} slice {i}"
+                    );
                 }
                 let held: usize = last
                     .iter()

@@ -502,6 +502,91 @@ impl BucketCounts for CumulativeHistogram {
     }
 }
 
+/// The quantiles of samples given as runs of (shared-layout bucket index,
+/// count) pairs, each run in increasing index order (runs may overlap, as
+/// the slices of a rolling window do), exactly as a
+/// [`CumulativeHistogram::coarser`]`(bits)` holding them reads them with
+/// [`BucketCounts::quantile`]: for a few look-ups over a few slices, this
+/// sums the runs into a dense, reused array of coarse buckets instead of
+/// keeping a histogram that every slice is added to and taken from.
+///
+/// Writes one value per entry of `qs` into `out` (`None` when there is no
+/// sample) and returns the number of samples. `scratch` is working room,
+/// left all zero (it grows to the coarse span of the samples: 8 bytes per
+/// bucket, 128 buckets per octave at 3 bits).
+pub fn quantiles_of_runs<'a>(
+    bits: u32,
+    runs: impl Iterator<Item = &'a [(u32, u32)]> + Clone,
+    qs: &[f64],
+    scratch: &mut Vec<u64>,
+    out: &mut Vec<Option<u64>>,
+) -> u64 {
+    let coarsen = bits.min(MAX_COARSEN_BITS);
+    out.clear();
+    // Each run is sorted, so its ends bound its coarse span.
+    let span = runs
+        .clone()
+        .filter_map(|run| Some((run.first()?.0, run.last()?.0)))
+        .fold(None, |acc: Option<(u32, u32)>, (lo, hi)| {
+            let (lo, hi) = (own_index(coarsen, lo), own_index(coarsen, hi));
+            Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))))
+        });
+    let Some((lo, hi)) = span else {
+        out.resize(qs.len(), None);
+        return 0;
+    };
+    let width = (hi - lo) as usize + 1;
+    scratch.clear();
+    scratch.resize(width, 0);
+    let mut n = 0u64;
+    for run in runs {
+        for &(idx, count) in run {
+            let at = (own_index(coarsen, idx) - lo) as usize;
+            if let Some(slot) = scratch.get_mut(at) {
+                *slot = slot.saturating_add(u64::from(count));
+                n = n.saturating_add(u64::from(count));
+            }
+        }
+    }
+    let shape = CumulativeHistogram::coarser(coarsen);
+    for &q in qs {
+        if n == 0 {
+            out.push(None);
+            continue;
+        }
+        let q = if q.is_nan() { 0.5 } else { q.clamp(0.0, 1.0) };
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        // The bucket where the count from below first reaches `rank`,
+        // walked from the nearer end.
+        let at = if rank <= n / 2 {
+            let mut seen = 0u64;
+            scratch.iter().position(|&c| {
+                seen += c;
+                seen >= rank
+            })
+        } else {
+            // From above: the bucket holding the (n - rank + 1)-th largest.
+            let from_top = n - rank + 1;
+            let mut seen = 0u64;
+            scratch.iter().rposition(|&c| {
+                seen += c;
+                seen >= from_top
+            })
+        };
+        out.push(at.map(|at| {
+            let (first, last) = shape.shared_range(lo + at as u32);
+            Bucket {
+                low: bucket_low(first),
+                high: bucket_high(last),
+                count: 0,
+            }
+            .value()
+        }));
+    }
+    scratch.iter_mut().for_each(|c| *c = 0);
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,6 +607,42 @@ mod tests {
             h.record(v);
         }
         h
+    }
+
+    proptest::proptest! {
+        /// The quantiles of runs read as those of a coarse histogram
+        /// holding the same samples.
+        #[test]
+        fn quantiles_of_runs_read_as_the_histogram_does(
+            bits in 0u32..6,
+            runs in proptest::collection::vec(
+                proptest::collection::vec((0u64..5_000_000, 1u32..4), 0..40),
+                0..7,
+            ),
+            qs in proptest::collection::vec(proptest::prop_oneof![0.0..=1.0f64, proptest::strategy::Just(0.5), proptest::strategy::Just(0.99), proptest::strategy::Just(1.0)], 1..5),
+        ) {
+            let mut hist = CumulativeHistogram::coarser(bits);
+            let runs: Vec<Vec<(u32, u32)>> = runs
+                .iter()
+                .map(|run| {
+                    let mut h = SparseHistogram::new();
+                    for &(v, c) in run {
+                        h.record_n(v, u64::from(c));
+                    }
+                    hist.add(&h);
+                    h.index_counts()
+                        .iter()
+                        .map(|&(i, c)| (i, u32::try_from(c).unwrap()))
+                        .collect()
+                })
+                .collect();
+            let (mut scratch, mut out) = (Vec::new(), Vec::new());
+            let n = quantiles_of_runs(bits, runs.iter().map(Vec::as_slice), &qs, &mut scratch, &mut out);
+            proptest::prop_assert_eq!(n, BucketCounts::len(&hist));
+            let expected: Vec<Option<u64>> = qs.iter().map(|&q| hist.quantile(q)).collect();
+            proptest::prop_assert_eq!(out, expected);
+            proptest::prop_assert!(scratch.iter().all(|&c| c == 0));
+        }
     }
 
     #[test]
