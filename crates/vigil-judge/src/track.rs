@@ -92,16 +92,16 @@ impl Cumulative {
 }
 
 /// Bits of the store's bucket index merged in the sequential method's
-/// cumulative and recent arms: 128 buckets per octave, each at most 0.78%
-/// wide, instead of the store's 1,024. What the sequential method reads
-/// from these arms are confidence bounds on quantiles, taken at a bucket's
-/// low (lower bounds) or high (upper bounds), so they stay valid and widen
-/// by at most a bucket; and the point estimates in reasons, which move by
-/// at most half a bucket. Its rollback evidence (the rank tests) reads the
-/// store's slices at full resolution. A tick adds each sample of a slice
-/// to two arms and takes it out of one; at the store's resolution nearly
-/// every sample touches a counter (a cache line) of its own, and that was
-/// about 40% of a tick (docs/BENCHMARKS.md). The fixed-horizon and Kayenta
+/// cumulative arms and recent view: 128 buckets per octave, each at most
+/// 0.78% wide, instead of the store's 1,024. What the sequential method
+/// reads from these are confidence bounds on quantiles, taken at a
+/// bucket's low (lower bounds) or high (upper bounds), so they stay valid
+/// and widen by at most a bucket; and the point estimates in reasons,
+/// which move by at most half a bucket. Its rollback evidence (the rank
+/// tests) reads the store's slices at full resolution. A tick adds each
+/// sample of a slice to an arm; at the store's resolution nearly every
+/// sample touches a counter (a cache line) of its own, and that was about
+/// 40% of a tick (docs/BENCHMARKS.md). The fixed-horizon and Kayenta
 /// methods keep the store's resolution: their Mann-Whitney and
 /// Hodges-Lehmann read the whole arms and would see the merged buckets as
 /// ties.
