@@ -45,8 +45,8 @@ struct JudgeReport {
     /// Recording the slice each tick reads, milliseconds (the baseline).
     record_slice_median_ms: f64,
     /// After each tick, publishing every analysis's report as `vigil
-    /// serve`'s tick does (a copy of it, compared with the last one),
-    /// milliseconds.
+    /// serve`'s tick does (a new `Published` sharing it, compared with the
+    /// last one), milliseconds.
     publish_median_ms: f64,
     /// Then building every published report's wire forms (proto message,
     /// encoded GetVerdict body, JSON body), as the first reads of each
@@ -80,8 +80,9 @@ struct Slot {
 }
 
 /// Publishes every analysis's latest report into its slot as `vigil
-/// serve`'s tick does (`Entry::publish`: a copy of the report, compared
-/// with the last one published); returns how many were news.
+/// serve`'s tick does (`Entry::publish`: a new `Published` sharing the
+/// report, compared with the last one published); returns how many were
+/// news.
 fn publish(fixture: &Fixture, slots: &mut [Slot]) -> usize {
     let mut news = 0;
     for (slot, (_, _, report)) in slots.iter_mut().zip(fixture.reports()) {

@@ -3,9 +3,10 @@
 //!
 //! Each entry holds its `Analysis` behind a mutex that only the judge
 //! ticker takes, and an `ArcSwap` of the latest [`Published`] verdict
-//! (the core report, its proto form, that form encoded and its HTTP JSON
-//! body, all computed once per change). A verdict read loads that pointer: it never waits on
-//! a judge tick or on ingest.
+//! (the core report, shared with the analysis, and its proto form, that
+//! form encoded and its HTTP JSON body, each built by the first read after
+//! a publish and kept). A verdict read loads that pointer: it never waits
+//! on a judge tick or on ingest.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
