@@ -87,15 +87,10 @@ fn publish(fixture: &Fixture, slots: &mut [Slot]) -> usize {
     let mut news = 0;
     for (slot, (_, _, report)) in slots.iter_mut().zip(fixture.reports()) {
         let Some(report) = report else { continue };
-        let state = if report.verdict.is_terminal() {
-            State::Decided
-        } else {
-            State::Running
-        };
         let new = Arc::new(Published::new(
             slot.id.clone(),
             slot.service.clone(),
-            state,
+            State::judged(report.verdict),
             Arc::clone(report),
         ));
         news += usize::from(

@@ -34,6 +34,15 @@ pub enum State {
 }
 
 impl State {
+    /// The state of an analysis judged on to `verdict` (not cancelled).
+    pub fn judged(verdict: Verdict) -> Self {
+        if verdict.is_terminal() {
+            State::Decided
+        } else {
+            State::Running
+        }
+    }
+
     /// The contract name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -197,15 +206,10 @@ impl Entry {
         if self.is_cancelled() {
             return None;
         }
-        let state = if report.verdict.is_terminal() {
-            State::Decided
-        } else {
-            State::Running
-        };
         let new = Arc::new(Published::new(
             self.id.clone(),
-            Arc::from(self.spec.service.as_str()),
-            state,
+            self.published.load().service.clone(),
+            State::judged(report.verdict),
             report,
         ));
         let old = self.published.swap(new.clone());
