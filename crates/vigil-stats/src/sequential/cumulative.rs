@@ -564,7 +564,7 @@ pub fn quantiles_of_runs<'a>(
         let at = if rank <= n / 2 {
             let mut seen = 0u64;
             scratch.iter().position(|&c| {
-                seen += c;
+                seen = seen.saturating_add(c);
                 seen >= rank
             })
         } else {
@@ -572,7 +572,7 @@ pub fn quantiles_of_runs<'a>(
             let from_top = n - rank + 1;
             let mut seen = 0u64;
             scratch.iter().rposition(|&c| {
-                seen += c;
+                seen = seen.saturating_add(c);
                 seen >= from_top
             })
         };
