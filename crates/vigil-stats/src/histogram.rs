@@ -37,6 +37,14 @@ impl Bucket {
     }
 }
 
+/// The nearest rank of the `q`-quantile among `n` >= 1 samples, ceil(q n)
+/// in [1, n], as [`BucketCounts::quantile`] reads it: `q` clamped to
+/// [0, 1], NaN taken as the median.
+pub fn quantile_rank(q: f64, n: u64) -> u64 {
+    let q = if q.is_nan() { 0.5 } else { q.clamp(0.0, 1.0) };
+    ((q * n as f64).ceil() as u64).clamp(1, n)
+}
+
 /// A distribution of non-negative integer samples.
 #[derive(Debug, Clone)]
 pub struct Histogram {
@@ -175,9 +183,7 @@ pub trait BucketCounts {
         if n == 0 {
             return None;
         }
-        let q = if q.is_nan() { 0.5 } else { q.clamp(0.0, 1.0) };
-        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
-        self.bucket_at_rank(rank).map(|b| b.value())
+        self.bucket_at_rank(quantile_rank(q, n)).map(|b| b.value())
     }
 
     /// Smallest recorded value (bucket low), `None` when empty.

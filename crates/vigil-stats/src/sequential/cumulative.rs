@@ -33,7 +33,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::histogram::{Bucket, BucketCounts};
+use crate::histogram::{quantile_rank, Bucket, BucketCounts};
 use crate::sparse::{bucket_high, bucket_low, SparseHistogram};
 use crate::StatsError;
 
@@ -97,22 +97,35 @@ fn own_index(coarsen: u32, idx: u32) -> u32 {
     }
 }
 
+/// Bucket `own` of a histogram coarsened by `coarsen` bits, holding
+/// `count` samples: from the low of the first shared-layout bucket it
+/// merges to the high of the last.
+fn coarse_bucket(coarsen: u32, own: u32, count: u64) -> Bucket {
+    let (first, last) = if own < EXACT_BELOW {
+        (own, own)
+    } else {
+        let first = EXACT_BELOW + ((own - EXACT_BELOW) << coarsen);
+        (first, first + ((1 << coarsen) - 1))
+    };
+    Bucket {
+        low: bucket_low(first),
+        high: bucket_high(last),
+        count,
+    }
+}
+
 /// `slice`'s buckets in a histogram coarsened by `coarsen` bits: (index,
 /// count) runs in order, neighbours that share a bucket merged.
-fn own_pairs<C: Copy + Into<u64>>(
-    coarsen: u32,
-    pairs: &[(u32, C)],
-) -> impl Iterator<Item = (u32, u64)> + '_ {
+fn own_pairs(coarsen: u32, pairs: &[(u32, u64)]) -> impl Iterator<Item = (u32, u64)> + '_ {
     let mut pairs = pairs.iter().peekable();
     std::iter::from_fn(move || {
-        let &(idx, count) = pairs.next()?;
-        let mut count: u64 = count.into();
+        let &(idx, mut count) = pairs.next()?;
         let own = own_index(coarsen, idx);
         while let Some(&&(next, c)) = pairs.peek() {
             if own_index(coarsen, next) != own {
                 break;
             }
-            count = count.saturating_add(c.into());
+            count = count.saturating_add(c);
             pairs.next();
         }
         Some((own, count))
@@ -150,16 +163,6 @@ impl CumulativeHistogram {
     /// This histogram's bucket for the shared layout's bucket `idx`.
     fn own_index(&self, idx: u32) -> u32 {
         own_index(self.coarsen, idx)
-    }
-
-    /// The shared layout's first and last bucket merged into bucket `own`.
-    fn shared_range(&self, own: u32) -> (u32, u32) {
-        if own < EXACT_BELOW {
-            (own, own)
-        } else {
-            let first = EXACT_BELOW + ((own - EXACT_BELOW) << self.coarsen);
-            (first, first + ((1 << self.coarsen) - 1))
-        }
     }
 
     /// Makes room for blocks `lo..=hi`.
@@ -236,9 +239,8 @@ impl CumulativeHistogram {
 
     /// Adds the samples of `pairs`: (bucket index in the shared layout,
     /// count), in increasing index order, as a [`SparseHistogram`] holds
-    /// them ([`SparseHistogram::index_counts`]); an index may repeat (its
-    /// counts add up), so narrower counts can carry a large one in parts.
-    pub fn add_pairs<C: Copy + Into<u64>>(&mut self, pairs: &[(u32, C)]) {
+    /// them ([`SparseHistogram::index_counts`]).
+    pub fn add_pairs(&mut self, pairs: &[(u32, u64)]) {
         let (Some(&(lo, _)), Some(&(hi, _))) = (pairs.first(), pairs.last()) else {
             return;
         };
@@ -273,10 +275,7 @@ impl CumulativeHistogram {
     /// Removes the samples of `pairs` (as [`CumulativeHistogram::add_pairs`]
     /// takes them), which must be contained in `self`; on error `self` is
     /// unchanged.
-    pub fn subtract_pairs<C: Copy + Into<u64>>(
-        &mut self,
-        pairs: &[(u32, C)],
-    ) -> Result<(), StatsError> {
+    pub fn subtract_pairs(&mut self, pairs: &[(u32, u64)]) -> Result<(), StatsError> {
         let mut total = 0u64;
         for (idx, count) in own_pairs(self.coarsen, pairs) {
             if self.count_at(idx) < count {
@@ -399,12 +398,7 @@ impl CumulativeHistogram {
 
     /// Bucket `idx` (this histogram's index) holding `count` samples.
     fn bucket(&self, idx: u32, count: u64) -> Bucket {
-        let (first, last) = self.shared_range(idx);
-        Bucket {
-            low: bucket_low(first),
-            high: bucket_high(last),
-            count,
-        }
+        coarse_bucket(self.coarsen, idx, count)
     }
 }
 
@@ -551,14 +545,12 @@ pub fn quantiles_of_runs<'a>(
             }
         }
     }
-    let shape = CumulativeHistogram::coarser(coarsen);
     for &q in qs {
         if n == 0 {
             out.push(None);
             continue;
         }
-        let q = if q.is_nan() { 0.5 } else { q.clamp(0.0, 1.0) };
-        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let rank = quantile_rank(q, n);
         // The bucket where the count from below first reaches `rank`,
         // walked from the nearer end.
         let at = if rank <= n / 2 {
@@ -576,15 +568,7 @@ pub fn quantiles_of_runs<'a>(
                 seen >= from_top
             })
         };
-        out.push(at.map(|at| {
-            let (first, last) = shape.shared_range(lo + at as u32);
-            Bucket {
-                low: bucket_low(first),
-                high: bucket_high(last),
-                count: 0,
-            }
-            .value()
-        }));
+        out.push(at.map(|at| coarse_bucket(coarsen, lo + at as u32, 0).value()));
     }
     scratch.iter_mut().for_each(|c| *c = 0);
     n
