@@ -156,9 +156,9 @@ struct Recent {
     pairs: std::collections::VecDeque<(u32, u32)>,
 }
 
-/// One arm's part of a recent slice, with its pairs (in one or two
-/// pieces: the ring may wrap inside them).
-type ArmPart<'a> = (RecentPart, [&'a [(u32, u32)]; 2]);
+/// One arm's pairs of a recent slice, in one or two pieces (the ring may
+/// wrap inside them).
+type ArmPairs<'a> = [&'a [(u32, u32)]; 2];
 
 /// Pairs a part holds in the ring.
 fn pairs_of(part: RecentPart) -> usize {
@@ -215,14 +215,14 @@ impl Recent {
         ]
     }
 
-    /// Each slice's parts with their pairs, oldest first.
-    fn iter(&self) -> impl Iterator<Item = [ArmPart<'_>; 2]> + Clone + '_ {
+    /// Each slice's pairs of each arm (canary, baseline), oldest first.
+    fn iter(&self) -> impl Iterator<Item = [ArmPairs<'_>; 2]> + Clone + '_ {
         let mut at = 0;
         self.slices.iter().map(move |&(c, b)| {
             let (nc, nb) = (pairs_of(c), pairs_of(b));
-            let parts = [(c, self.pieces(at, nc)), (b, self.pieces(at + nc, nb))];
+            let arms = [self.pieces(at, nc), self.pieces(at + nc, nb)];
             at += nc + nb;
-            parts
+            arms
         })
     }
 
@@ -687,7 +687,7 @@ impl Track {
                 canary,
                 baseline,
             } = scratch;
-            let arm = |k: usize| self.recent.iter().flat_map(move |parts| parts[k].1);
+            let arm = |k: usize| self.recent.iter().flat_map(move |arms| arms[k]);
             let n_c = quantiles_of_runs(self.coarsen, arm(0), qs, dense, canary);
             if n_c < RECENT_MIN_SAMPLES {
                 return None;
