@@ -10,7 +10,9 @@ use vigil_core::{
 };
 use vigil_stats::mann_whitney::{mann_whitney, Alternative};
 use vigil_stats::sequential::counts::{ErrorRateTest, ShareAlternative};
-use vigil_stats::sequential::cumulative::{quantiles_of_runs, CumulativeHistogram};
+use vigil_stats::sequential::cumulative::{
+    coarse_run, quantiles_of_runs, CoarsePair, CumulativeHistogram,
+};
 use vigil_stats::sequential::proportion::proportion_cs;
 use vigil_stats::sequential::quantile::{
     self, FixedQuantileRanks, QuantileBands, QuantileComparison, QuantileDecision, ShiftRule,
@@ -140,25 +142,27 @@ enum RecentPart {
 }
 
 /// The latest slices of each arm, for the recent view: a distribution
-/// slice's (bucket index, count) pairs back to back in one ring, which
-/// takes the newest slice's at its back and gives the oldest's up at its
-/// front, so a tick neither allocates a slice to keep nor frees one it
+/// slice's coarse (bucket index, count) pairs back to back in one ring,
+/// which takes the newest slice's at its back and gives the oldest's up at
+/// its front, so a tick neither allocates a slice to keep nor frees one it
 /// read a minute ago (the allocator's work on that cold memory was 6% of
 /// a judge tick, docs/BENCHMARKS.md).
 #[derive(Debug, Clone, Default)]
 struct Recent {
+    /// Bits of the store's bucket index the pairs merge (the track's).
+    coarsen: u32,
     /// Per slice, oldest first: (canary, baseline).
     slices: std::collections::VecDeque<(RecentPart, RecentPart)>,
-    /// The distribution slices' (bucket index, count) pairs, oldest
-    /// first; a count past `u32::MAX` is carried in several pairs of the
-    /// same index (half the bytes of `(u32, u64)` pairs, which a tick
-    /// reads cold).
-    pairs: std::collections::VecDeque<(u32, u32)>,
+    /// The distribution slices' pairs, oldest first, as
+    /// [`coarse_run`] gives them: in the track's coarse buckets, 4 bytes
+    /// each (a tick reads them cold; the store's `(u32, u64)` pairs took
+    /// three times the bytes for about 1.3 times the pairs).
+    pairs: std::collections::VecDeque<CoarsePair>,
 }
 
 /// One arm's pairs of a recent slice, in one or two pieces (the ring may
 /// wrap inside them).
-type ArmPairs<'a> = [&'a [(u32, u32)]; 2];
+type ArmPairs<'a> = [&'a [CoarsePair]; 2];
 
 /// Pairs a part holds in the ring.
 fn pairs_of(part: RecentPart) -> usize {
@@ -169,22 +173,21 @@ fn pairs_of(part: RecentPart) -> usize {
 }
 
 impl Recent {
+    fn new(coarsen: u32) -> Self {
+        Self {
+            coarsen,
+            ..Self::default()
+        }
+    }
+
     fn part(&mut self, data: Option<&SliceData>) -> RecentPart {
         match data {
             None => RecentPart::None,
             Some(SliceData::Distribution(h)) => {
-                let before = self.pairs.len();
-                for &(index, count) in h.index_counts() {
-                    let mut left = count;
-                    while left > u64::from(u32::MAX) {
-                        self.pairs.push_back((index, u32::MAX));
-                        left -= u64::from(u32::MAX);
-                    }
-                    // At most u32::MAX here.
-                    self.pairs
-                        .push_back((index, u32::try_from(left).unwrap_or(u32::MAX)));
-                }
-                RecentPart::Pairs(self.pairs.len() - before)
+                let pairs = &mut self.pairs;
+                RecentPart::Pairs(coarse_run(self.coarsen, h.index_counts(), |p| {
+                    pairs.push_back(p);
+                }))
             }
             Some(SliceData::Counts { requests, errors }) => RecentPart::Counts {
                 requests: *requests,
@@ -204,7 +207,7 @@ impl Recent {
     }
 
     /// The `n` pairs from position `at` of the ring, in its two pieces.
-    fn pieces(&self, at: usize, n: usize) -> [&[(u32, u32)]; 2] {
+    fn pieces(&self, at: usize, n: usize) -> ArmPairs<'_> {
         let (front, back) = self.pairs.as_slices();
         let end = (at + n).min(self.pairs.len());
         let split = front.len();
@@ -402,7 +405,7 @@ impl Track {
             } else {
                 vec![error_rate_name(spec)]
             },
-            recent: Recent::default(),
+            recent: Recent::new(coarsen),
             coarsen,
             slo_ranks: None,
             assessed: None,
@@ -547,7 +550,7 @@ impl Track {
         let (front, back) = self.recent.pairs.as_slices();
         for pairs in [front, back] {
             // One pair per cache line.
-            for &(i, n) in pairs.iter().step_by(8) {
+            for &(i, n) in pairs.iter().step_by(16) {
                 acc ^= u64::from(i) ^ u64::from(n);
             }
         }
@@ -1289,8 +1292,8 @@ mod tests {
                 };
                 let mut c = (i % 7 != 3).then(|| data(&mut state, 20 + i as usize, 90_000));
                 let b = (i % 5 != 2).then(|| data(&mut state, 80, 80_000));
-                // Now and then a bucket past u32::MAX, which the ring
-                // carries in several pairs.
+                // Now and then a bucket past u16::MAX (and u32::MAX), which
+                // the ring carries in several pairs.
                 if let (4, Some(SliceData::Distribution(h))) = (i % 9, &mut c) {
                     h.record_n(90_000, 3 * (1 << 32) + 5);
                 }
@@ -1325,11 +1328,9 @@ mod tests {
                     .iter()
                     .flat_map(|(c, b)| [c, b])
                     .map(|d| match d {
-                        Some(SliceData::Distribution(h)) => h
-                            .index_counts()
-                            .iter()
-                            .map(|&(_, n)| n.div_ceil(u64::from(u32::MAX)) as usize)
-                            .sum(),
+                        Some(SliceData::Distribution(h)) => {
+                            coarse_run(SEQUENTIAL_COARSEN_BITS, h.index_counts(), |_| {})
+                        }
                         _ => 0,
                     })
                     .sum();

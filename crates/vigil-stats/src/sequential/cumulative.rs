@@ -496,13 +496,43 @@ impl BucketCounts for CumulativeHistogram {
     }
 }
 
-/// The quantiles of samples given as runs of (shared-layout bucket index,
-/// count) pairs, each run in increasing index order (runs may overlap, as
-/// the slices of a rolling window do), exactly as a
-/// [`CumulativeHistogram::coarser`]`(bits)` holding them reads them with
-/// [`BucketCounts::quantile`]: for a few look-ups over a few slices, this
-/// sums the runs into a dense, reused array of coarse buckets instead of
-/// keeping a histogram that every slice is added to and taken from.
+/// One bucket of a coarse run (see [`coarse_run`]): the bucket's index in
+/// a histogram coarsened by some bits, and samples in it. Every index of
+/// the shared layout fits 16 bits (the largest, of values near 2^64, is
+/// 56,319), and a count past `u16::MAX` is carried in several pairs of the
+/// same index: a quarter of the bytes of a `(u32, u64)` pair.
+pub type CoarsePair = (u16, u16);
+
+/// Gives `pairs` (one slice's shared-layout (bucket index, count) pairs,
+/// in increasing index order) to `push` as the buckets of a histogram
+/// coarsened by `bits` bits would hold them: (coarse index, count) pairs
+/// in the same order, neighbours that share a coarse bucket merged, a
+/// count past `u16::MAX` carried in several pairs of the same index.
+/// Returns the number of pairs pushed.
+pub fn coarse_run(bits: u32, pairs: &[(u32, u64)], mut push: impl FnMut(CoarsePair)) -> usize {
+    let coarsen = bits.min(MAX_COARSEN_BITS);
+    let mut pushed = 0;
+    for (own, mut count) in own_pairs(coarsen, pairs) {
+        // Not reachable past 56,319 (above); kept in the top bucket rather
+        // than lost if it were.
+        let own = u16::try_from(own).unwrap_or(u16::MAX);
+        while count > 0 {
+            let part = u16::try_from(count).unwrap_or(u16::MAX);
+            push((own, part));
+            count -= u64::from(part);
+            pushed += 1;
+        }
+    }
+    pushed
+}
+
+/// The quantiles of samples given as coarse runs ([`coarse_run`] at the
+/// same `bits`; runs may overlap, as the slices of a rolling window do),
+/// exactly as a [`CumulativeHistogram::coarser`]`(bits)` holding them
+/// reads them with [`BucketCounts::quantile`]: for a few look-ups over a
+/// few slices, this sums the runs into a dense, reused array of coarse
+/// buckets instead of keeping a histogram that every slice is added to and
+/// taken from.
 ///
 /// Writes one value per entry of `qs` into `out` (`None` when there is no
 /// sample) and returns the number of samples. `scratch` is working room,
@@ -510,19 +540,18 @@ impl BucketCounts for CumulativeHistogram {
 /// bucket, 128 buckets per octave at 3 bits).
 pub fn quantiles_of_runs<'a>(
     bits: u32,
-    runs: impl Iterator<Item = &'a [(u32, u32)]> + Clone,
+    runs: impl Iterator<Item = &'a [CoarsePair]> + Clone,
     qs: &[f64],
     scratch: &mut Vec<u64>,
     out: &mut Vec<Option<u64>>,
 ) -> u64 {
     let coarsen = bits.min(MAX_COARSEN_BITS);
     out.clear();
-    // Each run is sorted, so its ends bound its coarse span.
+    // Each run is sorted, so its ends bound its span.
     let span = runs
         .clone()
         .filter_map(|run| Some((run.first()?.0, run.last()?.0)))
-        .fold(None, |acc: Option<(u32, u32)>, (first, last)| {
-            let (first, last) = (own_index(coarsen, first), own_index(coarsen, last));
+        .fold(None, |acc: Option<(u16, u16)>, (first, last)| {
             let (lo, hi) = (first.min(last), first.max(last));
             Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))))
         });
@@ -530,18 +559,20 @@ pub fn quantiles_of_runs<'a>(
         out.resize(qs.len(), None);
         return 0;
     };
-    let width = (hi - lo) as usize + 1;
+    let width = usize::from(hi - lo) + 1;
     scratch.clear();
     scratch.resize(width, 0);
+    // Counts of 16 bits: no number of pairs that fits in memory sums past
+    // u64::MAX.
     let mut n = 0u64;
     for run in runs {
-        for &(idx, count) in run {
+        for &(own, count) in run {
             // Inside the span for runs in order; a run out of order has
             // its samples outside its ends left out, not a panic.
-            let at = own_index(coarsen, idx).wrapping_sub(lo) as usize;
+            let at = usize::from(own.wrapping_sub(lo));
             if let Some(slot) = scratch.get_mut(at) {
-                *slot = slot.saturating_add(u64::from(count));
-                n = n.saturating_add(u64::from(count));
+                *slot += u64::from(count);
+                n += u64::from(count);
             }
         }
     }
@@ -556,7 +587,7 @@ pub fn quantiles_of_runs<'a>(
         let at = if rank <= n / 2 {
             let mut seen = 0u64;
             scratch.iter().position(|&c| {
-                seen = seen.saturating_add(c);
+                seen += c;
                 seen >= rank
             })
         } else {
@@ -564,11 +595,11 @@ pub fn quantiles_of_runs<'a>(
             let from_top = n - rank + 1;
             let mut seen = 0u64;
             scratch.iter().rposition(|&c| {
-                seen = seen.saturating_add(c);
+                seen += c;
                 seen >= from_top
             })
         };
-        out.push(at.map(|at| coarse_bucket(coarsen, lo + at as u32, 0).value()));
+        out.push(at.map(|at| coarse_bucket(coarsen, u32::from(lo) + at as u32, 0).value()));
     }
     scratch.iter_mut().for_each(|c| *c = 0);
     n
@@ -603,24 +634,34 @@ mod tests {
         fn quantiles_of_runs_read_as_the_histogram_does(
             bits in 0u32..6,
             runs in proptest::collection::vec(
-                proptest::collection::vec((0u64..5_000_000, 1u32..4), 0..40),
+                proptest::collection::vec((0u64..5_000_000, proptest::prop_oneof![9 => 1u64..4, 1 => 60_000u64..200_000]), 0..40),
                 0..7,
             ),
             qs in proptest::collection::vec(proptest::prop_oneof![0.0..=1.0f64, proptest::strategy::Just(0.5), proptest::strategy::Just(0.99), proptest::strategy::Just(1.0)], 1..5),
         ) {
             let mut hist = CumulativeHistogram::coarser(bits);
-            let runs: Vec<Vec<(u32, u32)>> = runs
+            let runs: Vec<Vec<CoarsePair>> = runs
                 .iter()
                 .map(|run| {
                     let mut h = SparseHistogram::new();
                     for &(v, c) in run {
-                        h.record_n(v, u64::from(c));
+                        h.record_n(v, c);
                     }
                     hist.add(&h);
-                    h.index_counts()
-                        .iter()
-                        .map(|&(i, c)| (i, u32::try_from(c).unwrap()))
-                        .collect()
+                    let mut coarse = Vec::new();
+                    let n = coarse_run(bits, h.index_counts(), |p| coarse.push(p));
+                    assert_eq!(n, coarse.len());
+                    // One pair per bucket of the run's coarse histogram,
+                    // more for a count past u16::MAX, in index order.
+                    let mut own = CumulativeHistogram::coarser(bits);
+                    own.add(&h);
+                    let want: usize = own
+                        .buckets()
+                        .map(|b| b.count.div_ceil(u64::from(u16::MAX)) as usize)
+                        .sum();
+                    assert_eq!(coarse.len(), want);
+                    assert!(coarse.windows(2).all(|w| w[0].0 <= w[1].0));
+                    coarse
                 })
                 .collect();
             let (mut scratch, mut out) = (Vec::new(), Vec::new());
@@ -637,7 +678,7 @@ mod tests {
         // Against the contract (runs in index order): the samples outside
         // a run's ends are left out, and nothing panics.
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
-        let runs: [&[(u32, u32)]; 2] = [&[(3000, 2), (1500, 1), (2000, 1)], &[]];
+        let runs: [&[CoarsePair]; 2] = [&[(3000, 2), (1500, 1), (2000, 1)], &[]];
         let n = quantiles_of_runs(3, runs.into_iter(), &[0.5], &mut scratch, &mut out);
         assert_eq!(n, 3);
         assert_eq!(out.len(), 1);
