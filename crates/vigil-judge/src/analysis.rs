@@ -356,12 +356,21 @@ impl Analysis {
             .count()
             .max(1);
         let slo_alpha = alpha / n_slo as f64;
-        // Taken out of the tracks and handed back below, with the report's
-        // copies of the results made.
+        // The report's results are in track order, and tracks are only
+        // ever added at the end (`push_track`).
+        let last = self.latest.as_deref().map_or(&[][..], |r| &r.metrics[..]);
         let mut assessed: Vec<Assessment> = self
             .tracks
             .iter_mut()
-            .map(|t| t.take_assessment(&self.spec.metrics[t.metric], self.how, slo_alpha))
+            .enumerate()
+            .map(|(i, t)| {
+                t.take_assessment(
+                    &self.spec.metrics[t.metric],
+                    self.how,
+                    slo_alpha,
+                    last.get(i),
+                )
+            })
             .collect();
         let ended = now - self.created_at >= policy.max_duration.as_secs_f64();
 
@@ -536,9 +545,10 @@ impl Analysis {
             )
         };
 
-        let metrics = assessed.iter().map(|a| a.result.clone()).collect();
+        let mut metrics = Vec::with_capacity(assessed.len());
         for (t, a) in self.tracks.iter_mut().zip(assessed) {
-            t.keep_assessment(a);
+            t.keep_assessment(&a);
+            metrics.push(a.result);
         }
         VerdictReport {
             verdict,

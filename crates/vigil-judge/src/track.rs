@@ -299,10 +299,19 @@ pub(crate) struct Track {
     coarsen: u32,
     /// Warm-started boundaries of the SLO bound (SLO mode, distributions).
     slo_ranks: Option<FixedQuantileRanks>,
-    /// The assessment of the data fed so far (a function of the track's
+    /// The standing of the data fed so far (a function of the track's
     /// state alone: the spec and judging parameters never change), until
-    /// the next slice.
-    assessed: Option<Assessment>,
+    /// the next slice; its result is the latest report's.
+    assessed: Option<Standing>,
+}
+
+/// An [`Assessment`] without its result, which the report holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Standing {
+    e_value: f64,
+    beyond_tolerance: bool,
+    within_tolerance: bool,
+    failed: bool,
 }
 
 /// What a track says now.
@@ -544,9 +553,6 @@ impl Track {
         if let Some(t) = &self.errors {
             acc ^= t.touch();
         }
-        if let Some(a) = &self.assessed {
-            acc ^= touch_result(&a.result);
-        }
         let (front, back) = self.recent.pairs.as_slices();
         for pairs in [front, back] {
             // One pair per cache line.
@@ -575,28 +581,42 @@ impl Track {
         self.evidence.p_value()
     }
 
-    /// What the track says now, taken out of the track (which keeps it
-    /// until the next slice only once handed back with
-    /// [`Track::keep_assessment`]): the same as the last answer while no
-    /// slice came in since, as when an analysis is ticked more often than
-    /// slices complete. Taking it rather than cloning it spares a tick a
-    /// copy of every metric's strings.
+    /// What the track says now. While no slice came in since the last
+    /// answer (as when an analysis is ticked more often than slices
+    /// complete), that answer again: its standing kept by
+    /// [`Track::keep_assessment`], its result a copy of `last`, the result
+    /// the latest report holds for this track. The report owns the result
+    /// rather than a copy of the track's: a copy of every metric's strings
+    /// per tick, and freeing the old ones, was 1-2% of a tick.
     pub fn take_assessment(
         &mut self,
         spec: &MetricSpec,
         how: Judging,
         slo_alpha: f64,
+        last: Option<&MetricResult>,
     ) -> Assessment {
-        match self.assessed.take() {
-            Some(a) => a,
-            None => self.assess_now(spec, how, slo_alpha),
+        match (self.assessed, last) {
+            (Some(s), Some(result)) if result.name == spec.name.as_str() => Assessment {
+                result: result.clone(),
+                e_value: s.e_value,
+                beyond_tolerance: s.beyond_tolerance,
+                within_tolerance: s.within_tolerance,
+                failed: s.failed,
+            },
+            _ => self.assess_now(spec, how, slo_alpha),
         }
     }
 
-    /// Keeps `a`, taken with [`Track::take_assessment`] since the last
-    /// slice, as what the track says until the next one.
-    pub fn keep_assessment(&mut self, a: Assessment) {
-        self.assessed = Some(a);
+    /// Keeps the standing of `a`, taken with [`Track::take_assessment`]
+    /// since the last slice, as what the track says until the next one
+    /// (with the result the report then holds).
+    pub fn keep_assessment(&mut self, a: &Assessment) {
+        self.assessed = Some(Standing {
+            e_value: a.e_value,
+            beyond_tolerance: a.beyond_tolerance,
+            within_tolerance: a.within_tolerance,
+            failed: a.failed,
+        });
     }
 
     fn assess_now(&mut self, spec: &MetricSpec, how: Judging, slo_alpha: f64) -> Assessment {
@@ -1201,8 +1221,8 @@ mod tests {
 
     /// What `track` says now, left with it.
     fn assess(track: &mut Track, metric: &MetricSpec, how: Judging) -> Assessment {
-        let a = track.take_assessment(metric, how, how.alpha);
-        track.keep_assessment(a.clone());
+        let a = track.take_assessment(metric, how, how.alpha, None);
+        track.keep_assessment(&a);
         a
     }
 
