@@ -14,8 +14,8 @@ use vigil_stats::sequential::{EProcess, Evidence};
 use crate::kayenta::{self, KayentaResult};
 use crate::kayenta_method;
 use crate::track::{
-    error_rate_name, first_byte, percent, tolerance_text, touch_result, value_text, Assessment,
-    Judging, Text, Track,
+    error_rate_name, first_byte, fixed, percent, tolerance_text, touch_result, value_text,
+    Assessment, Judging, Text, Track,
 };
 use crate::JudgeError;
 
@@ -634,9 +634,9 @@ impl Analysis {
                     || "different".to_owned(),
                     |r| {
                         if r >= 0.0 {
-                            format!("{:.0}% higher", r * 100.0)
+                            format!("{}% higher", fixed(r * 100.0, 0))
                         } else {
-                            format!("{:.0}% lower", -r * 100.0)
+                            format!("{}% lower", fixed(-r * 100.0, 0))
                         }
                     },
                 );
