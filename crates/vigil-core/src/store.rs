@@ -1380,7 +1380,11 @@ fn round_u64(x: f64) -> u64 {
     // takes a branch and a few more: a tenth of the store's time per
     // sample, `cargo bench --bench ingest_path`). Below 2^63 both agree.
     let t = x as i64;
-    let r = if x - t as f64 >= 0.5 { t.saturating_add(1) } else { t };
+    let r = if x - t as f64 >= 0.5 {
+        t.saturating_add(1)
+    } else {
+        t
+    };
     r.unsigned_abs()
 }
 
