@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use super::ingest_fixture::{
     latency_ms, sample_batch, sample_ts, series_of, DEFAULT_SERVICES, PER_MESSAGE,
 };
-use super::{cpu_between, median, threads_cpu, ThreadCpu};
+use super::{cpu_between, median, minor_faults, threads_cpu, ThreadCpu};
 use vigil_core::store::{Store, StoreConfig};
 use vigil_ingest::dev::DevBroker;
 use vigil_ingest::{Consumer, Format, IngestConfig, IngestMetrics, TopicConfig};
@@ -147,6 +147,9 @@ struct Pass {
     seconds: f64,
     /// CPU seconds the process's threads ran meanwhile, by thread name.
     cpu: std::collections::BTreeMap<String, f64>,
+    /// Minor page faults of the process meanwhile (`None` where not
+    /// readable).
+    minor_faults: Option<u64>,
 }
 
 /// One raw pass and one Vigil pass over the topic.
@@ -168,6 +171,12 @@ struct Round {
     /// The same, by thread name.
     raw_cpu_by_thread: std::collections::BTreeMap<String, f64>,
     vigil_cpu_by_thread: std::collections::BTreeMap<String, f64>,
+    /// Minor page faults of the process during each pass: a new
+    /// consumer's threads fault in a fresh heap (each a zeroed page, 2 MB
+    /// with transparent huge pages), a cost of its first seconds that a
+    /// long-running consumer does not pay again.
+    raw_minor_faults: Option<u64>,
+    vigil_minor_faults: Option<u64>,
 }
 
 /// Gives up on a phase after this long.
@@ -215,6 +224,20 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
             report.ratio_min,
             report.ratio_max
         );
+        let faults = |f: fn(&Round) -> Option<u64>| {
+            let xs: Option<Vec<f64>> = report
+                .rounds
+                .iter()
+                .map(|r| f(r).map(|n| n as f64))
+                .collect();
+            xs.map(median)
+        };
+        if let (Some(raw), Some(vigil)) = (
+            faults(|r| r.raw_minor_faults),
+            faults(|r| r.vigil_minor_faults),
+        ) {
+            println!("  minor page faults per pass (median): raw {raw:.0}, vigil {vigil:.0}");
+        }
         Ok(())
     }
 }
@@ -318,6 +341,8 @@ async fn measure(args: &IngestArgs, format: Format) -> anyhow::Result<Report> {
             vigil_cpu_seconds: vigil.cpu.values().sum(),
             raw_cpu_by_thread: raw.cpu,
             vigil_cpu_by_thread: vigil.cpu,
+            raw_minor_faults: raw.minor_faults,
+            vigil_minor_faults: vigil.minor_faults,
         });
     }
     broker.shutdown().await;
@@ -442,12 +467,14 @@ async fn raw_pass(brokers: &str, topic: &str, round: u32, messages: u64) -> anyh
     let mut checksum = 0u64;
     let mut start = None;
     let mut cpu_before = None;
+    let mut faults_before = None;
     for _ in 0..messages {
         let m = tokio::time::timeout(PHASE_LIMIT, raw.recv())
             .await
             .context("raw consumer timed out")??;
         if start.is_none() {
             cpu_before = Some(threads_cpu());
+            faults_before = minor_faults();
             start = Some(Instant::now());
         }
         checksum =
@@ -455,6 +482,7 @@ async fn raw_pass(brokers: &str, topic: &str, round: u32, messages: u64) -> anyh
     }
     let end = Instant::now();
     let cpu = cpu_seconds(&cpu_before.unwrap_or_default(), &threads_cpu());
+    let faults = faults_between(faults_before, minor_faults());
     std::hint::black_box(checksum);
     let assigned = *raw
         .context()
@@ -468,6 +496,7 @@ async fn raw_pass(brokers: &str, topic: &str, round: u32, messages: u64) -> anyh
         startup_seconds: start.saturating_duration_since(assigned).as_secs_f64(),
         seconds: (end - start).as_secs_f64(),
         cpu,
+        minor_faults: faults,
     })
 }
 
@@ -508,6 +537,7 @@ async fn vigil_pass(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let cpu_before = threads_cpu();
+    let faults_before = minor_faults();
     let start = Instant::now();
     while store.stats().recorded < samples {
         anyhow::ensure!(
@@ -519,13 +549,20 @@ async fn vigil_pass(
     }
     let seconds = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(&cpu_before, &threads_cpu());
+    let faults = faults_between(faults_before, minor_faults());
     cancel.cancel();
     task.await??;
     Ok(Pass {
         startup_seconds: (start - assigned_at).as_secs_f64(),
         seconds,
         cpu,
+        minor_faults: faults,
     })
+}
+
+/// Minor faults between two readings, when both were readable.
+fn faults_between(before: Option<u64>, after: Option<u64>) -> Option<u64> {
+    Some(after?.saturating_sub(before?))
 }
 
 /// CPU seconds by thread name between two readings, threads that ran

@@ -95,6 +95,19 @@ fn threads_cpu() -> ThreadCpu {
     out
 }
 
+/// Minor page faults of the whole process so far (threads that ended
+/// included), from Linux's `/proc/self/stat`; `None` where that is not
+/// readable. Most are the kernel handing out a zeroed page, which a cold
+/// heap pays on its first touch of each page (2 MB with transparent huge
+/// pages).
+fn minor_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (in parentheses, which may hold
+    // spaces): state is the 3rd field, minflt the 10th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(7)?.parse().ok()
+}
+
 /// CPU ns each thread ran between two readings, summed by thread name:
 /// from zero for a thread that started meanwhile; one that ended
 /// meanwhile is left out rather than counted negative.
