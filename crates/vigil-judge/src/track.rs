@@ -149,7 +149,8 @@ enum RecentPart {
 /// a judge tick, docs/BENCHMARKS.md).
 #[derive(Debug, Clone, Default)]
 struct Recent {
-    /// Bits of the store's bucket index the pairs merge (the track's).
+    /// Bits of the store's bucket index the pairs merge: the track's
+    /// arms merge as many (`SEQUENTIAL_COARSEN_BITS` or 0).
     coarsen: u32,
     /// Per slice, oldest first: (canary, baseline).
     slices: std::collections::VecDeque<(RecentPart, RecentPart)>,
@@ -295,8 +296,6 @@ pub(crate) struct Track {
     /// when assessed: summing them into a histogram per arm, adding each
     /// slice and taking out the one that leaves, was a fifth of a tick).
     recent: Recent,
-    /// Bits of the store's bucket index the arms merge.
-    coarsen: u32,
     /// Warm-started boundaries of the SLO bound (SLO mode, distributions).
     slo_ranks: Option<FixedQuantileRanks>,
     /// The standing of the data fed so far (a function of the track's
@@ -415,7 +414,6 @@ impl Track {
                 vec![error_rate_name(spec)]
             },
             recent: Recent::new(coarsen),
-            coarsen,
             slo_ranks: None,
             assessed: None,
         })
@@ -531,9 +529,10 @@ impl Track {
     }
 
     /// Reads the memory feeding a slice adds to: the arms' counters (the
-    /// bands' own too, once they have them); and what the tick reads or
-    /// frees after: the recent view's slices, the sequential tests' state
-    /// and the last assessment's strings. Returns a value made of it (for
+    /// bands' own too, once they have them); and what the tick reads
+    /// after: the recent view's slices and the sequential tests' state
+    /// (the last results' strings are the latest report's, which
+    /// `Analysis::touch` reads). Returns a value made of it (for
     /// `std::hint::black_box`).
     pub fn touch(&self) -> u64 {
         let arm = |c: &Cumulative| match c {
@@ -711,11 +710,11 @@ impl Track {
                 baseline,
             } = scratch;
             let arm = |k: usize| self.recent.iter().flat_map(move |arms| arms[k]);
-            let n_c = quantiles_of_runs(self.coarsen, arm(0), qs, dense, canary);
+            let n_c = quantiles_of_runs(self.recent.coarsen, arm(0), qs, dense, canary);
             if n_c < RECENT_MIN_SAMPLES {
                 return None;
             }
-            let n_b = quantiles_of_runs(self.coarsen, arm(1), qs, dense, baseline);
+            let n_b = quantiles_of_runs(self.recent.coarsen, arm(1), qs, dense, baseline);
             (n_b >= RECENT_MIN_SAMPLES).then(|| {
                 canary
                     .iter()
