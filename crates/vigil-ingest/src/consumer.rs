@@ -132,7 +132,10 @@ const FLUSH_AFTER: Duration = Duration::from_millis(20);
 
 /// Messages a worker takes from one partition per batch, at most (their
 /// samples are kept with the next batches' until [`Handler::flush`]).
-const BATCH_MESSAGES: usize = 64;
+/// With [`OFFSET_BATCH`], this bounds what a worker holds: it records
+/// (and so stops taking messages while the store is stuck) once it has
+/// taken [`OFFSET_BATCH`] messages, at most `BATCH_MESSAGES - 1` past that.
+pub const BATCH_MESSAGES: usize = 64;
 /// Payload bytes a worker takes from one partition per batch, at most.
 pub const BATCH_BYTES: usize = 1 << 20;
 

@@ -369,9 +369,33 @@ async fn a_slow_store_pauses_consumption_instead_of_buffering() {
     });
     let mut config = vigil_ingest::IngestConfig::new(broker.bootstrap_servers());
     config.workers = 1;
-    let all = batches(0..20);
-    for (key, b) in &all {
-        produce(&producer, "vigil.samples", key, &b.encode_to_vec()).await;
+    // Far more messages than a worker may hold, spread over the topic's
+    // partitions (a key per message). Values only: a change of kind would
+    // make the worker record, and so block, sooner.
+    const TOTAL: usize = 1000;
+    let all: Vec<(String, SampleBatch)> = (0..TOTAL as u64)
+        .map(|i| (format!("k{i}"), batch("checkout", "v1", i, 10)))
+        .collect();
+    let payloads: Vec<(String, Vec<u8>)> = all
+        .iter()
+        .map(|(key, b)| (key.clone(), b.encode_to_vec()))
+        .collect();
+    // Enqueued at once, then their deliveries awaited.
+    let deliveries: Vec<_> = payloads
+        .iter()
+        .map(|(key, payload)| {
+            producer
+                .send_result(
+                    rdkafka::producer::FutureRecord::to("vigil.samples")
+                        .key(key)
+                        .payload(payload),
+                )
+                .map_err(|(e, _)| e)
+                .unwrap()
+        })
+        .collect();
+    for delivery in deliveries {
+        delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
     }
     let consumer = start_consumer_with(config, sink.clone(), "backpressure");
     let received = || {
@@ -381,16 +405,12 @@ async fn a_slow_store_pauses_consumption_instead_of_buffering() {
             .get_or_create(&vec![("topic".to_owned(), "vigil.samples".to_owned())])
             .get()
     };
-    // The worker takes one partition's messages (the keys spread the 20
-    // over two partitions) and is stuck recording them: it takes nothing
-    // more, and the rest wait in librdkafka's bounded prefetch. (Waiting
-    // longer can only let a leak show; it cannot make a correct consumer
-    // fail.)
+    // The worker takes batches until it records (after OFFSET_BATCH
+    // messages at the latest, sooner if it runs out or FLUSH_AFTER passes),
+    // then is stuck in the store: it takes nothing more, and the rest wait
+    // in librdkafka's bounded prefetch. Wait for the count to stop moving
+    // (a consumer that buffers without limit never stops short of TOTAL).
     wait_until("a first batch", || received() > 0).await;
-    // The worker blocks in the store once what it took holds both kinds of
-    // data (or after FLUSH_AFTER); under load a partition's messages may
-    // come in pieces before that. So wait for the count to stop moving
-    // (a consumer that buffers without limit never stops short of 20).
     let mut first = received();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -403,13 +423,18 @@ async fn a_slow_store_pauses_consumption_instead_of_buffering() {
     }
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(received(), first);
-    assert!(first < 20, "took {first} messages into a stuck store");
+    let bound =
+        (vigil_ingest::consumer::OFFSET_BATCH + vigil_ingest::consumer::BATCH_MESSAGES) as u64;
+    assert!(
+        first < bound,
+        "took {first} of {TOTAL} messages into a stuck store (bound {bound})"
+    );
 
     *sink.open.lock().unwrap() = true;
     sink.opened.notify_all();
     let n = points(&all);
     wait_until("every sample", || sink.store.stats().recorded == n).await;
-    assert_eq!(received(), 20);
+    assert_eq!(received(), TOTAL as u64);
     consumer.stop().await;
     broker.shutdown().await;
 }
