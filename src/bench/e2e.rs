@@ -639,18 +639,21 @@ async fn run_deploy(
     sleep_until_wall(deploy.change).await;
     let deadline = Instant::now() + options.timeout;
     let (report, readable) = loop {
-        if traffic.is_finished() {
-            // The traffic outlasts the timeout, so a producer that ended
-            // failed: its error says why.
-            traffic.await.context("the producer's task failed")??;
-            bail!("run {}: the producer stopped", deploy.run);
-        }
+        // The deadline first: a loop held up past it (a slow call, a busy
+        // machine) may find the traffic ended on schedule, which is no
+        // failure of the producer's.
         anyhow::ensure!(
             Instant::now() < deadline,
             "run {}: no ROLLBACK within {} s of the change",
             deploy.run,
             options.timeout.as_secs()
         );
+        if traffic.is_finished() {
+            // The traffic outlasts the timeout, so a producer that ended
+            // before it failed: its error says why.
+            traffic.await.context("the producer's task failed")??;
+            bail!("run {}: the producer stopped", deploy.run);
+        }
         let report = client
             .get_verdict(GetVerdictRequest {
                 analysis_id: id.clone(),

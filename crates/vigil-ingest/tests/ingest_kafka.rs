@@ -408,21 +408,12 @@ async fn a_slow_store_pauses_consumption_instead_of_buffering() {
     // The worker takes batches until it records (after OFFSET_BATCH
     // messages at the latest, sooner if it runs out or FLUSH_AFTER passes),
     // then is stuck in the store: it takes nothing more, and the rest wait
-    // in librdkafka's bounded prefetch. Wait for the count to stop moving
-    // (a consumer that buffers without limit never stops short of TOTAL).
+    // in librdkafka's bounded prefetch. The count only grows, and a
+    // consumer that buffers without limit takes all TOTAL within
+    // milliseconds; so, a while later, it must still be under the bound.
     wait_until("a first batch", || received() > 0).await;
-    let mut first = received();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let now = received();
-        if now == first || std::time::Instant::now() > deadline {
-            break;
-        }
-        first = now;
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(received(), first);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let first = received();
     let bound =
         (vigil_ingest::consumer::OFFSET_BATCH + vigil_ingest::consumer::BATCH_MESSAGES) as u64;
     assert!(
@@ -443,12 +434,10 @@ async fn a_slow_store_pauses_consumption_instead_of_buffering() {
 /// partitions, and still stops when told to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_with_no_broker_stops_when_told() {
-    // A port nothing listens on: bound, then released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port that never answers: bound and kept, never accepted from (a
+    // released port could be taken by another test's broker meanwhile).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
     let config = vigil_ingest::IngestConfig::new(format!("127.0.0.1:{port}"));
     let consumer = start_consumer_with(config, store(), "nobody");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -456,4 +445,5 @@ async fn a_consumer_with_no_broker_stops_when_told() {
     tokio::time::timeout(DEADLINE, consumer.stop())
         .await
         .expect("the consumer stops");
+    drop(silent);
 }
