@@ -107,3 +107,20 @@ fn ingest_with_one_worker_reads_every_sample() {
         "{output:?}"
     );
 }
+
+/// In stream order, more messages than the store's window holds are
+/// refused up front, with the largest count that fits.
+#[test]
+fn ingest_refuses_a_stream_longer_than_the_window() {
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["bench", "ingest", "--messages", "60000"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--messages 60000 span 3000 s")
+            && stderr.contains("at most 35800 messages"),
+        "{stderr}"
+    );
+}

@@ -39,7 +39,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::ingest_fixture::{
-    latency_ms, sample_batch, sample_ts, series_of, DEFAULT_SERVICES, PER_MESSAGE,
+    latency_ms, sample_batch, sample_ts, series_of, DEFAULT_SERVICES, PER_MESSAGE, STREAM_STEP,
 };
 use super::{cpu_between, median, minor_faults, threads_cpu, ThreadCpu};
 use vigil_core::store::{Store, StoreConfig};
@@ -69,7 +69,9 @@ impl rdkafka::consumer::ConsumerContext for AssignedAt {
 /// Options of `vigil bench ingest`.
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
-    /// Messages to produce and consume.
+    /// Messages to produce and consume. In stream order (2,000 samples a
+    /// stream second), at most what the store's window holds: 35,800 for
+    /// the default 30 minutes.
     #[arg(long, default_value_t = 20_000)]
     messages: u64,
     /// Partitions of the topic. The mock cluster keeps about 5 MB per
@@ -187,6 +189,26 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.messages > 0, "--messages must be at least 1");
     anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
+    // In stream order the messages' time advances with their number; past
+    // the store's window (less a slice, for partitions read apart) the
+    // oldest samples would be refused as too old and the Vigil pass would
+    // wait for them until it timed out.
+    if !args.out_of_order {
+        let store = StoreConfig::default();
+        let room = f64::from(store.window_secs.saturating_sub(store.slice_secs));
+        let per_message = PER_MESSAGE as f64 * STREAM_STEP;
+        let span = args.messages as f64 * per_message;
+        anyhow::ensure!(
+            span <= room,
+            "--messages {} span {span:.0} s of stream time ({:.0} samples a second), more than the \
+             store's {} s window allows: the oldest samples would be refused as too old; use at \
+             most {} messages (or --out-of-order)",
+            args.messages,
+            1.0 / STREAM_STEP,
+            store.window_secs,
+            (room / per_message).floor()
+        );
+    }
     let format: Format = args.format.parse()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
