@@ -381,19 +381,16 @@ async fn a_slow_store_pauses_consumption_instead_of_buffering() {
     let all: Vec<(String, SampleBatch)> = (0..TOTAL as u64)
         .map(|i| (format!("k{i}"), batch("checkout", "v1", i, 10)))
         .collect();
-    let payloads: Vec<(String, Vec<u8>)> = all
+    // Enqueued at once (librdkafka copies each payload), then their
+    // deliveries awaited.
+    let deliveries: Vec<_> = all
         .iter()
-        .map(|(key, b)| (key.clone(), b.encode_to_vec()))
-        .collect();
-    // Enqueued at once, then their deliveries awaited.
-    let deliveries: Vec<_> = payloads
-        .iter()
-        .map(|(key, payload)| {
+        .map(|(key, b)| {
             producer
                 .send_result(
                     rdkafka::producer::FutureRecord::to("vigil.samples")
                         .key(key)
-                        .payload(payload),
+                        .payload(&b.encode_to_vec()),
                 )
                 .map_err(|(e, _)| e)
                 .unwrap()
