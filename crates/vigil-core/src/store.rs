@@ -486,29 +486,53 @@ impl Store {
         let slice_secs = f64::from(self.config.slice_secs);
         let mut n = 0;
         for (head, points) in runs {
-            for &(ts, v) in points {
-                let i = n;
-                n += 1;
-                // Fast path: the previous point of this run went into a
-                // group of the same slice, and this one is valid (the
-                // checks of `place`, in its order; any failure takes the
-                // slow path, which gives the error). Its slice is not
-                // newer than `high`, which stays.
+            let mut k = 0;
+            while k < points.len() {
+                // Fast path: the points from `k` on that go where the
+                // previous point of this run went (a group of the same
+                // slice) and are valid: the checks of `place`, in its
+                // order, on the whole stretch first, then its bucket
+                // indices in one loop (two tight loops, not a branchy one
+                // per point with a push). Their slice is not newer than
+                // `high`, which stays. The first point that does not fit
+                // takes the slow path, which gives the error.
                 if let Some(last) = &batch.last {
-                    if std::ptr::eq(last.sample, head) && last.is_distribution && ts.is_finite() {
-                        let slice = floor_i64(ts / slice_secs);
-                        if slice == last.slice && slice > high - window {
-                            if let Ok(scaled) = scaled_value(v) {
-                                if last.folded {
-                                    self.stats.folded_into_other.fetch_add(1, Ordering::Relaxed);
-                                }
-                                batch.groups[last.group].units.push(bucket_index(scaled));
-                                batch.note_judged(slice);
-                                continue;
+                    if std::ptr::eq(last.sample, head)
+                        && last.is_distribution
+                        && last.slice > high - window
+                    {
+                        let slice = last.slice;
+                        let rest = &points[k..];
+                        let fits = rest
+                            .iter()
+                            .take_while(|&&(ts, v)| {
+                                ts.is_finite()
+                                    && floor_i64(ts / slice_secs) == slice
+                                    && value_in_range(v)
+                            })
+                            .count();
+                        if fits > 0 {
+                            if last.folded {
+                                self.stats
+                                    .folded_into_other
+                                    .fetch_add(fits as u64, Ordering::Relaxed);
                             }
+                            batch.groups[last.group].units.extend(
+                                rest[..fits]
+                                    .iter()
+                                    .map(|&(_, v)| bucket_index(scaled_in_range(v))),
+                            );
+                            batch.note_judged_n(slice, fits as u64);
+                            n += fits;
+                            k += fits;
+                            continue;
                         }
                     }
                 }
+                let (ts, v) = points[k];
+                let i = n;
+                n += 1;
+                k += 1;
                 let observation = Observation::Value(v);
                 if let Err(error) = self.batch_one(head, ts, &observation, &mut high, &mut batch) {
                     self.count_rejection(&error);
@@ -1201,8 +1225,13 @@ impl<'s> Batch<'s> {
     /// Counts a sample into `slice` if the judge had read it when the
     /// batch began.
     fn note_judged(&mut self, slice: i64) {
+        self.note_judged_n(slice, 1);
+    }
+
+    /// [`Batch::note_judged`] for `n` samples into `slice`.
+    fn note_judged_n(&mut self, slice: i64, n: u64) {
         if slice < self.judged_before {
-            self.after_judged += 1;
+            self.after_judged += n;
         }
     }
 
@@ -1333,6 +1362,18 @@ impl Group {
     }
 }
 
+/// Whether [`scaled_value`] takes `v` (its checks, as one test).
+#[inline]
+fn value_in_range(v: f64) -> bool {
+    v.is_finite() && v >= 0.0 && v * DISTRIBUTION_SCALE < 4e18
+}
+
+/// [`scaled_value`] of a `v` it takes ([`value_in_range`]).
+#[inline]
+fn scaled_in_range(v: f64) -> u64 {
+    round_u64(v * DISTRIBUTION_SCALE)
+}
+
 /// A distribution value in thousandths of its unit, validated.
 fn scaled_value(v: f64) -> Result<u64, CoreError> {
     if !v.is_finite() {
@@ -1350,6 +1391,7 @@ fn scaled_value(v: f64) -> Result<u64, CoreError> {
     let scaled = v * DISTRIBUTION_SCALE;
     // HDR's layout covers values up to 2^62 or so. (Floats this close to
     // 4e18 are integers: the bound holds before rounding as after.)
+    // `value_in_range` holds the same checks.
     if scaled >= 4e18 {
         return Err(CoreError::TooLarge {
             what: "value",
