@@ -109,9 +109,18 @@ fn ingest_with_one_worker_reads_every_sample() {
 }
 
 /// In stream order, more messages than the store's window holds are
-/// refused up front, with the largest count that fits.
+/// refused up front, with the largest count that fits; `--help` gives the
+/// same count (written out there, so it must follow the store's default
+/// window).
 #[test]
 fn ingest_refuses_a_stream_longer_than_the_window() {
+    let help = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["bench", "ingest", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("35,800 for the default 30 minutes"), "{help}");
     let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["bench", "ingest", "--messages", "60000"])
         .output()
