@@ -135,15 +135,19 @@ async fn every_sample_is_recorded_exactly_once_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_created_after_the_start_is_consumed_exactly_once() {
     let broker = broker().await;
+    // A topic that exists from the start: once its partitions are
+    // assigned (the consumer is ready), the consumer has looked up the
+    // partitions of every topic, so the late one is certainly created
+    // after that look-up, however slowly the consumer started.
+    broker.create_topic("early.samples", 1).unwrap();
     let producer = producer(&broker);
     let store = store();
     let expected = Store::new(store.config().clone());
     let start = |group: &str| {
         let mut config = vigil_ingest::IngestConfig::new(broker.bootstrap_servers());
-        config.topics = vec![vigil_ingest::TopicConfig::new(
-            "late.samples",
-            vigil_ingest::Format::Samples,
-        )];
+        config.topics = ["early.samples", "late.samples"]
+            .map(|t| vigil_ingest::TopicConfig::new(t, vigil_ingest::Format::Samples))
+            .to_vec();
         // librdkafka looks for new topics every 5 minutes by default.
         config.client_properties = vec![(
             "topic.metadata.refresh.interval.ms".to_owned(),
@@ -152,9 +156,10 @@ async fn a_topic_created_after_the_start_is_consumed_exactly_once() {
         start_consumer_with(config, store.clone(), group)
     };
     let consumer = start("late");
-    // Its partitions are looked up within milliseconds of the start (the
-    // group is not joined, hence not ready, until the topic exists).
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    wait_until("the early topic's assignment", || {
+        consumer.metrics.is_ready()
+    })
+    .await;
     broker.create_topic("late.samples", 2).unwrap();
     let first = batches(0..10);
     let second = batches(10..20);
