@@ -1362,10 +1362,10 @@ impl Group {
     }
 }
 
-/// Whether [`scaled_value`] takes `v` (its checks, as one test).
+/// Whether [`scaled_value`] takes `v` (inlined, only its checks remain).
 #[inline]
 fn value_in_range(v: f64) -> bool {
-    v.is_finite() && v >= 0.0 && v * DISTRIBUTION_SCALE < 4e18
+    scaled_value(v).is_ok()
 }
 
 /// [`scaled_value`] of a `v` it takes ([`value_in_range`]).
@@ -1375,6 +1375,7 @@ fn scaled_in_range(v: f64) -> u64 {
 }
 
 /// A distribution value in thousandths of its unit, validated.
+#[inline]
 fn scaled_value(v: f64) -> Result<u64, CoreError> {
     if !v.is_finite() {
         return Err(CoreError::NotFinite {
@@ -1391,14 +1392,13 @@ fn scaled_value(v: f64) -> Result<u64, CoreError> {
     let scaled = v * DISTRIBUTION_SCALE;
     // HDR's layout covers values up to 2^62 or so. (Floats this close to
     // 4e18 are integers: the bound holds before rounding as after.)
-    // `value_in_range` holds the same checks.
     if scaled >= 4e18 {
         return Err(CoreError::TooLarge {
             what: "value",
             value: v,
         });
     }
-    Ok(round_u64(scaled))
+    Ok(scaled_in_range(v))
 }
 
 /// `x.floor() as i64` (saturating the same way), without a call into
